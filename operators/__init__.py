@@ -1,0 +1,62 @@
+"""Media and AI operators, and their registry.
+
+Importing this package registers every built-in operator, so a Dask worker that
+unpickles a task sees the same registry as the process that built the graph.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+
+from operators.context import EVENTS_TOPIC, OpContext
+from operators.errors import (
+    MediaError,
+    OperatorError,
+    OperatorParamsError,
+    PathOutsideRootError,
+    UnknownOperatorError,
+)
+from operators.registry import REGISTRY, NoParams, OperatorRegistry, OperatorSpec, get_operator, operator
+from operators.storage import Storage, safe_relpath
+from operators.types import Frozen, SourceRef, StoredFile
+
+__all__ = [
+    "EVENTS_TOPIC",
+    "REGISTRY",
+    "Frozen",
+    "MediaError",
+    "NoParams",
+    "OpContext",
+    "OperatorError",
+    "OperatorParamsError",
+    "OperatorRegistry",
+    "OperatorSpec",
+    "PathOutsideRootError",
+    "SourceRef",
+    "Storage",
+    "StoredFile",
+    "UnknownOperatorError",
+    "get_operator",
+    "operator",
+    "safe_relpath",
+]
+
+# Each subpackage (media, speech, util, ...) registers its operators on import.
+_BUILTIN_PACKAGES = ("operators.util", "operators.media", "operators.speech")
+
+
+def _load_builtins() -> None:
+    for pkg_name in _BUILTIN_PACKAGES:
+        try:
+            pkg = importlib.import_module(pkg_name)
+        except ModuleNotFoundError as exc:
+            if exc.name == pkg_name:
+                continue
+            raise
+        for info in pkgutil.iter_modules(pkg.__path__):
+            if not info.name.startswith("_"):
+                importlib.import_module(f"{pkg_name}.{info.name}")
+
+
+_load_builtins()

@@ -1,0 +1,59 @@
+"""What an operator knows about the task it runs in, and how it reports progress.
+
+:class:`OpContext` is a frozen value built by the graph engine and shipped with each task.
+Messages and progress travel as Dask worker events on :data:`EVENTS_TOPIC`; the
+dispatcher subscribes to that topic and writes them into the job record, so a worker
+never needs a connection to Redis.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from operators.storage import Storage
+
+__all__ = ["EVENTS_TOPIC", "OpContext"]
+
+EVENTS_TOPIC = "ave-job-events"
+_log = logging.getLogger("operators")
+
+
+@dataclass(frozen=True, slots=True)
+class OpContext:
+    """The job, node and fan-out position of one task, and the storage it reads and writes."""
+
+    job_id: str
+    node: str
+    storage: Storage
+    key: str = ""
+    index: int | None = None
+    count: int | None = None
+    attempt: int = 1
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def output_path(self, name: str) -> str:
+        """A storage path for an output of this job: ``jobs/<job_id>/<name>``."""
+        return f"jobs/{self.job_id}/{name}"
+
+    def log(self, message: str) -> None:
+        """Add a line to the job's ``result_payload.log``."""
+        self._emit({"kind": "log", "message": message})
+
+    def progress(self, fraction: float) -> None:
+        """Report how far this task is, in [0, 1]; the job's progress moves by its share."""
+        self._emit({"kind": "progress", "fraction": min(1.0, max(0.0, float(fraction)))})
+
+    def _emit(self, event: dict[str, Any]) -> None:
+        event.update(job_id=self.job_id, node=self.node, key=self.key, time=time.time())
+        try:
+            from distributed import get_worker
+
+            worker = get_worker()
+        except (ImportError, ValueError):
+            # Not inside a Dask worker (a direct call, e.g. from a test or a script).
+            _log.info("%s %s: %s", self.job_id, self.node, event.get("message", event))
+            return
+        worker.log_event(EVENTS_TOPIC, event)

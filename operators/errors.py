@@ -1,0 +1,53 @@
+"""Errors raised by operators and the registry.
+
+Every error here pickles with its message intact, because Dask ships exceptions from
+workers back to the dispatcher, which turns them into the job's ``error_message``.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+__all__ = [
+    "MediaError",
+    "OperatorError",
+    "OperatorParamsError",
+    "PathOutsideRootError",
+    "UnknownOperatorError",
+    "did_you_mean",
+]
+
+
+def did_you_mean(name: str, candidates: Iterable[str]) -> str:
+    """Return `` Did you mean 'x'?`` for the closest candidate, or an empty string."""
+    close = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.5)
+    return f" Did you mean '{close[0]}'?" if close else ""
+
+
+class OperatorError(Exception):
+    """An operator could not do its work; the message is meant for a person."""
+
+
+class MediaError(OperatorError):
+    """The media could not be read or written (corrupt, truncated, not media, no such stream)."""
+
+
+class PathOutsideRootError(OperatorError, ValueError):
+    """A media path is absolute, climbs with ``..`` or follows a symlink out of the media root."""
+
+
+class UnknownOperatorError(KeyError):
+    """A graph names an operator that is not registered."""
+
+    def __init__(self, name: str, known: Iterable[str] = ()) -> None:
+        self.name = name
+        self.known = tuple(sorted(known))
+        super().__init__(name, self.known)
+
+    def __str__(self) -> str:
+        return f"Unknown operator '{self.name}'.{did_you_mean(self.name, self.known)}"
+
+
+class OperatorParamsError(ValueError):
+    """A graph gives an operator params that its params model rejects."""

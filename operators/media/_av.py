@@ -1,0 +1,173 @@
+"""PyAV plumbing shared by the media operators: opening inputs, readable errors, progress, sizes.
+
+Nothing here is an operator (the leading underscore keeps the registry loader away).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import av
+import av.logging
+import numpy as np
+
+from operators.context import OpContext
+from operators.errors import MediaError
+
+# Formats FFmpeg will happily "open" that are not audio or video for our purposes.
+_NOT_MEDIA_FORMATS = {"tty"}
+_NOT_MEDIA_CODECS = {"ansi", "bintext", "xbin", "idf"}
+
+
+def _describe(exc: BaseException) -> str:
+    """The most useful line of an FFmpeg error: the demuxer's own complaint when there is one."""
+    for arg in getattr(exc, "args", ())[3:]:
+        if isinstance(arg, tuple) and len(arg) == 3 and isinstance(arg[2], str):
+            return arg[2].strip()
+    return getattr(exc, "strerror", None) or str(exc)
+
+
+def media_error(what: str, exc: BaseException) -> MediaError:
+    detail = _describe(exc)
+    hint = "it is truncated or corrupt" if isinstance(exc, av.error.InvalidDataError | av.error.EOFError) else "it is damaged or in an unsupported format"
+    return MediaError(f"{what}: {hint} ({detail})")
+
+
+@contextmanager
+def _error_log() -> Iterator[None]:
+    # PyAV keeps FFmpeg's log off by default; with it on at ERROR the exception carries the
+    # demuxer's own words ("moov atom not found"), which is what a person can act on.
+    previous = av.logging.get_level()
+    av.logging.set_level(av.logging.ERROR)
+    try:
+        with av.logging.Capture(True):
+            yield
+    finally:
+        av.logging.set_level(previous)
+
+
+def _looks_like_text(path: Path | str) -> bool:
+    # FFmpeg picks a demuxer by extension when nothing matches, so a text file named .mp4
+    # fails with "moov atom not found"; say what it really is instead.
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4096)
+    except OSError:
+        return False
+    if not head or b"\x00" in head:
+        return False
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return sum(ch.isprintable() or ch in "\r\n\t" for ch in text) / len(text) > 0.95
+
+
+@contextmanager
+def open_input(path: Path | str, what: str = "The source file could not be read as media") -> Iterator[Any]:
+    """``av.open`` for reading; every failure becomes a :class:`MediaError` a person can act on."""
+    try:
+        with _error_log():
+            container = av.open(str(path), metadata_errors="replace")
+    except av.error.FileNotFoundError as exc:
+        raise MediaError(f"{what}: the file does not exist") from exc
+    except av.error.FFmpegError as exc:
+        if _looks_like_text(path):
+            raise MediaError(f"{what}: it looks like a text file, not audio or video") from None
+        if Path(path).stat().st_size == 0:
+            raise MediaError(f"{what}: the file is empty") from None
+        raise media_error(what, exc) from None
+    with container:
+        if container.format.name in _NOT_MEDIA_FORMATS or any(
+            s.codec_context is not None and s.codec_context.name in _NOT_MEDIA_CODECS for s in container.streams
+        ):
+            raise MediaError(f"{what}: it looks like a text file, not audio or video")
+        try:
+            yield container
+        except av.error.FFmpegError as exc:
+            raise media_error(what, exc) from None
+
+
+class Progress:
+    """Calls ``ctx.progress`` at most every ``interval`` seconds (events are not free)."""
+
+    def __init__(self, ctx: OpContext | None, interval: float = 0.5) -> None:
+        self.ctx, self.interval, self._last = ctx, interval, time.monotonic()
+
+    def __call__(self, fraction: float) -> None:
+        now = time.monotonic()
+        if self.ctx is not None and now - self._last >= self.interval:
+            self._last = now
+            self.ctx.progress(fraction)
+
+    def done(self) -> None:
+        if self.ctx is not None:
+            self.ctx.progress(1.0)
+
+
+def mp4_options(time_base: Fraction, faststart: bool = False) -> dict[str, str]:
+    """MP4 muxer options that keep timestamps exact.
+
+    An edit list (written whenever the first frame is not at 0, or B-frames make the first
+    dts negative) is stored in the movie time scale, 1/1000 s by default, which shifts
+    29.97 fps frames by a fraction of a tick; using the video's own time scale keeps it exact.
+    """
+    options = {"movie_timescale": str(time_base.denominator)}
+    if faststart:
+        options["movflags"] = "+faststart"
+    return options
+
+
+def even(value: float) -> int:
+    """Nearest even integer, at least 2: 4:2:0 chroma and most encoders need even sizes."""
+    return max(2, int(round(value / 2.0)) * 2)
+
+
+def fit_height(display_w: int, display_h: int, height: int) -> tuple[int, int]:
+    """Display size scaled to ``height`` (never above the source), aspect kept, both even."""
+    h = even(min(height, display_h))
+    w = even(display_w * h / display_h)
+    return w, h
+
+
+def coded_size(display_size: tuple[int, int], rotation: int) -> tuple[int, int]:
+    """The stored picture size that shows as ``display_size`` once turned by ``rotation``."""
+    w, h = display_size
+    return (h, w) if rotation % 180 else (w, h)
+
+
+def rotate_rgb(image: np.ndarray, rotation: int) -> np.ndarray:
+    """Turn a decoded picture the way a player would (``rotation`` is counter-clockwise)."""
+    k = (rotation // 90) % 4
+    return np.ascontiguousarray(np.rot90(image, k=k)) if k else image
+
+
+def frame_rotation(rotation: float | int | None) -> int:
+    """Snap a display-matrix angle to 0/90/180/270 counter-clockwise."""
+    return int(round((rotation or 0) / 90.0)) % 4 * 90
+
+
+def encode_jpeg(rgb: np.ndarray, path: Path, quality: int = 4) -> None:
+    """Write an RGB array as a baseline JPEG with FFmpeg's mjpeg encoder (``quality``: 2 best .. 31)."""
+    frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuvj420p")
+    cc = av.CodecContext.create("mjpeg", "w")
+    cc.width, cc.height, cc.pix_fmt = frame.width, frame.height, "yuvj420p"
+    cc.time_base = Fraction(1, 25)
+    cc.qscale = True
+    cc.global_quality = quality * 118  # FF_QP2LAMBDA: mjpeg reads quality as a lambda.
+    frame.pts = 0
+    # An mjpeg packet is a complete JFIF image, so no muxer is needed.
+    data = b"".join(bytes(p) for p in [*cc.encode(frame), *cc.encode(None)])
+    path.write_bytes(data)
+
+
+def frame_to_rgb(frame: Any, width: int, height: int, rotation: int) -> np.ndarray:
+    """Scale a decoded frame (coded orientation) and turn it upright, as an RGB array."""
+    coded_w, coded_h = coded_size((width, height), rotation)
+    rgb = frame.reformat(width=coded_w, height=coded_h, format="rgb24", interpolation="BICUBIC").to_ndarray()
+    return rotate_rgb(rgb, rotation)

@@ -1,0 +1,229 @@
+"""``media.join_chunks``: remux the encoded chunks and the audio track into one proxy per rendition.
+
+Nothing is re-encoded: packets are copied, interleaved by time, into a faststart MP4
+(moov first, so a browser can start playing before the download ends). Every output
+is then demuxed again and checked: exact frame count, and audio/video alignment.
+
+Audio-only sources have no chunks; their proxy is the AAC track itself, copied to
+``proxy/audio_proxy.m4a`` with kind ``"proxy"`` so the editor always finds one.
+"""
+
+from __future__ import annotations
+
+import heapq
+import shutil
+from collections.abc import Iterator
+from contextlib import ExitStack
+from fractions import Fraction
+from typing import Any
+
+import av
+from pydantic import BaseModel, ConfigDict, Field
+
+from operators.context import OpContext
+from operators.errors import MediaError
+from operators.media._av import Progress, mp4_options, open_input
+from operators.media.info import ChunkOutput, MediaInfo
+from operators.registry import operator
+from operators.types import StoredFile
+
+__all__ = ["JoinParams", "check_parts", "join_chunks"]
+
+
+class JoinParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    #: Re-read each proxy and check frame count and A/V alignment (cheap: demux only).
+    verify: bool = True
+    #: Allowed change of the audio/video offset, in frame durations.
+    max_drift_frames: float = Field(1.0, gt=0)
+
+
+def check_parts(parts: list[ChunkOutput], info: MediaInfo) -> list[ChunkOutput]:
+    """The parts in chunk order, after checking they tile the video stream exactly."""
+    video = info.video
+    assert video is not None
+    ordered = sorted(parts, key=lambda p: p.chunk.index)
+    count = len(ordered)
+    indexes = [p.chunk.index for p in ordered]
+    if indexes != list(range(count)) or any(p.chunk.count != count for p in ordered):
+        raise MediaError(f"The chunks to join are incomplete or duplicated: got chunk numbers {indexes} of {count}")
+    if ordered[0].chunk.start_pts != video.start_pts:
+        raise MediaError("The first chunk does not start at the source's first frame")
+    for a, b in zip(ordered, ordered[1:], strict=False):
+        if a.chunk.end_pts != b.chunk.start_pts:
+            kind = "gap" if a.chunk.end_pts < b.chunk.start_pts else "overlap"
+            raise MediaError(f"Chunks {a.chunk.index + 1} and {b.chunk.index + 1} do not meet: there is a {kind} at {a.chunk.end:.3f}s")
+    for p in ordered:
+        c = p.chunk
+        if p.frame_count != c.frame_count or not (c.start_pts <= p.first_pts <= p.last_pts < c.end_pts):
+            raise MediaError(
+                f"Chunk {c.index + 1}/{count} holds {p.frame_count} frames where the source has {c.frame_count} "
+                f"({c.start:.3f}s–{c.end:.3f}s)"
+            )
+    total = sum(p.frame_count for p in ordered)
+    if total != video.frame_count:
+        raise MediaError(f"The chunks hold {total} frames but the source has {video.frame_count}")
+    names = [sorted(r.rendition for r in p.renditions) for p in ordered]
+    if any(n != names[0] for n in names):
+        raise MediaError("The chunks were not all encoded at the same renditions")
+    return ordered
+
+
+def _offset(seconds: Fraction, time_base: Fraction) -> int:
+    return round(seconds / time_base)
+
+
+def _video_packets(ctx: OpContext, paths: list[str], origin: Fraction, out_stream: Any) -> Iterator[tuple[float, int, Any]]:
+    extradata = None
+    for i, path in enumerate(paths):
+        with ctx.storage.reading(path) as local, open_input(local, f"Encoded chunk {i + 1} could not be read") as c:
+            stream = c.streams.video[0]
+            if extradata is None:
+                extradata = stream.codec_context.extradata
+            elif stream.codec_context.extradata != extradata:
+                # One avcC box serves the whole track, so every chunk must share its SPS/PPS.
+                raise MediaError(f"Encoded chunk {i + 1} was made with different encoder settings than chunk 1")
+            shift = _offset(origin, stream.time_base)
+            for packet in c.demux(stream):
+                if packet.size == 0:
+                    continue
+                packet.pts -= shift
+                packet.dts -= shift
+                packet.stream = out_stream
+                yield float(packet.dts * packet.time_base), 0, packet
+
+
+def _audio_packets(container: Any, origin: Fraction, out_stream: Any) -> Iterator[tuple[float, int, Any]]:
+    stream = container.streams.audio[0]
+    shift = _offset(origin, stream.time_base)
+    for packet in container.demux(stream):
+        if packet.size == 0:
+            continue
+        packet.pts -= shift
+        packet.dts -= shift
+        packet.stream = out_stream
+        yield float(packet.dts * packet.time_base), 1, packet
+
+
+def _measure(local: Any) -> dict[str, Any]:
+    """Frame count and stream spans of a written proxy, from its packets."""
+    result: dict[str, Any] = {}
+    with open_input(local, "The joined proxy could not be read back") as c:
+        v = c.streams.video[0]
+        pts = [p.pts for p in c.demux(v) if p.size]
+        result["frames"] = len(pts)
+        result["video_start"] = float(min(pts) * v.time_base) if pts else 0.0
+        result["video_duration"] = float(v.duration * v.time_base) if v.duration else 0.0
+        if c.streams.audio:
+            a = c.streams.audio[0]
+            result["audio_start"] = float((a.start_time or 0) * a.time_base)
+            result["audio_duration"] = float(a.duration * a.time_base) if a.duration else 0.0
+        result["moov_first"] = _moov_first(local)
+    return result
+
+
+def _moov_first(local: Any) -> bool:
+    with open(local, "rb") as f:
+        while header := f.read(8):
+            if len(header) < 8:
+                return False
+            size, kind = int.from_bytes(header[:4], "big"), header[4:8]
+            if kind in (b"moov", b"mdat"):
+                return kind == b"moov"
+            if size == 1:
+                size = int.from_bytes(f.read(8), "big") - 8
+            f.seek(size - 8, 1)
+    return False
+
+
+def _audio_only(audio: StoredFile, info: MediaInfo, ctx: OpContext) -> list[StoredFile]:
+    path = ctx.output_path("proxy/audio_proxy.m4a")
+    with ctx.storage.reading(audio.path) as local, ctx.storage.writing(path) as tmp:
+        shutil.copyfile(local, tmp)
+    meta = {"audio_only": True, "height": 0, "width": 0, "frame_count": 0, "duration": info.audio.duration if info.audio else info.duration}
+    ctx.log("Audio-only source: the proxy is the AAC track")
+    return [StoredFile(path=path, kind="proxy", content_type="audio/mp4", size=ctx.storage.size(path), meta=meta)]
+
+
+@operator("media.join_chunks", weight=2)
+def join_chunks(
+    parts: list[ChunkOutput],
+    info: MediaInfo,
+    audio: StoredFile | None = None,
+    *,
+    params: JoinParams,
+    ctx: OpContext,
+) -> list[StoredFile]:
+    """Remux the chunks (+ audio) into one faststart MP4 per rendition, and verify it."""
+    video = info.video
+    if video is None or not parts:
+        if video is not None:
+            raise MediaError("The source has video but no encoded chunks were given to join")
+        return _audio_only(audio, info, ctx) if audio is not None else []
+    ordered = check_parts(parts, info)
+    origin = Fraction(video.start_pts) * video.tb
+    progress = Progress(ctx)
+    outputs: list[StoredFile] = []
+    renditions = sorted({r.rendition for r in ordered[0].renditions}, reverse=True)
+    for n, rendition in enumerate(renditions):
+        files = [next(r for r in p.renditions if r.rendition == rendition) for p in ordered]
+        path = ctx.output_path(f"proxy/{rendition}p.mp4")
+        with ctx.storage.writing(path) as tmp:
+            with ExitStack() as stack:
+                out = stack.enter_context(av.open(str(tmp), "w", format="mp4", options=mp4_options(video.tb, faststart=True)))
+                with ctx.storage.reading(files[0].path) as first, open_input(first) as c0:
+                    out_v = out.add_stream_from_template(c0.streams.video[0])
+                out_v.time_base = video.tb
+                if video.rotation:
+                    out_v.set_display_rotation(video.rotation)
+                streams = [_video_packets(ctx, [f.path for f in files], origin, out_v)]
+                if audio is not None:
+                    audio_local = stack.enter_context(ctx.storage.reading(audio.path))
+                    ain = stack.enter_context(open_input(audio_local, "The encoded audio track could not be read"))
+                    out_a = out.add_stream_from_template(ain.streams.audio[0])
+                    streams.append(_audio_packets(ain, origin, out_a))
+                # Interleaved by time as we go, so the muxer never buffers a whole stream.
+                for muxed, (_, _, packet) in enumerate(heapq.merge(*streams, key=lambda t: (t[0], t[1]))):
+                    out.mux(packet)
+                    progress((n + min(0.99, muxed / (video.frame_count * 2))) / len(renditions))
+            if params.verify:
+                _verify(_measure(tmp), info, audio is not None, rendition, params)
+        meta = {
+            "rendition": rendition,
+            "height": files[0].height,
+            "width": files[0].width,
+            "frame_count": video.frame_count,
+            "duration": video.duration,
+            "fps": video.fps,
+            "has_audio": audio is not None,
+        }
+        outputs.append(
+            StoredFile(path=path, kind="proxy", content_type="video/mp4", size=ctx.storage.size(path), meta=meta)
+        )
+        ctx.log(f"Joined {len(files)} chunks into the {rendition}p proxy ({video.frame_count} frames)")
+    progress.done()
+    return outputs
+
+
+def _verify(measured: dict[str, Any], info: MediaInfo, with_audio: bool, rendition: int, params: JoinParams) -> None:
+    video = info.video
+    assert video is not None
+    name = f"The {rendition}p proxy"
+    if measured["frames"] != video.frame_count:
+        raise MediaError(f"{name} has {measured['frames']} frames but the source has {video.frame_count}")
+    if not measured["moov_first"]:
+        raise MediaError(f"{name} is not faststart: its index is not at the front of the file")
+    if with_audio and info.audio is not None:
+        if "audio_start" not in measured:
+            raise MediaError(f"{name} lost its audio track")
+        frame = video.frame_duration * params.max_drift_frames
+        src_offset = info.audio.start_seconds - float(video.start_pts * video.tb)
+        src_end = src_offset + info.audio.duration - video.duration
+        out_offset = measured["audio_start"] - measured["video_start"]
+        out_end = out_offset + measured["audio_duration"] - measured["video_duration"]
+        drift = max(abs(out_offset - src_offset), abs(out_end - src_end))
+        if drift >= frame:
+            raise MediaError(
+                f"{name} drifts out of sync: audio moves {drift * 1000:.1f} ms against video "
+                f"(allowed: under {frame * 1000:.1f} ms)"
+            )

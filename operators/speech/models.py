@@ -1,0 +1,102 @@
+"""Values passed between the speech operators; every time is in seconds on the source timeline."""
+
+from __future__ import annotations
+
+from pydantic import model_validator
+
+from operators.types import Frozen, StoredFile
+
+__all__ = [
+    "CaptionFiles",
+    "SpeechMap",
+    "Transcript",
+    "TranscriptSegment",
+    "Window",
+    "WindowTranscript",
+    "Word",
+]
+
+Span = tuple[float, float]
+
+
+class SpeechMap(Frozen):
+    """Where the VAD heard speech: ``segments`` (padded), in time order.
+
+    ``pauses`` are the brief dips inside segments (too short, under ``min_silence_ms``,
+    to end one), in time order: where ``speech.plan_windows`` cuts a segment that is too
+    long for one Whisper window.
+    """
+
+    duration: float
+    segments: tuple[Span, ...] = ()
+    pauses: tuple[Span, ...] = ()
+
+    @model_validator(mode="after")
+    def _ordered(self) -> SpeechMap:
+        for start, end in self.segments:
+            if not (0.0 <= start <= end <= self.duration + 1e-6):
+                raise ValueError(f"speech segment ({start}, {end}) is outside [0, {self.duration}]")
+        return self
+
+    @property
+    def speech_seconds(self) -> float:
+        return sum(end - start for start, end in self.segments)
+
+
+class Window(Frozen):
+    """One Whisper call's worth of audio: [start, end) and the speech segments inside it."""
+
+    index: int
+    count: int
+    start: float
+    end: float
+    segments: tuple[Span, ...] = ()
+
+    @property
+    def duration(self) -> float:
+        return self.end - self.start
+
+
+class Word(Frozen):
+    word: str
+    start: float
+    end: float
+    probability: float
+
+
+class TranscriptSegment(Frozen):
+    start: float
+    end: float
+    text: str
+    words: tuple[Word, ...] = ()
+
+
+class WindowTranscript(Frozen):
+    """What Whisper said about one window, already offset to the source timeline."""
+
+    index: int
+    start: float
+    end: float
+    language: str
+    segments: tuple[TranscriptSegment, ...] = ()
+
+
+class Transcript(Frozen):
+    language: str
+    duration: float
+    segments: tuple[TranscriptSegment, ...] = ()
+
+    @property
+    def text(self) -> str:
+        return " ".join(s.text for s in self.segments if s.text)
+
+    @property
+    def words(self) -> list[Word]:
+        return [w for s in self.segments for w in s.words]
+
+
+class CaptionFiles(Frozen):
+    transcript: StoredFile
+    srt: StoredFile
+    vtt: StoredFile
+    text: StoredFile

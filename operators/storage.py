@@ -1,0 +1,151 @@
+"""Media storage: a local folder by default, or any fsspec URL (``s3://bucket/prefix``).
+
+A :class:`Storage` is a small frozen value, so it pickles to workers; a worker needs only
+this and its task's arguments. Every path that reaches storage is relative to the root
+and checked by :func:`safe_relpath`, so nothing outside the media root is ever touched.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import IO, Any
+
+from operators.errors import PathOutsideRootError
+
+__all__ = ["Storage", "safe_relpath"]
+
+
+def safe_relpath(path: str) -> str:
+    """Normalise a storage path, refusing absolute paths and ``..``.
+
+    Returns the posix form, e.g. ``"uploads/a.mp4"``.
+    """
+    if not isinstance(path, str) or not path.strip():
+        raise PathOutsideRootError("media path must be a non-empty relative path")
+    if "\x00" in path:
+        raise PathOutsideRootError("media path contains a NUL byte")
+    raw = path.replace("\\", "/")
+    if raw.startswith("/") or PurePosixPath(raw).is_absolute() or (len(raw) > 1 and raw[1] == ":"):
+        raise PathOutsideRootError(f"media path '{path}' must be relative to the media root, not absolute")
+    parts = [p for p in PurePosixPath(raw).parts if p not in ("", ".")]
+    if any(p == ".." for p in parts):
+        raise PathOutsideRootError(f"media path '{path}' must not contain '..'")
+    if not parts:
+        raise PathOutsideRootError(f"media path '{path}' names the media root itself, not a file")
+    return "/".join(parts)
+
+
+@dataclass(frozen=True, slots=True)
+class Storage:
+    """The media root: ``url`` is a local directory or an fsspec URL."""
+
+    url: str
+
+    @property
+    def is_local(self) -> bool:
+        return "://" not in self.url or self.url.startswith("file://")
+
+    @property
+    def local_root(self) -> Path:
+        root = self.url[len("file://") :] if self.url.startswith("file://") else self.url
+        return Path(root).resolve()
+
+    def _fs(self) -> tuple[Any, str]:
+        import fsspec
+
+        fs, root = fsspec.core.url_to_fs(self.url)
+        return fs, root.rstrip("/")
+
+    def local_path(self, path: str) -> Path:
+        """The local file for ``path``; symlinks that leave the root are refused."""
+        rel = safe_relpath(path)
+        root = self.local_root
+        full = (root / rel).resolve()
+        if full != root and root not in full.parents:
+            raise PathOutsideRootError(f"media path '{path}' leaves the media root")
+        return full
+
+    def _remote(self, path: str) -> str:
+        _, root = self._fs()
+        return f"{root}/{safe_relpath(path)}"
+
+    def exists(self, path: str) -> bool:
+        if self.is_local:
+            return self.local_path(path).is_file()
+        fs, _ = self._fs()
+        return bool(fs.isfile(self._remote(path)))
+
+    def size(self, path: str) -> int:
+        if self.is_local:
+            return self.local_path(path).stat().st_size
+        fs, _ = self._fs()
+        return int(fs.size(self._remote(path)))
+
+    def open(self, path: str, mode: str = "rb") -> IO[bytes]:
+        """A binary file object; writes create parent folders."""
+        if self.is_local:
+            full = self.local_path(path)
+            if "w" in mode or "a" in mode:
+                full.parent.mkdir(parents=True, exist_ok=True)
+            return open(full, mode)  # noqa: SIM115  (the caller closes it)
+        fs, _ = self._fs()
+        return fs.open(self._remote(path), mode)
+
+    def delete(self, path: str) -> None:
+        if self.is_local:
+            self.local_path(path).unlink(missing_ok=True)
+        else:
+            fs, _ = self._fs()
+            fs.rm(self._remote(path))
+
+    @contextmanager
+    def reading(self, path: str) -> Iterator[Path]:
+        """A local file to read ``path`` from; remote objects are fetched to a temp file first."""
+        if self.is_local:
+            full = self.local_path(path)
+            if not full.is_file():
+                raise FileNotFoundError(f"media file '{path}' does not exist in storage")
+            yield full
+            return
+        fs, _ = self._fs()
+        with tempfile.TemporaryDirectory(prefix="ave-in-") as tmp:
+            local = Path(tmp) / PurePosixPath(path).name
+            fs.get(self._remote(path), str(local))
+            yield local
+
+    @contextmanager
+    def writing(self, path: str) -> Iterator[Path]:
+        """A local temp file to write; it appears at ``path`` only if the block succeeds.
+
+        Writing beside the target and renaming means a reader never sees half a file,
+        and a retried task simply overwrites what an earlier try left.
+        """
+        rel = safe_relpath(path)
+        if self.is_local:
+            final = self.local_path(rel)
+            final.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp_name = tempfile.mkstemp(prefix=".tmp-", suffix=final.suffix, dir=final.parent)
+            os.close(fd)
+            tmp = Path(tmp_name)
+            try:
+                yield tmp
+                os.replace(tmp, final)
+            finally:
+                tmp.unlink(missing_ok=True)
+            return
+        fs, _ = self._fs()
+        with tempfile.TemporaryDirectory(prefix="ave-out-") as tmpdir:
+            tmp = Path(tmpdir) / PurePosixPath(rel).name
+            yield tmp
+            fs.put(str(tmp), self._remote(rel))
+
+    def put_file(self, local: Path, path: str) -> None:
+        """Copy a local file into storage at ``path``."""
+        with self.writing(path) as tmp:
+            shutil.copyfile(local, tmp)

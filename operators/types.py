@@ -1,0 +1,38 @@
+"""Values that pass between operators, and from operators into job outputs.
+
+They are frozen pydantic models: cheap to pickle to workers, JSON-ready for
+``result_payload.outputs``, and they never hold PyAV objects.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict
+
+__all__ = ["Frozen", "SourceRef", "StoredFile"]
+
+
+class Frozen(BaseModel):
+    """Base for values exchanged between tasks."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class SourceRef(Frozen):
+    """A job's source media: a path relative to the media root, and the asset it came from."""
+
+    path: str
+    asset_id: str | None = None
+
+
+class StoredFile(Frozen):
+    """A file an operator wrote to storage.
+
+    The dispatcher registers every ``StoredFile`` found in a job's outputs as an asset
+    of the given ``kind``, so each output is downloadable the same way.
+    """
+
+    path: str
+    kind: str
+    content_type: str
+    size: int
+    meta: dict[str, object] = {}

@@ -1,0 +1,87 @@
+"""A validated graph: what the loader produces and the runner executes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel
+
+from operators.registry import OperatorSpec
+from pipelines.refs import Ref
+from pipelines.spec import ChainSpec, GraphSpec
+
+__all__ = ["Graph", "Node"]
+
+
+@dataclass(frozen=True, slots=True)
+class Node:
+    """One node, with its operator looked up, params validated and references parsed."""
+
+    name: str
+    op: OperatorSpec
+    params: BaseModel
+    inputs: dict[str, Any]
+    map: Ref | None
+    deps: frozenset[str]
+    weight: float
+    retries: int
+    resources: dict[str, float]
+    params_template: dict[str, Any] | None = None
+
+    def bind_params(self, values: dict[str, Any]) -> BaseModel:
+        """The params with ``$payload`` references filled in from a job's values."""
+        if self.params_template is None:
+            return self.params
+        from pipelines.refs import Literal_, Ref
+        from pipelines.task import access
+
+        def fill(value: Any) -> Any:
+            if isinstance(value, Literal_):
+                return value.value
+            if isinstance(value, Ref):
+                return access(values.get(value.name), value.path)
+            if isinstance(value, dict):
+                return {k: fill(v) for k, v in value.items()}
+            if isinstance(value, list):
+                return [fill(v) for v in value]
+            return value
+
+        filled = fill(self.params_template)
+        return self.op.parse_params({k: v for k, v in filled.items() if v is not None})
+
+    @property
+    def mapped(self) -> bool:
+        return self.map is not None
+
+
+@dataclass(frozen=True, slots=True)
+class Graph:
+    """A loaded graph; ``nodes`` are in a topological order."""
+
+    spec: GraphSpec
+    file: str
+    nodes: dict[str, Node]
+    outputs: dict[str, Any]
+    chains: tuple[ChainSpec, ...] = field(default=())
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def total_weight(self) -> float:
+        return sum(node.weight for node in self.nodes.values())
+
+    def describe(self) -> dict[str, Any]:
+        """A JSON summary for the API: inputs, nodes and outputs."""
+        return {
+            "name": self.spec.name,
+            "description": self.spec.description,
+            "inputs": {k: v.model_dump(exclude_defaults=True) for k, v in self.spec.inputs.items()},
+            "nodes": {
+                n.name: {"op": n.op.name, "map": n.map.text if n.map else None, "deps": sorted(n.deps)}
+                for n in self.nodes.values()
+            },
+            "outputs": sorted(self.outputs),
+        }

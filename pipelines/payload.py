@@ -1,0 +1,148 @@
+"""Checking a job payload against a graph's declared inputs, at submission.
+
+The payload is the reference's "arbitrary configuration": fields the graph does not
+declare are kept as they are; declared ones are type-checked and defaulted. An input
+of type ``source`` is read from the payload's ``source_uri`` or ``source_asset_id``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from pydantic import ConfigDict, Field, StrictBool, StrictInt, StrictStr, ValidationError, create_model
+
+from pipelines.errors import PayloadError
+from pipelines.graph import Graph
+from pipelines.spec import InputSpec
+
+__all__ = ["BoundPayload", "SourceRequest", "bind_payload", "SOURCE_FIELDS"]
+
+SOURCE_FIELDS = ("source_uri", "source_asset_id")
+
+_SCALARS: dict[str, Any] = {
+    "string": StrictStr,
+    "integer": StrictInt,
+    "number": StrictInt | float,
+    "boolean": StrictBool,
+    "object": dict[str, Any],
+    "list": list[Any],
+    "list[int]": list[StrictInt],
+    "list[number]": list[StrictInt | float],
+    "list[string]": list[StrictStr],
+}
+
+
+@dataclass(frozen=True, slots=True)
+class SourceRequest:
+    """What the payload asked for; the scheduler resolves it to a confined storage path."""
+
+    source_uri: str | None = None
+    source_asset_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BoundPayload:
+    """The payload with defaults filled in, and the source inputs still to resolve."""
+
+    payload: dict[str, Any]
+    values: dict[str, Any]
+    sources: dict[str, SourceRequest]
+
+
+def bind_payload(graph: Graph, payload: dict[str, Any]) -> BoundPayload:
+    """Check ``payload`` against ``graph``'s inputs; raise :class:`PayloadError` naming each field."""
+    if not isinstance(payload, dict):
+        raise PayloadError([{"loc": ["body"], "msg": "Input should be a valid dictionary", "type": "dict_type"}])
+    fields: dict[str, Any] = {}
+    sources: dict[str, SourceRequest] = {}
+    errors: list[dict[str, Any]] = []
+    for name, spec in graph.spec.inputs.items():
+        if spec.type == "source":
+            request = _source_request(name, spec, payload, errors)
+            if request is not None:
+                sources[name] = request
+            continue
+        fields[name] = _field(spec)
+    model = create_model(f"{graph.name}_payload", __config__=ConfigDict(extra="allow"), **fields)
+    try:
+        checked = model.model_validate(payload)
+    except ValidationError as exc:
+        errors.extend(
+            {"loc": ["body", *map(str, err["loc"])], "msg": err["msg"], "type": err["type"]} for err in exc.errors()
+        )
+        checked = None
+    if errors:
+        raise PayloadError(errors)
+    assert checked is not None
+    values = {name: getattr(checked, name) for name in fields}
+    _check_node_params(graph, values)
+    merged = dict(payload)
+    for name, value in values.items():
+        merged.setdefault(name, value)
+    return BoundPayload(payload=merged, values=values, sources=sources)
+
+
+def _field(spec: InputSpec) -> tuple[Any, Any]:
+    base = _SCALARS[spec.type]
+    constraints: dict[str, Any] = {}
+    if spec.minimum is not None:
+        constraints["ge"] = spec.minimum
+    if spec.maximum is not None:
+        constraints["le"] = spec.maximum
+    if spec.min_items is not None:
+        constraints["min_length"] = spec.min_items
+    if spec.max_items is not None:
+        constraints["max_length"] = spec.max_items
+    if spec.max_length is not None:
+        constraints["max_length"] = spec.max_length
+    annotated: Any = Annotated[base, Field(**constraints)] if constraints else base
+    if spec.enum is not None:
+        from typing import Literal
+
+        annotated = Literal[tuple(spec.enum)]  # type: ignore[valid-type]
+    if spec.is_required:
+        return annotated, Field(..., description=spec.description)
+    if spec.default is None:
+        return annotated | None, Field(None, description=spec.description)
+    return annotated, Field(spec.default, description=spec.description)
+
+
+def _source_request(
+    name: str, spec: InputSpec, payload: dict[str, Any], errors: list[dict[str, Any]]
+) -> SourceRequest | None:
+    uri, asset = payload.get("source_uri"), payload.get("source_asset_id")
+    for key, value in (("source_uri", uri), ("source_asset_id", asset)):
+        if value is not None and (not isinstance(value, str) or not value.strip()):
+            errors.append({"loc": ["body", key], "msg": "Input should be a non-empty string", "type": "string_type"})
+            return None
+    if uri is None and asset is None:
+        if spec.is_required:
+            errors.append(
+                {
+                    "loc": ["body", "source_uri"],
+                    "msg": f"Field required: give source_uri (a path under the media root) or source_asset_id for '{name}'",
+                    "type": "missing",
+                }
+            )
+        return None
+    return SourceRequest(source_uri=uri, source_asset_id=asset)
+
+
+def _check_node_params(graph: Graph, values: dict[str, Any]) -> None:
+    """Params filled from the payload must fit their operators now, not when the task runs."""
+    from operators.errors import OperatorParamsError
+    from pipelines.refs import Ref
+
+    errors: list[dict[str, Any]] = []
+    for node in graph.nodes.values():
+        if node.params_template is None:
+            continue
+        try:
+            node.bind_params(values)
+        except OperatorParamsError as exc:
+            inputs = [v.name for v in node.params_template.values() if isinstance(v, Ref)]
+            loc = ["body", inputs[0]] if len(inputs) == 1 else ["body"]
+            errors.append({"loc": loc, "msg": str(exc), "type": "value_error"})
+    if errors:
+        raise PayloadError(errors)

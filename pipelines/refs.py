@@ -1,0 +1,87 @@
+"""References between graph parts: ``$payload.x``, ``$node``, ``$node.field``, ``$item``, ``$job.id``.
+
+A value in a node's ``inputs`` is either a literal, a reference string, or
+``{collect: $mapped_node}`` for an ordered fan-in. ``$$`` escapes a literal dollar.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, Literal
+
+__all__ = ["Collect", "Literal_", "Ref", "parse_value", "walk_refs"]
+
+_REF = re.compile(r"^\$([A-Za-z_][A-Za-z0-9_]*)((?:\.[A-Za-z0-9_]+)*)$")
+
+Scope = Literal["payload", "node", "item", "job", "outputs"]
+_SCOPES = {"payload", "item", "job", "outputs"}
+
+
+@dataclass(frozen=True, slots=True)
+class Ref:
+    """``$scope.path``; for a node, ``name`` is the node and ``path`` the fields inside its result."""
+
+    scope: Scope
+    name: str
+    path: tuple[str, ...] = ()
+    text: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Collect:
+    """``{collect: $node}``: the ordered list of a mapped node's results."""
+
+    ref: Ref
+
+
+@dataclass(frozen=True, slots=True)
+class Literal_:
+    value: Any
+
+
+def parse_ref(text: str) -> Ref:
+    match = _REF.match(text)
+    if not match:
+        raise ValueError(f"'{text}' is not a reference: write $payload.<input>, $<node>[.field], $item or $job.id")
+    head, rest = match.group(1), match.group(2)
+    path = tuple(p for p in rest.split(".") if p)
+    if head in _SCOPES:
+        if head in ("payload", "outputs", "job") and not path:
+            raise ValueError(f"'{text}' needs a name after '${head}.'")
+        if head in ("payload", "outputs", "job"):
+            return Ref(head, path[0], path[1:], text)  # type: ignore[arg-type]
+        return Ref("item", "item", path, text)
+    return Ref("node", head, path, text)
+
+
+def parse_value(value: Any) -> Ref | Collect | Literal_ | list[Any] | dict[str, Any]:
+    """Parse one input value; lists and plain mappings are parsed element by element."""
+    if isinstance(value, str):
+        if value.startswith("$$"):
+            return Literal_(value[1:])
+        if value.startswith("$"):
+            return parse_ref(value)
+        return Literal_(value)
+    if isinstance(value, dict):
+        if set(value) == {"collect"}:
+            inner = value["collect"]
+            ref = parse_ref(inner) if isinstance(inner, str) else None
+            if ref is None or ref.scope != "node":
+                raise ValueError("collect takes a reference to a mapped node, e.g. {collect: $transcode}")
+            return Collect(ref)
+        return {k: parse_value(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [parse_value(v) for v in value]
+    return Literal_(value)
+
+
+def walk_refs(parsed: Any) -> list[Ref | Collect]:
+    """Every reference inside a parsed value, in order."""
+    if isinstance(parsed, Ref | Collect):
+        return [parsed]
+    if isinstance(parsed, dict):
+        return [r for v in parsed.values() for r in walk_refs(v)]
+    if isinstance(parsed, list):
+        return [r for v in parsed for r in walk_refs(v)]
+    return []

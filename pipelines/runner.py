@@ -1,0 +1,313 @@
+"""Running a validated graph on a Dask cluster with the futures API.
+
+Nodes whose inputs are known are submitted at once, with the futures of their
+dependencies as arguments, so the scheduler sees the whole static part of the graph.
+A mapped node waits only for the list it maps over, then submits one task per element
+(``transcode-<job>-00012``). Keys are deterministic per job and attempt, every task
+carries the job's priority, and per-node ``retries`` go to Dask.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from distributed import Client, Future
+from distributed.client import FutureCancelledError
+
+from operators.context import OpContext
+from operators.storage import Storage
+from pipelines.errors import JobFailedError
+from pipelines.graph import Graph, Node
+from pipelines.refs import Collect, Literal_, Ref
+from pipelines.task import Each, Slot, access, describe_failure, run_task
+
+__all__ = ["GraphRun", "JobInfo", "resolve_value"]
+
+_log = logging.getLogger("pipelines.runner")
+
+ProgressSink = Callable[[float], Awaitable[None] | None]
+LogSink = Callable[[str], Awaitable[None] | None]
+
+
+@dataclass(frozen=True, slots=True)
+class JobInfo:
+    id: str
+    type: str
+    priority: int = 0
+    attempt: int = 1
+
+    @property
+    def token(self) -> str:
+        """The part of every task key that names this job (and its attempt, after the first)."""
+        return self.id if self.attempt <= 1 else f"{self.id}.a{self.attempt}"
+
+
+def resolve_value(parsed: Any, *, values: dict[str, Any], job: JobInfo, results: dict[str, Any] | None = None,
+                  outputs: dict[str, Any] | None = None) -> Any:
+    """Evaluate a parsed value client-side: literals, ``$payload``, ``$job``, node results, ``$outputs``."""
+    if isinstance(parsed, Literal_):
+        return parsed.value
+    if isinstance(parsed, Collect):
+        return resolve_value(parsed.ref, values=values, job=job, results=results, outputs=outputs)
+    if isinstance(parsed, Ref):
+        if parsed.scope == "payload":
+            return access(values.get(parsed.name), parsed.path)
+        if parsed.scope == "job":
+            return {"id": job.id, "priority": job.priority, "attempt": job.attempt, "type": job.type}[parsed.name]
+        if parsed.scope == "outputs":
+            return access((outputs or {}).get(parsed.name), parsed.path)
+        if parsed.scope == "node":
+            value = (results or {})[parsed.name]
+            if isinstance(value, _Mapped):
+                return [access(v, parsed.path) for v in value.items]
+            return access(value, parsed.path)
+        raise ValueError(f"'{parsed.text}' cannot be evaluated here")
+    if isinstance(parsed, dict):
+        return {k: resolve_value(v, values=values, job=job, results=results, outputs=outputs) for k, v in parsed.items()}
+    if isinstance(parsed, list):
+        return [resolve_value(v, values=values, job=job, results=results, outputs=outputs) for v in parsed]
+    return parsed
+
+
+@dataclass(slots=True)
+class _Mapped:
+    """The results of a mapped node, in item order."""
+
+    items: list[Any]
+
+
+class GraphRun:
+    """One run of a graph for one job. ``await run()`` returns the job's outputs."""
+
+    def __init__(
+        self,
+        client: Client,
+        graph: Graph,
+        job: JobInfo,
+        *,
+        values: dict[str, Any],
+        storage: Storage,
+        on_progress: ProgressSink | None = None,
+        on_log: LogSink | None = None,
+    ) -> None:
+        self.client = client
+        self.graph = graph
+        self.job = job
+        self.values = values
+        self.storage = storage
+        self._on_progress = on_progress
+        self._on_log = on_log
+        self._futures: dict[str, Future] = {}
+        self._weights: dict[str, float] = {}
+        self._done_weight = 0.0
+        self._partial: dict[str, float] = {}
+        self._handles: dict[str, asyncio.Future[Any]] = {}
+        self._results: dict[str, asyncio.Future[Any]] = {}
+        self._last_progress = 0.0
+
+    # -- public -----------------------------------------------------------------------
+    @property
+    def keys(self) -> list[str]:
+        return list(self._futures)
+
+    @property
+    def progress(self) -> float:
+        total = self.graph.total_weight or 1.0
+        partial = sum(self._weights.get(k, 0.0) * f for k, f in self._partial.items())
+        return min(1.0, (self._done_weight + partial) / total)
+
+    def handle_event(self, event: dict[str, Any]) -> None:
+        """Take a worker event (see :class:`operators.context.OpContext`) for this job."""
+        kind = event.get("kind")
+        if kind == "log" and event.get("message"):
+            self._emit_log(str(event["message"]))
+        elif kind == "progress":
+            key = str(event.get("key", ""))
+            if key in self._weights and key in self._futures and not self._futures[key].done():
+                self._partial[key] = max(self._partial.get(key, 0.0), float(event.get("fraction", 0.0)))
+                self._emit_progress()
+
+    async def run(self) -> dict[str, Any]:
+        loop = asyncio.get_running_loop()
+        for name in self.graph.nodes:
+            self._handles[name] = loop.create_future()
+            self._results[name] = loop.create_future()
+        self._emit_log(f"Running graph '{self.graph.name}' with {len(self.graph.nodes)} nodes")
+        started = time.monotonic()
+        try:
+            async with asyncio.TaskGroup() as group:
+                for node in self.graph.nodes.values():
+                    group.create_task(self._run_node(node), name=f"{node.name}-{self.job.token}")
+        except BaseException as exc:
+            await self._cancel_futures()
+            failed = _first_failure(exc)
+            if failed is not None:
+                raise JobFailedError(str(failed)) from None
+            raise
+        results = {name: fut.result() for name, fut in self._results.items()}
+        outputs = {
+            key: resolve_value(parsed, values=self.values, job=self.job, results=results)
+            for key, parsed in self.graph.outputs.items()
+        }
+        self._emit_log(f"Graph '{self.graph.name}' finished in {time.monotonic() - started:.1f}s")
+        self._futures.clear()
+        return outputs
+
+    async def cancel(self) -> None:
+        await self._cancel_futures()
+
+    # -- nodes --------------------------------------------------------------------------
+    async def _run_node(self, node: Node) -> None:
+        handles = {dep: await self._handles[dep] for dep in sorted(node.deps)}
+        if node.map is None:
+            future = self._submit(node, handles, key=f"{node.name}-{self.job.token}", weight=node.weight)
+            self._handles[node.name].set_result(future)
+            self._results[node.name].set_result(await self._watch(node, future, None))
+            return
+
+        items = await self._map_items(node, handles)
+        count = len(items)
+        weight = node.weight / count if count else 0.0
+        if count == 0:
+            self._done_weight += node.weight
+            self._emit_progress()
+        futures = [
+            self._submit(node, handles, key=f"{node.name}-{self.job.token}-{i:05d}", weight=weight, item=item,
+                         index=i, count=count)
+            for i, item in enumerate(items)
+        ]
+        self._handles[node.name].set_result(futures)
+        if count:
+            self._emit_log(f"{node.name}: {count} parallel task{'s' if count != 1 else ''}")
+        done = [0]
+        outcomes = await asyncio.gather(*(self._watch(node, f, (i, count), done) for i, f in enumerate(futures)))
+        self._results[node.name].set_result(_Mapped(list(outcomes)))
+
+    async def _map_items(self, node: Node, handles: dict[str, Any]) -> list[Any]:
+        ref = node.map
+        assert ref is not None
+        if ref.scope == "payload":
+            value = access(self.values.get(ref.name), ref.path)
+            return list(value or [])
+        handle = handles[ref.name]
+        if isinstance(handle, list):  # mapping over a mapped node: item i is that node's future i
+            return [_FutureItem(f) for f in handle]
+        result = await self._results[ref.name]
+        value = access(result, ref.path)
+        if value is None:
+            return []
+        if not isinstance(value, list | tuple):
+            raise _NodeFailed(f"{node.name}: map needs a list, but '{ref.text}' gave {type(value).__name__}")
+        return list(value)
+
+    def _submit(self, node: Node, handles: dict[str, Any], *, key: str, weight: float, item: Any = None,
+                index: int | None = None, count: int | None = None) -> Future:
+        args: list[Any] = []
+        template = {name: self._template(parsed, handles, args, item) for name, parsed in node.inputs.items()}
+        ctx = OpContext(job_id=self.job.id, node=node.name, storage=self.storage, key=key, index=index,
+                        count=count, attempt=self.job.attempt)
+        future = self.client.submit(
+            run_task, f"{node.op.func.__module__}:{node.op.name}", node.bind_params(self.values), ctx, template, *args,
+            key=key, priority=self.job.priority, retries=node.retries or None,
+            resources=node.resources or None, pure=False,
+        )
+        self._futures[key] = future
+        self._weights[key] = weight
+        return future
+
+    def _template(self, parsed: Any, handles: dict[str, Any], args: list[Any], item: Any) -> Any:
+        if isinstance(parsed, Literal_):
+            return parsed.value
+        if isinstance(parsed, Collect):
+            args.append(handles[parsed.ref.name])
+            return Each(len(args) - 1, parsed.ref.path)
+        if isinstance(parsed, Ref):
+            if parsed.scope == "node":
+                args.append(handles[parsed.name])
+                return Slot(len(args) - 1, parsed.path)
+            if parsed.scope == "item":
+                if isinstance(item, _FutureItem):
+                    args.append(item.future)
+                    return Slot(len(args) - 1, parsed.path)
+                return access(item, parsed.path)
+            return resolve_value(parsed, values=self.values, job=self.job)
+        if isinstance(parsed, dict):
+            return {k: self._template(v, handles, args, item) for k, v in parsed.items()}
+        if isinstance(parsed, list):
+            return [self._template(v, handles, args, item) for v in parsed]
+        return parsed
+
+    async def _watch(self, node: Node, future: Future, position: tuple[int, int] | None,
+                     done: list[int] | None = None) -> Any:
+        try:
+            result = await future
+        except asyncio.CancelledError:
+            raise
+        except FutureCancelledError as exc:
+            raise _NodeFailed(f"{node.name}: task {future.key} was cancelled ({exc})") from None
+        except Exception as exc:  # noqa: BLE001  (every task failure becomes the job's message)
+            raise _NodeFailed(describe_failure(node.name, future.key, exc, position)) from None
+        self._partial.pop(future.key, None)
+        self._done_weight += self._weights.get(future.key, 0.0)
+        if position is not None and done is not None:
+            done[0] += 1
+            if done[0] == position[1] or position[1] <= 20 or done[0] % max(1, position[1] // 20) == 0:
+                self._emit_log(f"{node.name}: {done[0]}/{position[1]} done")
+        else:
+            self._emit_log(f"{node.name} done")
+        self._emit_progress()
+        return result
+
+    async def _cancel_futures(self) -> None:
+        futures = list(self._futures.values())
+        self._futures.clear()
+        if futures:
+            try:
+                await self.client.cancel(futures, force=True)
+            except Exception:  # noqa: BLE001  (a lost cluster has nothing left to cancel)
+                _log.debug("cancelling futures of %s failed", self.job.id, exc_info=True)
+
+    # -- reporting ------------------------------------------------------------------------
+    def _emit_progress(self) -> None:
+        value = self.progress
+        if value <= self._last_progress:
+            return
+        self._last_progress = value
+        if self._on_progress is not None:
+            _call(self._on_progress, value)
+
+    def _emit_log(self, message: str) -> None:
+        if self._on_log is not None:
+            _call(self._on_log, message)
+
+
+@dataclass(frozen=True, slots=True)
+class _FutureItem:
+    future: Future
+
+
+class _NodeFailed(Exception):
+    pass
+
+
+def _first_failure(exc: BaseException) -> _NodeFailed | None:
+    if isinstance(exc, _NodeFailed):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            found = _first_failure(inner)
+            if found is not None:
+                return found
+    return None
+
+
+def _call(sink: Callable[[Any], Any], value: Any) -> None:
+    result = sink(value)
+    if asyncio.iscoroutine(result):
+        asyncio.ensure_future(result)
+

@@ -1,0 +1,110 @@
+"""What runs on a Dask worker: fill a node's inputs in, call its operator.
+
+The task function and everything it is given pickle cheaply: the operator travels by
+name and the worker looks it up in its own registry.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel
+
+from operators.context import OpContext
+from operators.errors import OperatorError
+
+__all__ = ["Each", "Slot", "TaskFailed", "access", "describe_failure", "fill", "run_task"]
+
+
+@dataclass(frozen=True, slots=True)
+class Slot:
+    """Positional argument ``index`` of the task (a resolved future), then ``path`` inside it."""
+
+    index: int
+    path: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Each:
+    """Positional argument ``index`` is a list; apply ``path`` to each element."""
+
+    index: int
+    path: tuple[str, ...] = ()
+
+
+def access(value: Any, path: tuple[str, ...]) -> Any:
+    """Follow ``path`` into a model, mapping or list: ``("video", "width")``."""
+    for part in path:
+        if value is None:  # a field of "nothing" is nothing: optional outputs flow through
+            return None
+        if isinstance(value, dict):
+            value = value[part]
+        elif isinstance(value, list | tuple) and part.lstrip("-").isdigit():
+            value = value[int(part)]
+        elif isinstance(value, BaseModel) or hasattr(value, part):
+            value = getattr(value, part)
+        else:
+            raise KeyError(f"no field '{part}' in {type(value).__name__}")
+    return value
+
+
+def fill(template: Any, args: tuple[Any, ...]) -> Any:
+    """Replace every :class:`Slot` and :class:`Each` in ``template`` with its value."""
+    if isinstance(template, Slot):
+        return access(args[template.index], template.path)
+    if isinstance(template, Each):
+        return [access(v, template.path) for v in args[template.index]]
+    if isinstance(template, dict):
+        return {k: fill(v, args) for k, v in template.items()}
+    if isinstance(template, list):
+        return [fill(v, args) for v in template]
+    return template
+
+
+def run_task(op_name: str, params: BaseModel, ctx: OpContext, template: dict[str, Any], *args: Any) -> Any:
+    """Run one operator call on a worker.
+
+    ``op_name`` is ``module:name``: the worker imports the module that registered the
+    operator, so operators outside the built-in packages (plugins) work on any worker.
+    """
+    import importlib
+
+    from operators.registry import get_operator
+
+    module, _, op_name = op_name.rpartition(":")
+    if module:
+        importlib.import_module(module)
+    spec = get_operator(op_name)
+    kwargs = fill(template, args)
+    if spec.wants_params:
+        kwargs["params"] = params
+    if spec.wants_ctx:
+        kwargs["ctx"] = ctx
+    try:
+        return spec.func(**kwargs)
+    except Exception as exc:
+        # Dependents of a failed task report the same exception, so the message names
+        # the task where it started; the job's error_message then points at the cause.
+        position = (ctx.index, ctx.count) if ctx.index is not None and ctx.count is not None else None
+        raise TaskFailed(describe_failure(ctx.node, ctx.key, exc, position)) from None
+
+
+class TaskFailed(Exception):
+    """A task's failure, already worded for a person."""
+
+
+def describe_failure(node: str, key: str, exc: BaseException, position: tuple[int, int] | None) -> str:
+    """A message a person can act on, without a traceback."""
+    where = node if position is None else f"{node} {position[0] + 1}/{position[1]}"
+    name = type(exc).__name__
+    if isinstance(exc, TaskFailed):
+        return str(exc)
+    if name == "KilledWorker":
+        return (
+            f"{where}: the worker running task {key} died repeatedly; the input may exhaust worker memory "
+            "or crash the decoder"
+        )
+    if isinstance(exc, OperatorError | FileNotFoundError):
+        return f"{where}: {exc}"
+    return f"{where}: unexpected {name}: {exc or 'no details'}"

@@ -1,0 +1,118 @@
+"""Asset records in Redis: uploaded sources and every file a job produces.
+
+``ave:asset:<id>`` holds the record as JSON; ``ave:project:<project_id>:assets`` lists
+a project's assets. The record's ``path`` is relative to the media root.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from typing import Any
+
+from redis import asyncio as aioredis
+
+from operators.types import StoredFile
+from scheduler.store import guard
+from scheduler.timefmt import now_ts
+
+__all__ = ["AssetNotFoundError", "AssetStore", "public_asset"]
+
+_P = "ave:"
+
+
+class AssetNotFoundError(LookupError):
+    def __init__(self, asset_id: str) -> None:
+        self.asset_id = asset_id
+        super().__init__(f"Asset {asset_id} not found")
+
+    def __str__(self) -> str:
+        return f"Asset {self.asset_id} not found"
+
+
+def public_asset(record: dict[str, Any]) -> dict[str, Any]:
+    """The record as the API shows it: no storage path, plus where to download it."""
+    shown = {k: v for k, v in record.items() if k != "path"}
+    shown["url"] = f"/assets/{record['id']}/content"
+    return shown
+
+
+class AssetStore:
+    def __init__(self, redis: aioredis.Redis) -> None:
+        self.redis = redis
+
+    @staticmethod
+    def new_id() -> str:
+        return f"asset_{secrets.token_hex(12)}"
+
+    async def create(self, *, path: str, kind: str, content_type: str, size: int, project_id: str | None,
+                     filename: str | None = None, sha256: str | None = None, job_id: str | None = None,
+                     meta: dict[str, Any] | None = None, asset_id: str | None = None) -> dict[str, Any]:
+        record: dict[str, Any] = {
+            "id": asset_id or self.new_id(),
+            "project_id": project_id,
+            "filename": filename or path.rsplit("/", 1)[-1],
+            "content_type": content_type,
+            "size": size,
+            "sha256": sha256,
+            "created_at": now_ts(),
+            "kind": kind,
+            "job_id": job_id,
+            "path": path,
+        }
+        if meta:
+            record["meta"] = meta
+        await self.save(record)
+        return record
+
+    async def save(self, record: dict[str, Any]) -> None:
+        async def write() -> None:
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.set(f"{_P}asset:{record['id']}", json.dumps(record, default=str))
+                if record.get("project_id"):
+                    pipe.sadd(f"{_P}project:{record['project_id']}:assets", record["id"])
+                await pipe.execute()
+
+        await guard(write())
+
+    async def get(self, asset_id: str) -> dict[str, Any]:
+        raw = await guard(self.redis.get(f"{_P}asset:{asset_id}"))
+        if raw is None:
+            raise AssetNotFoundError(asset_id)
+        return json.loads(raw)
+
+    async def ping(self) -> None:
+        """Check that Redis answers; raises :class:`QueueUnavailableError` when it does not."""
+        await guard(self.redis.ping())
+
+    async def list(self, project_id: str, *, kind: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+        """A project's asset records, newest first (optionally only those of ``kind``)."""
+        ids = sorted(m.decode() if isinstance(m, bytes) else str(m)
+                     for m in await guard(self.redis.smembers(f"{_P}project:{project_id}:assets")))
+        if not ids:
+            return []
+        raws = await guard(self.redis.mget([f"{_P}asset:{i}" for i in ids]))
+        records = [json.loads(raw) for raw in raws if raw is not None]
+        if kind is not None:
+            records = [r for r in records if r.get("kind") == kind]
+        records.sort(key=lambda r: (str(r.get("created_at") or ""), str(r.get("id"))), reverse=True)
+        return records[:limit]
+
+    async def update(self, asset_id: str, **fields: Any) -> dict[str, Any]:
+        record = await self.get(asset_id)
+        record.update(fields)
+        await self.save(record)
+        return record
+
+    async def register_output(self, stored: StoredFile, *, project_id: str | None, job_id: str) -> dict[str, Any]:
+        """Register a file a job wrote; return the public record."""
+        record = await self.create(
+            path=stored.path,
+            kind=stored.kind,
+            content_type=stored.content_type,
+            size=stored.size,
+            project_id=project_id,
+            job_id=job_id,
+            meta=dict(stored.meta) or None,
+        )
+        return public_asset(record)

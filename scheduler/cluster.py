@@ -1,0 +1,74 @@
+"""The Dask cluster: an existing scheduler (DASK_SCHEDULER_ADDRESS) or a LocalCluster."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from typing import Any
+
+from distributed import Client, LocalCluster
+
+from scheduler.settings import Settings
+
+__all__ = ["ClusterHandle"]
+
+_log = logging.getLogger("scheduler.cluster")
+
+
+class ClusterHandle:
+    """Owns the asynchronous Dask client (and the LocalCluster, when it started one)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.cluster: LocalCluster | None = None
+        self.client: Client | None = None
+        self.error: str | None = None
+
+    async def start(self) -> Client:
+        address = self.settings.dask_scheduler_address
+        if address:
+            self.client = await Client(address, asynchronous=True, timeout="20s")
+            return self.client
+        workers = self.settings.dask_workers or max(1, os.cpu_count() or 1)
+        self.cluster = await LocalCluster(
+            n_workers=workers,
+            threads_per_worker=self.settings.dask_threads_per_worker,
+            processes=True,
+            memory_limit=self.settings.dask_memory_limit,
+            dashboard_address=self.settings.dashboard_address,
+            # Importing the operators (PyAV, numpy, onnxruntime) at worker start keeps
+            # that second out of the first job's wall time.
+            preload=["operators"],
+            asynchronous=True,
+        )
+        self.client = await Client(self.cluster, asynchronous=True)
+        return self.client
+
+    async def close(self) -> None:
+        client, cluster = self.client, self.cluster
+        self.client = self.cluster = None
+        if client is not None:
+            await client.close()
+        if cluster is not None:
+            await cluster.close()
+
+    async def info(self) -> dict[str, Any]:
+        """Scheduler address, workers, threads and dashboard link, for diagnostics."""
+        client = self.client
+        if client is None or client.status not in ("running", "connecting"):
+            return {"connected": False, "scheduler_address": self.settings.dask_scheduler_address,
+                    "error": self.error or "no Dask client"}
+        try:
+            info = await asyncio.wait_for(client.scheduler.identity(n_workers=-1), timeout=3)
+        except Exception as exc:  # noqa: BLE001
+            return {"connected": False, "scheduler_address": client.scheduler.address,
+                    "error": str(exc) or type(exc).__name__}
+        workers = info.get("workers", {})
+        return {
+            "connected": True,
+            "scheduler_address": info.get("address") or client.scheduler.address,
+            "workers": len(workers),
+            "threads": sum(int(w.get("nthreads", 0)) for w in workers.values()),
+            "dashboard_link": client.dashboard_link,
+        }

@@ -1,0 +1,287 @@
+"""The dispatcher: takes queued jobs in priority order and runs their graphs on Dask.
+
+It runs at most ``MAX_RUNNING_JOBS`` at once, writes progress and log lines into each
+job while it runs, and records how it ended. A heartbeat key marks it alive; on start
+(and now and then) it re-queues jobs whose dispatcher died, or fails them once they
+have been interrupted ``MAX_JOB_ATTEMPTS`` times, so no job stays in_progress forever.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from distributed import Client
+
+from operators.context import EVENTS_TOPIC
+from pipelines.errors import JobFailedError, PayloadError
+from pipelines.runner import GraphRun, JobInfo, resolve_value
+from scheduler.errors import (
+    InvalidTransitionError,
+    JobNotFoundError,
+    QueueUnavailableError,
+    SourceError,
+    UnknownJobTypeError,
+)
+from scheduler.outputs import publish_outputs
+from scheduler.service import JobService
+from scheduler.settings import Settings
+
+__all__ = ["Dispatcher"]
+
+_log = logging.getLogger("scheduler.dispatcher")
+HEARTBEAT_TTL = 15
+
+
+@dataclass
+class _Running:
+    job_id: str
+    run: GraphRun | None = None
+    task: asyncio.Task[None] | None = None
+    pending_messages: list[str] = field(default_factory=list)
+    pending_progress: float | None = None
+    cancelled: bool = False
+
+
+class Dispatcher:
+    def __init__(self, service: JobService, client: Client, settings: Settings, *, owner: str | None = None) -> None:
+        self.service = service
+        self.store = service.store
+        self.client = client
+        self.settings = settings
+        self.owner = owner or f"dispatcher-{secrets.token_hex(6)}"
+        self._running: dict[str, _Running] = {}
+        self._stopping = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # -- lifecycle ----------------------------------------------------------------------
+    async def start(self) -> None:
+        self.client.subscribe_topic(EVENTS_TOPIC, self._on_event)
+        for coro in (self._claim_loop(), self._heartbeat_loop(), self._watch_loop(), self._flush_loop()):
+            self._tasks.append(asyncio.create_task(coro))
+
+    async def stop(self) -> None:
+        """Stop taking jobs; jobs still running are left for recovery by the next dispatcher."""
+        self._stopping.set()
+        for task in self._tasks:
+            task.cancel()
+        for running in list(self._running.values()):
+            if running.task is not None:
+                running.task.cancel()
+        await asyncio.gather(*self._tasks, *(r.task for r in self._running.values() if r.task), return_exceptions=True)
+        with contextlib.suppress(Exception):
+            self.client.unsubscribe_topic(EVENTS_TOPIC)
+        with contextlib.suppress(QueueUnavailableError):
+            await self.store.release_owner(self.owner)
+
+    @property
+    def running_jobs(self) -> list[str]:
+        return list(self._running)
+
+    async def recover(self) -> list[str]:
+        """Re-queue (or fail) jobs left in_progress by dispatchers that are gone."""
+        handled = []
+        for job_id, owner in await self.store.orphans(exclude=self.owner):
+            try:
+                fields = await self.store.internal(job_id)
+            except JobNotFoundError:
+                continue
+            attempts = int(fields.get("attempts") or 0)
+            if attempts >= self.settings.max_job_attempts:
+                with contextlib.suppress(InvalidTransitionError):
+                    await self.store.fail(
+                        job_id,
+                        f"The job was interrupted {attempts} times (its dispatcher {owner} stopped) "
+                        "and is not retried again",
+                    )
+            else:
+                await self.store.requeue(
+                    job_id,
+                    f"Re-queued: dispatcher {owner} stopped while running it "
+                    f"(attempt {attempts} of {self.settings.max_job_attempts})",
+                )
+            handled.append(job_id)
+        return handled
+
+    # -- loops --------------------------------------------------------------------------
+    async def _claim_loop(self) -> None:
+        backoff = 0.5
+        while not self._stopping.is_set():
+            try:
+                if len(self._running) >= self.settings.max_running_jobs:
+                    await asyncio.sleep(0.05)
+                    continue
+                job_id = await self.store.claim(self.owner)
+                backoff = 0.5
+                if job_id is None:
+                    await self.store.wait_for_work(timeout=1)
+                    continue
+                running = _Running(job_id)
+                self._running[job_id] = running
+                running.task = asyncio.create_task(self._run_job(running), name=f"job-{job_id}")
+            except QueueUnavailableError as exc:
+                _log.warning("Redis unavailable, dispatcher waiting: %s", exc)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001  (the loop must survive anything)
+                _log.exception("dispatcher claim loop error")
+                await asyncio.sleep(1)
+
+    async def _heartbeat_loop(self) -> None:
+        last_recovery = 0.0
+        while not self._stopping.is_set():
+            try:
+                await self.store.heartbeat(self.owner, HEARTBEAT_TTL)
+                if time.monotonic() - last_recovery > HEARTBEAT_TTL:
+                    await self.recover()
+                    last_recovery = time.monotonic()
+            except QueueUnavailableError:
+                pass
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001
+                _log.exception("dispatcher heartbeat error")
+            await asyncio.sleep(HEARTBEAT_TTL / 3)
+
+    async def _watch_loop(self) -> None:
+        """Notice cancellations made through the API and stop their Dask tasks."""
+        while not self._stopping.is_set():
+            await asyncio.sleep(0.25)
+            for running in list(self._running.values()):
+                try:
+                    status = await self.store.status(running.job_id)
+                except QueueUnavailableError:
+                    break
+                if status == "cancelled" and not running.cancelled and running.task is not None:
+                    running.cancelled = True
+                    running.task.cancel()
+
+    async def _flush_loop(self) -> None:
+        while not self._stopping.is_set():
+            await asyncio.sleep(0.2)
+            for running in list(self._running.values()):
+                await self._flush(running)
+
+    async def _flush(self, running: _Running) -> None:
+        if not running.pending_messages and running.pending_progress is None:
+            return
+        messages, progress = running.pending_messages, running.pending_progress
+        running.pending_messages, running.pending_progress = [], None
+        try:
+            await self.store.report(running.job_id, progress=progress, messages=messages)
+        except QueueUnavailableError:
+            # Keep them for the next try; progress only matters as its newest value.
+            running.pending_messages = messages + running.pending_messages
+            if running.pending_progress is None:
+                running.pending_progress = progress
+
+    # -- one job ------------------------------------------------------------------------
+    def _on_event(self, event: tuple[float, dict[str, Any]]) -> None:
+        msg = event[1] if isinstance(event, tuple) else event
+        running = self._running.get(str(msg.get("job_id")))
+        if running is not None and running.run is not None:
+            running.run.handle_event(msg)
+
+    async def _run_job(self, running: _Running) -> None:
+        job_id = running.job_id
+        outcome: tuple[str, Any]
+        try:
+            fields = await self.store.internal(job_id)
+            record = await self.store.get(job_id)
+            bound = await self.service.bind(record["job_type"], record["payload"])
+            job = JobInfo(id=job_id, type=record["job_type"], priority=record["priority"],
+                          attempt=int(fields.get("attempts") or 1))
+
+            def on_progress(value: float) -> None:
+                running.pending_progress = min(value, 0.999)
+
+            run = GraphRun(self.client, bound.graph, job, values=bound.values, storage=self.service.storage,
+                           on_progress=on_progress, on_log=lambda m: running.pending_messages.append(m))
+            running.run = run
+            outputs = await run.run()
+            project_id = record["payload"].get("project_id")
+            published = await publish_outputs(outputs, self.service.assets, project_id=project_id, job_id=job_id)
+            await self._annotate_sources(bound.sources, published)
+            result: dict[str, Any] = {"outputs": published}
+            chained = await self._chain(bound.graph, job, bound.values, published, running)
+            if chained:
+                result["chained_jobs"] = chained
+            outcome = ("completed", result)
+        except asyncio.CancelledError:
+            if running.run is not None:
+                await running.run.cancel()
+            if not running.cancelled:  # the dispatcher is stopping: leave the job for recovery
+                self._running.pop(job_id, None)
+                raise
+            outcome = ("cancelled", None)
+        except JobFailedError as exc:
+            outcome = ("failed", str(exc))
+        except (UnknownJobTypeError, SourceError) as exc:
+            outcome = ("failed", f"The job cannot run: {exc}")
+        except PayloadError as exc:
+            outcome = ("failed", f"The job's payload does not fit its graph: {exc}")
+        except JobNotFoundError:
+            self._running.pop(job_id, None)
+            return
+        except Exception as exc:  # noqa: BLE001  (whatever happens, the job must end)
+            _log.exception("job %s failed unexpectedly", job_id)
+            outcome = ("failed", f"Internal error while running the job: {type(exc).__name__}: {exc}")
+        await self._finish(running, *outcome)
+
+    async def _finish(self, running: _Running, status: str, detail: Any) -> None:
+        """Write the final state, retrying while Redis is down, so the result is not lost."""
+        delay = 0.5
+        while True:
+            try:
+                await self._flush(running)
+                if status == "completed":
+                    await self.store.complete(running.job_id, detail)
+                elif status == "failed":
+                    await self.store.fail(running.job_id, detail)
+                break
+            except InvalidTransitionError:
+                break  # cancelled (or finished) meanwhile: the stored status stands
+            except QueueUnavailableError:
+                if self._stopping.is_set():
+                    break
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+        self._running.pop(running.job_id, None)
+
+    async def _annotate_sources(self, sources: dict[str, Any], outputs: dict[str, Any]) -> None:
+        """A job's ``media_info`` output describes its source: keep it on the source asset."""
+        info = outputs.get("media_info")
+        if not isinstance(info, dict):
+            return
+        for source in sources.values():
+            if getattr(source, "asset_id", None):
+                with contextlib.suppress(Exception):
+                    await self.service.assets.update(source.asset_id, media_info=info)
+
+    async def _chain(self, graph: Any, job: JobInfo, values: dict[str, Any], outputs: dict[str, Any],
+                     running: _Running) -> dict[str, str]:
+        chained: dict[str, str] = {}
+        for chain in graph.chains:
+            from pipelines.refs import parse_value
+
+            when = resolve_value(parse_value(chain.when), values=values, job=job, outputs=outputs)
+            if not when:
+                continue
+            payload = resolve_value(parse_value(chain.payload), values=values, job=job, outputs=outputs)
+            priority = resolve_value(parse_value(chain.priority), values=values, job=job, outputs=outputs)
+            payload = {k: v for k, v in payload.items() if v is not None}
+            try:
+                record = await self.service.submit(chain.job_type, payload, priority=int(priority or 0))
+            except (UnknownJobTypeError, PayloadError, SourceError) as exc:
+                running.pending_messages.append(f"Could not start the {chain.job_type} job: {exc}")
+                continue
+            chained[chain.job_type] = record["id"]
+            running.pending_messages.append(f"Started {chain.job_type} job {record['id']}")
+        return chained

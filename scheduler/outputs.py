@@ -1,0 +1,48 @@
+"""Turning a graph's outputs into the JSON of ``result_payload.outputs``.
+
+Every :class:`~operators.types.StoredFile` becomes an asset record, so each output is
+downloadable through ``GET /assets/{id}/content``; models become plain JSON.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from pydantic import BaseModel
+
+from operators.types import StoredFile
+from scheduler.assets import AssetStore
+
+__all__ = ["publish_outputs"]
+
+
+async def publish_outputs(value: Any, assets: AssetStore, *, project_id: str | None, job_id: str) -> Any:
+    if isinstance(value, StoredFile):
+        return await assets.register_output(value, project_id=project_id, job_id=job_id)
+    if isinstance(value, BaseModel):
+        fields = {name: getattr(value, name) for name in type(value).model_fields}
+        if any(_holds_file(v) for v in fields.values()):
+            return {k: await publish_outputs(v, assets, project_id=project_id, job_id=job_id) for k, v in fields.items()}
+        return value.model_dump(mode="json")
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return await publish_outputs(dataclasses.asdict(value), assets, project_id=project_id, job_id=job_id)
+    if isinstance(value, dict):
+        return {str(k): await publish_outputs(v, assets, project_id=project_id, job_id=job_id) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [await publish_outputs(v, assets, project_id=project_id, job_id=job_id) for v in value]
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    return str(value)
+
+
+def _holds_file(value: Any) -> bool:
+    if isinstance(value, StoredFile):
+        return True
+    if isinstance(value, BaseModel):
+        return any(_holds_file(getattr(value, n)) for n in type(value).model_fields)
+    if isinstance(value, dict):
+        return any(_holds_file(v) for v in value.values())
+    if isinstance(value, list | tuple):
+        return any(_holds_file(v) for v in value)
+    return False

@@ -1,0 +1,121 @@
+"""Wiring: everything the server and the standalone dispatcher share, built from Settings."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlparse
+
+from redis import asyncio as aioredis
+
+from operators.storage import Storage
+from scheduler.assets import AssetStore
+from scheduler.cluster import ClusterHandle
+from scheduler.dispatcher import Dispatcher
+from scheduler.graphs import GraphCatalog
+from scheduler.redis_server import EmbeddedRedis
+from scheduler.service import JobService
+from scheduler.settings import Settings
+from scheduler.store import JobStore
+
+__all__ = ["Runtime", "broker_display"]
+
+_log = logging.getLogger("scheduler.runtime")
+
+
+def broker_display(url: str) -> str:
+    """``host:port/db`` for diagnostics: never the scheme or a password."""
+    parsed = urlparse(url)
+    if parsed.scheme == "unix":
+        return f"{parsed.path}/0"
+    db = (parsed.path or "/0").lstrip("/") or "0"
+    return f"{parsed.hostname or 'localhost'}:{parsed.port or 6379}/{db}"
+
+
+@dataclass
+class Runtime:
+    """Redis, the stores, the graph catalog, storage, the Dask cluster and the dispatcher."""
+
+    settings: Settings
+    catalog: GraphCatalog
+    redis_url: str = ""
+    redis: aioredis.Redis | None = None
+    embedded: EmbeddedRedis | None = None
+    cluster: ClusterHandle | None = None
+    dispatcher: Dispatcher | None = None
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def prepare(cls, settings: Settings) -> Runtime:
+        """Load the graphs (a broken graph stops start-up here) and open Redis."""
+        catalog = GraphCatalog.load(settings.graphs_dir)
+        runtime = cls(settings=settings, catalog=catalog)
+        runtime.storage_root_ready()
+        runtime.open_redis()
+        return runtime
+
+    def storage_root_ready(self) -> None:
+        storage = self.storage
+        if storage.is_local:
+            storage.local_root.mkdir(parents=True, exist_ok=True)
+
+    def open_redis(self) -> None:
+        url = self.settings.redis_url
+        if not url:
+            self.embedded = EmbeddedRedis(self.settings.data_dir, port=self.settings.embedded_redis_port)
+            try:
+                url = self.embedded.start()
+            except Exception as exc:  # noqa: BLE001  (serve /health/ even without Redis)
+                _log.error("embedded Redis did not start: %s", exc)
+                url = f"redis://127.0.0.1:{self.settings.embedded_redis_port or 6379}/0"
+        self.redis_url = url
+        self.redis = aioredis.Redis.from_url(
+            url, socket_connect_timeout=2, socket_timeout=10, health_check_interval=10, retry_on_timeout=False
+        )
+
+    @property
+    def storage(self) -> Storage:
+        return Storage(self.settings.media_url)
+
+    @property
+    def store(self) -> JobStore:
+        assert self.redis is not None
+        return JobStore(self.redis, log_limit=self.settings.job_log_limit)
+
+    @property
+    def assets(self) -> AssetStore:
+        assert self.redis is not None
+        return AssetStore(self.redis)
+
+    @property
+    def service(self) -> JobService:
+        return JobService(store=self.store, assets=self.assets, catalog=self.catalog, storage=self.storage)
+
+    async def start_cluster(self) -> None:
+        self.cluster = ClusterHandle(self.settings)
+        try:
+            await self.cluster.start()
+        except Exception as exc:  # noqa: BLE001  (report it in diagnostics; jobs wait in the queue)
+            self.cluster.error = f"{type(exc).__name__}: {exc}"
+            _log.error("Dask cluster unavailable: %s", self.cluster.error)
+
+    async def start_dispatcher(self) -> None:
+        if self.cluster is None or self.cluster.client is None:
+            return
+        self.dispatcher = Dispatcher(self.service, self.cluster.client, self.settings)
+        await self.dispatcher.start()
+
+    async def close(self) -> None:
+        if self.dispatcher is not None:
+            await self.dispatcher.stop()
+            self.dispatcher = None
+        if self.cluster is not None:
+            await self.cluster.close()
+            self.cluster = None
+        if self.redis is not None:
+            await self.redis.aclose()
+            self.redis = None
+        if self.embedded is not None:
+            self.embedded.stop()
+            self.embedded = None

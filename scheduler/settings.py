@@ -1,0 +1,48 @@
+"""Settings, from environment variables (pydantic-settings)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["APP_NAME", "QUEUE_NAME", "Settings"]
+
+APP_NAME = "AI Video Editor Backend"
+QUEUE_NAME = "ai-video-editor-jobs"
+_PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    """Every setting of the service; each field reads the environment variable of its name."""
+
+    model_config = SettingsConfigDict(env_prefix="", extra="ignore", case_sensitive=False)
+
+    host: str = Field("0.0.0.0", description="Address the HTTP server binds")
+    port: int = Field(8000, description="HTTP port")
+    app_env: str = Field("development", description="Reported by /health/ as 'environment'")
+    redis_url: str | None = Field(None, description="Existing Redis, e.g. redis://host:6379/0; unset: embedded Redis")
+    dask_scheduler_address: str | None = Field(
+        None, description="Existing Dask scheduler, e.g. tcp://host:8786; unset: a LocalCluster"
+    )
+    data_dir: Path = Field(Path("./data"), description="Embedded Redis data and the default media root")
+    media_root: str | None = Field(None, description="Local folder or fsspec URL for media; default $DATA_DIR/media")
+    graphs_dir: Path = Field(_PROJECT_ROOT / "graphs", description="Folder of job graphs (<job_type>.yaml)")
+    max_running_jobs: int = Field(4, ge=1, description="Jobs one dispatcher runs at once")
+    max_job_attempts: int = Field(3, ge=1, description="Tries of a job interrupted by a lost dispatcher")
+    run_dispatcher: bool = Field(True, description="Run the dispatcher inside the server process")
+    dask_workers: int | None = Field(None, ge=1, description="LocalCluster worker processes (default: CPU count)")
+    dask_threads_per_worker: int = Field(1, ge=1, description="Threads per LocalCluster worker")
+    dask_memory_limit: str = Field("auto", description="Memory limit per LocalCluster worker")
+    dashboard_address: str = Field(":8787", description="LocalCluster dashboard (another port if busy)")
+    embedded_redis_port: int = Field(0, ge=0, description="Port of the embedded Redis on 127.0.0.1 (0: any free)")
+    max_upload_bytes: int = Field(20 * 1024**3, ge=1, description="Largest accepted upload, in bytes")
+    job_log_limit: int = Field(300, ge=10, description="Newest log entries kept per job")
+
+    @property
+    def media_url(self) -> str:
+        """The media root as a local path or fsspec URL."""
+        if self.media_root:
+            return self.media_root
+        return str((self.data_dir / "media").resolve())

@@ -1,0 +1,33 @@
+"""Turning a payload's ``source_uri`` / ``source_asset_id`` into a confined storage path."""
+
+from __future__ import annotations
+
+from operators.errors import PathOutsideRootError
+from operators.storage import Storage, safe_relpath
+from operators.types import SourceRef
+from pipelines.payload import SourceRequest
+from scheduler.assets import AssetNotFoundError, AssetStore
+from scheduler.errors import SourceError
+
+__all__ = ["resolve_source"]
+
+
+async def resolve_source(request: SourceRequest, storage: Storage, assets: AssetStore) -> SourceRef:
+    """Resolve and check a source; raise :class:`SourceError` naming the payload field."""
+    if request.source_asset_id is not None:
+        try:
+            record = await assets.get(request.source_asset_id)
+        except AssetNotFoundError:
+            raise SourceError("source_asset_id", f"Asset {request.source_asset_id} not found") from None
+        return SourceRef(path=record["path"], asset_id=record["id"])
+    uri = request.source_uri or ""
+    try:
+        path = safe_relpath(uri)
+        if storage.is_local:
+            storage.local_path(path)  # refuses symlinks that leave the root
+        exists = storage.exists(path)
+    except PathOutsideRootError as exc:
+        raise SourceError("source_uri", f"{exc}; it must name a file under the media root") from None
+    if not exists:
+        raise SourceError("source_uri", f"'{uri}' does not exist under the media root")
+    return SourceRef(path=path)

@@ -1,0 +1,380 @@
+"""The Redis job store: job records, the priority queue, progress and logs.
+
+Layout (prefix ``ave:``):
+- ``job:<id>``        hash of the record's fields (JSON for structured ones)
+- ``job:<id>:log``    list of ``{timestamp, message}``, trimmed to the newest N
+- ``queue:<name>``    sorted set; score = -priority * 2**32 + sequence, so ZPOPMIN
+                      gives the highest priority first and FIFO within a priority
+- ``jobs``            sorted set of every job by creation time, for listing
+- ``running``         hash job id -> dispatcher id, for recovery after a crash
+- ``wake``            list a dispatcher blocks on, so a new job starts at once
+
+Every status change runs in a Lua script that checks the current status first, so
+two dispatchers (or a dispatcher and a cancel) can never both win a transition.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Awaitable, Iterable
+from typing import Any, TypeVar
+
+from redis import asyncio as aioredis
+from redis.exceptions import RedisError, ResponseError
+
+from scheduler.errors import InvalidTransitionError, JobNotFoundError, QueueUnavailableError
+from scheduler.settings import QUEUE_NAME
+from scheduler.timefmt import now_ts
+
+__all__ = ["ACTIVE", "JobStore", "STATUSES", "TERMINAL", "guard"]
+
+STATUSES = ("pending", "queued", "in_progress", "completed", "failed", "cancelled")
+TERMINAL = frozenset({"completed", "failed", "cancelled"})
+ACTIVE = frozenset({"pending", "queued", "in_progress"})
+PRIORITY_LIMIT = 1_000_000
+_P = "ave:"
+T = TypeVar("T")
+
+# KEYS: job, queue, running ; ARGV: allowed-from (comma list), to, now, n, field1, value1, ...
+_TRANSITION = """
+local cur = redis.call('HGET', KEYS[1], 'status')
+if not cur then return {err = 'NOTFOUND'} end
+local ok = false
+for s in string.gmatch(ARGV[1], '[^,]+') do if s == cur then ok = true end end
+if not ok then return {err = 'BADSTATE ' .. cur} end
+redis.call('HSET', KEYS[1], 'status', ARGV[2], 'updated_at', ARGV[3])
+local n = tonumber(ARGV[4])
+for i = 0, n - 1 do redis.call('HSET', KEYS[1], ARGV[5 + 2 * i], ARGV[6 + 2 * i]) end
+local id = redis.call('HGET', KEYS[1], 'id')
+if ARGV[2] == 'completed' or ARGV[2] == 'failed' or ARGV[2] == 'cancelled' then
+  redis.call('HDEL', KEYS[3], id)
+  redis.call('ZREM', KEYS[2], id)
+end
+return cur
+"""
+
+# KEYS: queue, running ; ARGV: now, owner, prefix
+_CLAIM = """
+while true do
+  local top = redis.call('ZPOPMIN', KEYS[1])
+  if #top == 0 then return false end
+  local id = top[1]
+  local key = ARGV[3] .. 'job:' .. id
+  if redis.call('HGET', key, 'status') == 'queued' then
+    redis.call('HSET', key, 'status', 'in_progress', 'updated_at', ARGV[1], 'owner', ARGV[2])
+    if redis.call('HGET', key, 'started_at') == '' then redis.call('HSET', key, 'started_at', ARGV[1]) end
+    redis.call('HINCRBY', key, 'attempts', 1)
+    redis.call('HSET', KEYS[2], id, ARGV[2])
+    return id
+  end
+end
+"""
+
+# KEYS: job ; ARGV: progress, now
+_PROGRESS = """
+if redis.call('HGET', KEYS[1], 'status') ~= 'in_progress' then return 0 end
+local cur = tonumber(redis.call('HGET', KEYS[1], 'progress') or '0') or 0
+local new = tonumber(ARGV[1])
+if new > cur then redis.call('HSET', KEYS[1], 'progress', ARGV[1], 'updated_at', ARGV[2]) return 1 end
+return 0
+"""
+
+# KEYS: job, queue, running ; ARGV: now, score, message-entry, log-limit ; KEYS[4]: log
+_REQUEUE = """
+if redis.call('HGET', KEYS[1], 'status') ~= 'in_progress' then return 0 end
+local id = redis.call('HGET', KEYS[1], 'id')
+redis.call('HSET', KEYS[1], 'status', 'queued', 'updated_at', ARGV[1], 'owner', '')
+redis.call('HDEL', KEYS[3], id)
+redis.call('ZADD', KEYS[2], ARGV[2], id)
+redis.call('RPUSH', KEYS[4], ARGV[3])
+redis.call('LTRIM', KEYS[4], -tonumber(ARGV[4]), -1)
+return 1
+"""
+
+
+async def guard(call: Awaitable[T]) -> T:
+    """Await a Redis call, turning connection problems into :class:`QueueUnavailableError`."""
+    try:
+        return await call
+    except ResponseError:
+        raise
+    except (RedisError, OSError) as exc:
+        raise QueueUnavailableError(str(exc) or type(exc).__name__) from exc
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), default=str)
+
+
+class JobStore:
+    """Job records and the queue, over one redis-py asyncio client."""
+
+    def __init__(self, redis: aioredis.Redis, *, queue_name: str = QUEUE_NAME, log_limit: int = 300) -> None:
+        self.redis = redis
+        self.queue_name = queue_name
+        self.log_limit = log_limit
+        self._queue_key = f"{_P}queue:{queue_name}"
+        self._transition = redis.register_script(_TRANSITION)
+        self._claim = redis.register_script(_CLAIM)
+        self._progress = redis.register_script(_PROGRESS)
+        self._requeue = redis.register_script(_REQUEUE)
+
+    # -- keys -------------------------------------------------------------------------
+    @staticmethod
+    def _key(job_id: str) -> str:
+        return f"{_P}job:{job_id}"
+
+    @staticmethod
+    def _log_key(job_id: str) -> str:
+        return f"{_P}job:{job_id}:log"
+
+    async def _score(self, priority: int) -> int:
+        seq = await self.redis.incr(f"{_P}seq")
+        return -priority * 2**32 + seq
+
+    # -- create and read --------------------------------------------------------------
+    async def create(self, job_type: str, payload: dict[str, Any], *, priority: int = 0,
+                     clip_version_id: str | None = None) -> dict[str, Any]:
+        """Store a new job and put it on the queue: ``pending`` then ``queued``, in one transaction."""
+        if not -PRIORITY_LIMIT <= priority <= PRIORITY_LIMIT:
+            raise ValueError(f"priority must be between {-PRIORITY_LIMIT} and {PRIORITY_LIMIT}")
+        job_id = f"job_{secrets.token_hex(12)}"
+        now = now_ts()
+        fields = {
+            "id": job_id,
+            "job_type": job_type,
+            "status": "queued",
+            "priority": str(priority),
+            "clip_version_id": _json(clip_version_id),
+            "payload": _json(payload),
+            "created_at": now,
+            "updated_at": now,
+            "started_at": "",
+            "completed_at": "",
+            "error_message": "",
+            "progress": "0",
+            "result": "",
+            "attempts": "0",
+            "owner": "",
+        }
+
+        async def write() -> None:
+            score = await self._score(priority)
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.hset(self._key(job_id), mapping=fields)
+                pipe.zadd(self._queue_key, {job_id: score})
+                pipe.zadd(f"{_P}jobs", {job_id: _epoch(now)})
+                pipe.lpush(f"{_P}wake", "1")
+                pipe.ltrim(f"{_P}wake", 0, 0)
+                await pipe.execute()
+
+        await guard(write())
+        return _record(fields, [], self.queue_name)
+
+    async def get(self, job_id: str) -> dict[str, Any]:
+        """The job record with exactly the reference's fields."""
+        async def read() -> tuple[dict[str, str], list[str]]:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.hgetall(self._key(job_id))
+                pipe.lrange(self._log_key(job_id), 0, -1)
+                fields, log = await pipe.execute()
+            return fields, log
+
+        fields, log = await guard(read())
+        if not fields:
+            raise JobNotFoundError(job_id)
+        return _record(_decode(fields), [json.loads(x) for x in log], self.queue_name)
+
+    async def status(self, job_id: str) -> str | None:
+        value = await guard(self.redis.hget(self._key(job_id), "status"))
+        return value.decode() if isinstance(value, bytes) else value
+
+    async def internal(self, job_id: str) -> dict[str, str]:
+        """Raw fields, including ``attempts`` and ``owner``."""
+        fields = await guard(self.redis.hgetall(self._key(job_id)))
+        if not fields:
+            raise JobNotFoundError(job_id)
+        return _decode(fields)
+
+    async def list(self, *, status: str | None = None, job_type: str | None = None,
+                   limit: int = 50) -> list[dict[str, Any]]:
+        """Newest first, filtered by status and job type."""
+        found: list[dict[str, Any]] = []
+        start, page = 0, max(50, limit * 2)
+        while len(found) < limit:
+            ids = await guard(self.redis.zrevrange(f"{_P}jobs", start, start + page - 1))
+            if not ids:
+                break
+            start += page
+            for raw in ids:
+                job_id = raw.decode() if isinstance(raw, bytes) else raw
+                try:
+                    record = await self.get(job_id)
+                except JobNotFoundError:
+                    continue
+                if status and record["status"] != status:
+                    continue
+                if job_type and record["job_type"] != job_type:
+                    continue
+                found.append(record)
+                if len(found) >= limit:
+                    break
+        return found
+
+    async def queued_ids(self) -> list[str]:
+        """The queue in the order jobs will be taken."""
+        ids = await guard(self.redis.zrange(self._queue_key, 0, -1))
+        return [i.decode() if isinstance(i, bytes) else i for i in ids]
+
+    # -- transitions ------------------------------------------------------------------
+    async def _move(self, job_id: str, allowed: Iterable[str], to: str, **fields: str) -> str:
+        flat: list[str] = []
+        for k, v in fields.items():
+            flat += [k, v]
+        now = now_ts()
+        try:
+            previous = await guard(
+                self._transition(
+                    keys=[self._key(job_id), self._queue_key, f"{_P}running"],
+                    args=[",".join(allowed), to, now, len(fields), *flat],
+                )
+            )
+        except ResponseError as exc:
+            text = str(exc)
+            if "NOTFOUND" in text:
+                raise JobNotFoundError(job_id) from None
+            if "BADSTATE" in text:
+                raise InvalidTransitionError(job_id, text.split("BADSTATE", 1)[1].strip(), to) from None
+            raise
+        return previous.decode() if isinstance(previous, bytes) else str(previous)
+
+    async def claim(self, owner: str) -> str | None:
+        """Take the next queued job (highest priority, oldest first) and mark it in_progress."""
+        job_id = await guard(self._claim(keys=[self._queue_key, f"{_P}running"], args=[now_ts(), owner, _P]))
+        if not job_id:
+            return None
+        return job_id.decode() if isinstance(job_id, bytes) else job_id
+
+    async def wait_for_work(self, timeout: float) -> None:
+        """Block until a job is enqueued or ``timeout`` passes."""
+        await guard(self.redis.blpop([f"{_P}wake"], timeout=timeout))
+
+    async def complete(self, job_id: str, result: dict[str, Any]) -> None:
+        now = now_ts()
+        await self._move(job_id, ["in_progress"], "completed", completed_at=now, progress="1",
+                         result=_json(result))
+
+    async def fail(self, job_id: str, message: str, result: dict[str, Any] | None = None,
+                   allowed: Iterable[str] = ("in_progress",)) -> None:
+        fields = {"completed_at": now_ts(), "error_message": message}
+        if result is not None:
+            fields["result"] = _json(result)
+        await self._move(job_id, allowed, "failed", **fields)
+
+    async def cancel(self, job_id: str) -> str:
+        """Cancel a job that has not finished; return the status it had."""
+        return await self._move(job_id, ["pending", "queued", "in_progress"], "cancelled", completed_at=now_ts())
+
+    async def requeue(self, job_id: str, message: str) -> bool:
+        """Put an interrupted in_progress job back on the queue (recovery only)."""
+        fields = await self.internal(job_id)
+        score = await guard(self._score(int(fields.get("priority") or 0)))
+        entry = _json({"timestamp": now_ts(), "message": message})
+        done = await guard(
+            self._requeue(
+                keys=[self._key(job_id), self._queue_key, f"{_P}running", self._log_key(job_id)],
+                args=[now_ts(), score, entry, self.log_limit],
+            )
+        )
+        if done:
+            await guard(self.redis.lpush(f"{_P}wake", "1"))
+        return bool(done)
+
+    # -- progress and log -------------------------------------------------------------
+    async def report(self, job_id: str, *, progress: float | None = None, messages: Iterable[str] = (),
+                     extra: dict[str, Any] | None = None) -> None:
+        """Write progress (never lower) and log lines in one round trip."""
+        entries = [_json({"timestamp": now_ts(), "message": m}) for m in messages]
+        async def write() -> None:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                if entries:
+                    pipe.rpush(self._log_key(job_id), *entries)
+                    pipe.ltrim(self._log_key(job_id), -self.log_limit, -1)
+                    pipe.hset(self._key(job_id), "updated_at", now_ts())
+                if extra:
+                    pipe.hset(self._key(job_id), "result", _json(extra))
+                await pipe.execute()
+            if progress is not None:
+                await self._progress(keys=[self._key(job_id)], args=[repr(min(1.0, max(0.0, progress))), now_ts()])
+
+        await guard(write())
+
+    # -- dispatchers ------------------------------------------------------------------
+    async def heartbeat(self, owner: str, ttl: int) -> None:
+        await guard(self.redis.set(f"{_P}dispatcher:{owner}", "1", ex=ttl))
+
+    async def release_owner(self, owner: str) -> None:
+        await guard(self.redis.delete(f"{_P}dispatcher:{owner}"))
+
+    async def orphans(self, *, exclude: str | None = None) -> list[tuple[str, str]]:
+        """Running jobs whose dispatcher's heartbeat is gone: ``[(job_id, owner)]``."""
+        running = await guard(self.redis.hgetall(f"{_P}running"))
+        found = []
+        for raw_id, raw_owner in running.items():
+            job_id = raw_id.decode() if isinstance(raw_id, bytes) else raw_id
+            owner = raw_owner.decode() if isinstance(raw_owner, bytes) else raw_owner
+            if owner == exclude:
+                continue
+            if not await guard(self.redis.exists(f"{_P}dispatcher:{owner}")):
+                found.append((job_id, owner))
+        return found
+
+    async def ping(self) -> bool:
+        return bool(await guard(self.redis.ping()))
+
+    async def info(self) -> dict[str, Any]:
+        return await guard(self.redis.info())
+
+
+def _decode(fields: dict[Any, Any]) -> dict[str, str]:
+    return {
+        (k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
+        for k, v in fields.items()
+    }
+
+
+def _epoch(ts: str) -> float:
+    from datetime import datetime
+
+    return datetime.fromisoformat(ts).timestamp()
+
+
+def _record(fields: dict[str, str], log: list[dict[str, Any]], queue_name: str) -> dict[str, Any]:
+    """Assemble the public record: exactly the reference's fields, in its order."""
+    status = fields["status"]
+    result_payload: dict[str, Any] | None = None
+    if fields.get("started_at") or fields.get("result") or log:
+        result_payload = {"progress": float(fields.get("progress") or 0), "log": log}
+        if fields.get("result"):
+            extra = json.loads(fields["result"])
+            extra.pop("progress", None)
+            extra.pop("log", None)
+            result_payload.update(extra)
+    return {
+        "id": fields["id"],
+        "created_at": fields["created_at"],
+        "updated_at": fields["updated_at"],
+        "clip_version_id": json.loads(fields.get("clip_version_id") or "null"),
+        "job_type": fields["job_type"],
+        "status": status,
+        "queue_name": queue_name,
+        "priority": int(fields.get("priority") or 0),
+        "payload": json.loads(fields.get("payload") or "{}"),
+        "result_payload": result_payload,
+        "error_message": fields.get("error_message") or None,
+        "started_at": fields.get("started_at") or None,
+        "completed_at": fields.get("completed_at") or None,
+    }
+
+

@@ -1,0 +1,5 @@
+"""The Litestar HTTP server."""
+
+from server.app import create_app
+
+__all__ = ["create_app"]

@@ -1,0 +1,21 @@
+"""``python -m server``: serve the API (and, by default, the dispatcher and a LocalCluster)."""
+
+from __future__ import annotations
+
+import logging
+
+import uvicorn
+
+from scheduler.settings import Settings
+from server.app import create_app
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = Settings()
+    app = create_app(settings)
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level="info")
+
+
+if __name__ == "__main__":
+    main()

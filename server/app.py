@@ -1,0 +1,62 @@
+"""The Litestar application: ``create_app()`` wires controllers, dependencies and handlers."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from litestar import Litestar
+from litestar.datastructures import State
+from litestar.di import Provide
+from litestar.openapi import OpenAPIConfig
+
+from scheduler.runtime import Runtime
+from scheduler.settings import APP_NAME, Settings
+from server.controllers import GraphController, HealthController, JobController
+from server.deps import provide_assets, provide_runtime, provide_service, provide_settings, provide_store
+from server.errors import EXCEPTION_HANDLERS
+
+__all__ = ["create_app"]
+
+_log = logging.getLogger("server")
+
+
+def create_app(settings: Settings | None = None) -> Litestar:
+    """Build the app. Graphs load here, so a broken graph stops start-up with its file and line."""
+    settings = settings or Settings()
+    from scheduler.graphs import GraphCatalog
+
+    catalog = GraphCatalog.load(settings.graphs_dir)
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        runtime = Runtime(settings=settings, catalog=catalog)
+        runtime.storage_root_ready()
+        runtime.open_redis()
+        app.state.runtime = runtime
+        await runtime.start_cluster()
+        if settings.run_dispatcher:
+            await runtime.start_dispatcher()
+        try:
+            yield
+        finally:
+            await runtime.close()
+
+    from server.controllers.assets import AssetController
+
+    return Litestar(
+        route_handlers=[HealthController, JobController, GraphController, AssetController],
+        dependencies={
+            "runtime": Provide(provide_runtime, sync_to_thread=False),
+            "settings": Provide(provide_settings, sync_to_thread=False),
+            "store": Provide(provide_store, sync_to_thread=False),
+            "assets": Provide(provide_assets, sync_to_thread=False),
+            "service": Provide(provide_service, sync_to_thread=False),
+        },
+        exception_handlers=EXCEPTION_HANDLERS,
+        lifespan=[lifespan],
+        state=State({"settings": settings}),
+        openapi_config=OpenAPIConfig(title=APP_NAME, version="0.1.0", path="/schema"),
+        request_max_body_size=None,
+    )

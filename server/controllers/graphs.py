@@ -1,0 +1,28 @@
+"""``/graphs/``: the job types on offer and the payload each one takes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Controller, get
+from litestar.exceptions import NotFoundException
+
+from scheduler.runtime import Runtime
+
+__all__ = ["GraphController"]
+
+
+class GraphController(Controller):
+    path = "/graphs"
+    tags = ["graphs"]
+
+    @get("/", summary="Job types and their inputs")
+    async def list_graphs(self, runtime: Runtime) -> list[dict[str, Any]]:
+        return [graph.describe() for graph in runtime.catalog.graphs.values()]
+
+    @get("/{job_type:str}", summary="One job type's graph")
+    async def get_graph(self, runtime: Runtime, job_type: str) -> dict[str, Any]:
+        graph = runtime.catalog.graphs.get(job_type)
+        if graph is None:
+            raise NotFoundException(detail=f"Job type {job_type} not found")
+        return graph.describe()

@@ -1,0 +1,53 @@
+"""``/health/``: readiness, and diagnostics of Redis and the Dask cluster."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from litestar import Controller, get
+
+from scheduler.runtime import Runtime
+from scheduler.settings import APP_NAME
+
+__all__ = ["HealthController"]
+
+
+class HealthController(Controller):
+    path = "/health"
+    tags = ["health"]
+
+    @get("/", summary="Readiness probe")
+    async def health(self, runtime: Runtime) -> dict[str, Any]:
+        return {"status": "ok", "app": APP_NAME, "environment": runtime.settings.app_env}
+
+    @get("/diagnostics", summary="Redis and Dask cluster diagnostics")
+    async def diagnostics(self, runtime: Runtime) -> dict[str, Any]:
+        from scheduler.runtime import broker_display
+
+        broker = broker_display(runtime.redis_url or runtime.settings.redis_url or "redis://localhost:6379/0")
+        status = "ok"
+        queue: dict[str, Any]
+        try:
+            assert runtime.redis is not None
+            await asyncio.wait_for(runtime.redis.ping(), timeout=3)
+            info = await asyncio.wait_for(runtime.redis.info(), timeout=3)
+            queue = {
+                "connected": True,
+                "broker_url": broker,
+                "redis_version": info.get("redis_version"),
+                "connected_clients": info.get("connected_clients"),
+            }
+        except Exception as exc:  # noqa: BLE001  (diagnostics always answer 200)
+            status = "degraded"
+            queue = {"connected": False, "broker_url": broker, "error": str(exc) or type(exc).__name__}
+        cluster = await runtime.cluster.info() if runtime.cluster is not None else {"connected": False, "error": "not started"}
+        if not cluster.get("connected"):
+            status = "degraded"
+        return {
+            "status": status,
+            "app": APP_NAME,
+            "environment": runtime.settings.app_env,
+            "queue": queue,
+            "cluster": cluster,
+        }

@@ -1,0 +1,62 @@
+"""``/jobs/``: create, read, list and cancel jobs, exactly as the API reference documents."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from litestar import Controller, get, post
+from litestar.exceptions import HTTPException
+from litestar.params import Parameter
+
+from scheduler.errors import InvalidTransitionError, QueueUnavailableError
+from scheduler.service import JobService
+from scheduler.store import STATUSES, JobStore
+from server.errors import queue_error_detail, unprocessable
+
+__all__ = ["JobController"]
+
+
+class JobController(Controller):
+    path = "/jobs"
+    tags = ["jobs"]
+
+    @post("/", status_code=202, summary="Create and enqueue a job")
+    async def create_job(
+        self,
+        service: JobService,
+        data: dict[str, Any],
+        job_type: str,
+        clip_version_id: str | None = None,
+        priority: Annotated[int, Parameter(ge=-1_000_000, le=1_000_000)] = 0,
+    ) -> dict[str, Any]:
+        """The body is the job's payload; the graph of ``job_type`` checks it before it is queued."""
+        try:
+            return await service.submit(job_type, data, priority=priority, clip_version_id=clip_version_id)
+        except QueueUnavailableError as exc:
+            raise HTTPException(status_code=503, detail=f"Failed to enqueue job: {queue_error_detail(exc)}") from None
+
+    @get("/", summary="List jobs, newest first")
+    async def list_jobs(
+        self,
+        store: JobStore,
+        status: str | None = None,
+        job_type: str | None = None,
+        limit: Annotated[int, Parameter(ge=1, le=500)] = 50,
+    ) -> list[dict[str, Any]]:
+        if status is not None and status not in STATUSES:
+            raise unprocessable(["query", "status"], f"status must be one of: {', '.join(STATUSES)}")
+        return await store.list(status=status, job_type=job_type, limit=limit)
+
+    @get("/{job_id:str}", summary="The latest state of a job")
+    async def get_job(self, store: JobStore, job_id: str) -> dict[str, Any]:
+        return await store.get(job_id)
+
+    @post("/{job_id:str}/cancel", status_code=200, summary="Cancel a job that has not finished")
+    async def cancel_job(self, store: JobStore, job_id: str) -> dict[str, Any]:
+        """The job becomes ``cancelled`` and its Dask tasks are cancelled; a finished job gives 409."""
+        try:
+            await store.cancel(job_id)
+        except InvalidTransitionError as exc:
+            raise HTTPException(status_code=409, detail=f"Job {job_id} is already {exc.current}") from None
+        await store.report(job_id, messages=["Cancelled by request"])
+        return await store.get(job_id)

@@ -1,0 +1,105 @@
+"""Exception handlers: every error leaves as ``{"detail": ...}`` and nothing else."""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+from litestar import MediaType, Request, Response
+from litestar.exceptions import HTTPException, ValidationException
+from litestar.status_codes import HTTP_400_BAD_REQUEST, HTTP_422_UNPROCESSABLE_ENTITY, HTTP_500_INTERNAL_SERVER_ERROR
+
+from pipelines.errors import PayloadError
+from scheduler.assets import AssetNotFoundError
+from scheduler.errors import JobNotFoundError, QueueUnavailableError, SourceError, UnknownJobTypeError
+
+__all__ = ["EXCEPTION_HANDLERS", "queue_error_detail", "unprocessable"]
+
+_log = logging.getLogger("server")
+_MISSING = re.compile(r"Missing required (\w+) parameter '([^']+)'")
+
+
+def _detail(status: int, detail: Any, headers: dict[str, str] | None = None) -> Response[Any]:
+    return Response({"detail": detail}, status_code=status, media_type=MediaType.JSON, headers=headers)
+
+
+def unprocessable(loc: list[str], msg: str, type_: str = "value_error") -> HTTPException:
+    """A 422 naming the field, in FastAPI's shape: ``{"detail": [{"loc", "msg", "type"}]}``."""
+    return HTTPException(status_code=HTTP_422_UNPROCESSABLE_ENTITY,
+                         extra=[{"loc": loc, "msg": msg, "type": type_}])
+
+
+def queue_error_detail(exc: QueueUnavailableError) -> str:
+    return f"Queue connection error: {str(exc).rstrip('.')}."
+
+
+def _validation(_: Request[Any, Any, Any], exc: ValidationException) -> Response[Any]:
+    extra = exc.extra if isinstance(exc.extra, list) else []
+    if not extra and "JSON" in str(exc.detail):
+        return _detail(HTTP_400_BAD_REQUEST, f"Malformed JSON body: {exc.detail}")
+    errors = []
+    missing = _MISSING.match(str(exc.detail))
+    if missing:
+        errors.append({"loc": [missing.group(1), missing.group(2)], "msg": "Field required", "type": "missing"})
+    for item in extra:
+        if not isinstance(item, dict):
+            continue
+        source = item.get("source") or "body"
+        key = item.get("key")
+        message = str(item.get("message", "invalid value"))
+        if source == "body" and key == "data":
+            # Litestar names the handler's argument; the client knows it as the body.
+            loc = ["body"]
+            if message == "'data'":
+                message = "Field required: the body must be a JSON object (the job payload)"
+        else:
+            loc = [source, key] if key else [source]
+        errors.append({"loc": loc, "msg": message, "type": "value_error"})
+    if not errors:
+        errors = [{"loc": ["body"], "msg": str(exc.detail), "type": "value_error"}]
+    return _detail(HTTP_422_UNPROCESSABLE_ENTITY, errors)
+
+
+def _http(_: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
+    if exc.status_code == HTTP_422_UNPROCESSABLE_ENTITY and isinstance(exc.extra, list):
+        return _detail(exc.status_code, exc.extra)
+    return _detail(exc.status_code, exc.detail, headers=exc.headers)
+
+
+def _payload(_: Request[Any, Any, Any], exc: PayloadError) -> Response[Any]:
+    return _detail(HTTP_422_UNPROCESSABLE_ENTITY, exc.errors)
+
+
+def _job_type(_: Request[Any, Any, Any], exc: UnknownJobTypeError) -> Response[Any]:
+    return _detail(HTTP_422_UNPROCESSABLE_ENTITY, [{"loc": ["query", "job_type"], "msg": str(exc), "type": "value_error"}])
+
+
+def _source(_: Request[Any, Any, Any], exc: SourceError) -> Response[Any]:
+    return _detail(HTTP_422_UNPROCESSABLE_ENTITY, [{"loc": ["body", exc.field], "msg": str(exc), "type": "value_error"}])
+
+
+def _not_found(_: Request[Any, Any, Any], exc: LookupError) -> Response[Any]:
+    return _detail(404, str(exc))
+
+
+def _queue(_: Request[Any, Any, Any], exc: QueueUnavailableError) -> Response[Any]:
+    return _detail(503, queue_error_detail(exc))
+
+
+def _internal(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    _log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return _detail(HTTP_500_INTERNAL_SERVER_ERROR, "Internal server error")
+
+
+EXCEPTION_HANDLERS: dict[Any, Any] = {
+    ValidationException: _validation,
+    HTTPException: _http,
+    PayloadError: _payload,
+    UnknownJobTypeError: _job_type,
+    SourceError: _source,
+    JobNotFoundError: _not_found,
+    AssetNotFoundError: _not_found,
+    QueueUnavailableError: _queue,
+    Exception: _internal,
+}

@@ -1,0 +1,151 @@
+"""Tiny synthetic media for the media operator tests, made with PyAV's lavfi sources.
+
+Everything is generated on the fly (no fixtures in git) and kept small — a couple of
+seconds at 320x240 or less — so the whole media test suite stays fast on 2 cores.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+import av
+
+__all__ = ["make_audio_only", "make_clip", "make_text", "make_truncated"]
+
+
+def _lavfi_frames(spec: str):
+    with av.open(spec, format="lavfi") as src:
+        yield from src.decode(video=0) if src.streams.video else src.decode(audio=0)
+
+
+def make_clip(
+    path: str | Path,
+    seconds: float = 2.0,
+    size: tuple[int, int] = (320, 240),
+    fps: str = "30000/1001",
+    audio: bool = True,
+    bframes: bool = True,
+    gop: int = 30,
+    rotation: int | None = None,
+    vfr: bool = False,
+    container: str = "mp4",
+    sample_rate: int = 48000,
+) -> Path:
+    """An H.264 (+AAC) clip of ``testsrc2`` (+ a 440 Hz sine).
+
+    ``gop`` is the keyframe interval in frames (a GOP longer than the clip gives one
+    keyframe), ``rotation`` writes a display matrix (counter-clockwise degrees), and
+    ``vfr`` stretches every third frame so the frame rate is variable.
+    """
+    path = Path(path)
+    width, height = size
+    rate = Fraction(fps)
+    with av.open(str(path), "w", format=container) as out:
+        vs = out.add_stream("libx264", rate=rate)
+        # 4:2:0 needs even sizes, so an odd-sized source is 4:4:4 (as phones and screen grabs can be).
+        pix_fmt = "yuv420p" if width % 2 == 0 and height % 2 == 0 else "yuv444p"
+        vs.width, vs.height, vs.pix_fmt = width, height, pix_fmt
+        # A fine time base so the VFR timestamps below are representable exactly.
+        # Keep our own copy: the muxer replaces the stream's time base when it writes the header.
+        tb = Fraction(1, 90000) if vfr else 1 / rate
+        vs.codec_context.time_base = tb
+        vs.options = {
+            "g": str(gop),
+            "keyint_min": str(gop),
+            "sc_threshold": "0",
+            "bf": "3" if bframes else "0",
+            "preset": "ultrafast" if not bframes else "superfast",
+            "threads": "1",
+        }
+        if rotation:
+            vs.set_display_rotation(rotation)
+        aus = None
+        if audio:
+            aus = out.add_stream("aac", rate=sample_rate)
+            aus.layout = "stereo"
+        spec = f"testsrc2=size={width}x{height}:rate={fps}:duration={seconds}"
+        pts = 0
+        frame_ticks = int(tb.denominator / rate / tb.numerator) if vfr else 1
+        for i, frame in enumerate(_lavfi_frames(spec)):
+            frame = frame.reformat(format=pix_fmt)
+            # lavfi marks every frame as an I picture, and libx264 honours a frame's pict_type.
+            frame.pict_type = av.video.frame.PictureType.NONE
+            frame.pts = pts
+            frame.time_base = tb
+            pts += frame_ticks * (2 if vfr and i % 3 == 2 else 1)
+            out.mux(vs.encode(frame))
+        out.mux(vs.encode(None))
+        if aus is not None:
+            apts = 0
+            for frame in _lavfi_frames(f"sine=frequency=440:duration={seconds}:sample_rate={sample_rate}"):
+                frame.pts = apts
+                frame.time_base = Fraction(1, sample_rate)
+                apts += frame.samples
+                out.mux(aus.encode(frame))
+            out.mux(aus.encode(None))
+    return path
+
+
+def make_audio_only(path: str | Path, seconds: float = 2.0, sample_rate: int = 44100) -> Path:
+    """An AAC-in-M4A file with a 440 Hz sine and no video."""
+    path = Path(path)
+    with av.open(str(path), "w", format="mp4") as out:
+        aus = out.add_stream("aac", rate=sample_rate)
+        aus.layout = "mono"
+        apts = 0
+        for frame in _lavfi_frames(f"sine=frequency=440:duration={seconds}:sample_rate={sample_rate}"):
+            frame.pts = apts
+            frame.time_base = Fraction(1, sample_rate)
+            apts += frame.samples
+            out.mux(aus.encode(frame))
+        out.mux(aus.encode(None))
+    return path
+
+
+def make_truncated(path: str | Path, keep: float = 0.5, **clip_args) -> Path:
+    """A clip cut off after ``keep`` of its bytes: with the moov atom at the end, it is unreadable."""
+    path = Path(path)
+    make_clip(path, **clip_args)
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * keep)])
+    return path
+
+
+def make_text(path: str | Path) -> Path:
+    """A text file with a video extension."""
+    path = Path(path)
+    path.write_text("this is not a video, just some words in a file\n" * 20)
+    return path
+
+
+# --- helpers for tests that run the media operators on these files -----------------------
+
+
+def media_ctx(root: str | Path, job_id: str = "job_test"):
+    """An OpContext whose storage is ``root`` (a test's tmp_path)."""
+    from operators.context import OpContext
+    from operators.storage import Storage
+
+    return OpContext(job_id=job_id, node="x", storage=Storage(str(root)))
+
+
+def run_ingest(ctx, rel_path: str, target_seconds: float = 0.5, min_seconds: float = 0.2, renditions=(720,), audio: bool = True):
+    """probe → split → transcode each chunk → (audio) → join, as the graph wires them."""
+    from operators.media.audio import AudioParams, transcode_audio
+    from operators.media.chunks import SplitParams, split_keyframes
+    from operators.media.join import JoinParams, join_chunks
+    from operators.media.probe import probe
+    from operators.media.transcode import TranscodeParams, transcode_chunk
+    from operators.types import SourceRef
+
+    source = SourceRef(path=rel_path)
+    info = probe(source, ctx=ctx)
+    chunks = split_keyframes(
+        source, info, params=SplitParams(target_seconds=target_seconds, min_seconds=min_seconds), ctx=ctx
+    )
+    params = TranscodeParams(renditions=list(renditions), preset="ultrafast", encode_threads=1, decode_threads=1)
+    parts = [transcode_chunk(source, c, info, params=params, ctx=ctx) for c in chunks]
+    track = transcode_audio(source, info, params=AudioParams(), ctx=ctx) if audio else None
+    proxies = join_chunks(parts, info, track, params=JoinParams(), ctx=ctx)
+    return info, chunks, parts, track, proxies

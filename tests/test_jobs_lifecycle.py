@@ -1,0 +1,205 @@
+"""Jobs from queue to end: progress, priority, cancelling, failures and recovery."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+import redis as redis_sync
+from distributed import LocalCluster
+from litestar.testing import TestClient
+
+from scheduler.settings import Settings
+from scheduler.store import JobStore
+from server.app import create_app
+from tests.conftest import wait_for
+
+
+def test_fanout_progress_moves_and_never_goes_down(client: TestClient[Any]) -> None:
+    job = client.post("/jobs/?job_type=fanout", json={"items": [1, 2, 3, 4, 5, 6]}).json()
+    seen: list[float] = []
+
+    def record(r: dict[str, Any]) -> None:
+        if r["result_payload"]:
+            seen.append(r["result_payload"]["progress"])
+
+    done = wait_for(client, job["id"], seen=record)
+    assert done["status"] == "completed", done["error_message"]
+    assert done["result_payload"]["outputs"] == {"joined": [1, 2, 3, 4, 5, 6]}
+    assert seen == sorted(seen), "progress went down"
+    assert len({p for p in seen if 0 < p < 1}) >= 3, f"progress did not move in steps: {seen}"
+    assert all(0.0 <= p <= 1.0 for p in seen) and seen[-1] == 1.0
+    messages = [e["message"] for e in done["result_payload"]["log"]]
+    assert "each: 6 parallel tasks" in messages
+    assert any(m == "each: 6/6 done" for m in messages)
+
+
+def test_operator_failure_ends_failed_with_message(client: TestClient[Any]) -> None:
+    job = client.post("/jobs/?job_type=broken", json={}).json()
+    done = wait_for(client, job["id"])
+    assert done["status"] == "failed"
+    assert done["error_message"] == "boom: the input is not usable: test failure"
+    assert done["completed_at"] is not None
+    assert "Traceback" not in done["error_message"]
+
+
+def test_cancel_running_job_stops_its_tasks(client: TestClient[Any], dask_cluster: LocalCluster) -> None:
+    job = client.post("/jobs/?job_type=sleepy", json={"seconds": 30}).json()
+    wait_for(client, job["id"], statuses=("in_progress",))
+    response = client.post(f"/jobs/{job['id']}/cancel")
+    assert response.status_code == 200
+    assert response.json()["status"] == "cancelled"
+    assert response.json()["completed_at"] is not None
+    # The Dask task is released: no key of this job stays on the scheduler.
+    deadline = time.monotonic() + 10
+    from distributed import Client
+
+    with Client(dask_cluster.scheduler_address, timeout=10) as observer:
+        while time.monotonic() < deadline:
+            keys = observer.run_on_scheduler(lambda dask_scheduler: list(map(str, dask_scheduler.tasks)))
+            if not any(job["id"] in k for k in keys):
+                break
+            time.sleep(0.2)
+        else:
+            raise AssertionError(f"tasks of {job['id']} still on the scheduler: {keys}")
+    final = client.get(f"/jobs/{job['id']}").json()
+    assert final["status"] == "cancelled"
+    again = client.post(f"/jobs/{job['id']}/cancel")
+    assert again.status_code == 409
+    assert again.json() == {"detail": f"Job {job['id']} is already cancelled"}
+    assert client.post("/jobs/job_nope/cancel").status_code == 404
+
+
+def test_priority_order_higher_first_fifo_within(settings: Settings) -> None:
+    quiet = settings.model_copy(update={"run_dispatcher": False})
+    with TestClient(app=create_app(quiet)) as client:
+        order = [("a", 0), ("b", 5), ("c", 0), ("d", 10), ("e", -1), ("f", 5)]
+        ids = {tag: client.post(f"/jobs/?job_type=sleepy&priority={p}", json={"tag": tag, "seconds": 0}).json()["id"]
+               for tag, p in order}
+    busy = settings.model_copy(update={"max_running_jobs": 1})
+    with TestClient(app=create_app(busy)) as client:
+        finished = [wait_for(client, job_id) for job_id in ids.values()]
+    started = sorted(finished, key=lambda r: r["started_at"])
+    assert [r["payload"]["tag"] for r in started] == ["d", "b", "f", "a", "c", "e"]
+
+
+def test_store_transitions_are_guarded(redis_url: str) -> None:
+    async def scenario() -> None:
+        from redis import asyncio as aioredis
+
+        from scheduler.errors import InvalidTransitionError
+
+        redis = aioredis.Redis.from_url(redis_url)
+        store = JobStore(redis)
+        job = await store.create("sleepy", {})
+        assert await store.claim("d1") == job["id"]
+        await store.report(job["id"], progress=0.5, messages=["half"])
+        await store.report(job["id"], progress=0.2)
+        assert (await store.get(job["id"]))["result_payload"]["progress"] == 0.5
+        await store.complete(job["id"], {"outputs": {}})
+        for action in (store.cancel(job["id"]), store.fail(job["id"], "late")):
+            try:
+                await action
+            except InvalidTransitionError as exc:
+                assert exc.current == "completed"
+            else:
+                raise AssertionError("a finished job changed status")
+        assert (await store.get(job["id"]))["status"] == "completed"
+        # The log keeps only the newest entries.
+        small = JobStore(redis, log_limit=10)
+        other = await small.create("sleepy", {})
+        await small.claim("d1")
+        await small.report(other["id"], messages=[f"m{i}" for i in range(25)])
+        log = (await small.get(other["id"]))["result_payload"]["log"]
+        assert [e["message"] for e in log] == [f"m{i}" for i in range(15, 25)]
+        await redis.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_dispatcher_restart_requeues_then_fails_after_max_attempts(settings: Settings, redis_url: str) -> None:
+    """A job left in_progress by a dead dispatcher is re-queued, and failed after MAX_JOB_ATTEMPTS."""
+
+    async def orphan(job_type: str, payload: dict[str, Any], attempts: int) -> str:
+        from redis import asyncio as aioredis
+
+        redis = aioredis.Redis.from_url(redis_url)
+        store = JobStore(redis)
+        job = await store.create(job_type, payload)
+        for _ in range(attempts):
+            claimed = await store.claim("dead-dispatcher")
+            assert claimed == job["id"]
+            if _ < attempts - 1:
+                await store.requeue(job["id"], "simulated restart")
+        await redis.aclose()
+        return job["id"]
+
+    retried = asyncio.run(orphan("sleepy", {"tag": "again", "seconds": 0}, attempts=1))
+    exhausted = asyncio.run(orphan("sleepy", {"tag": "never", "seconds": 0}, attempts=settings.max_job_attempts))
+    with TestClient(app=create_app(settings)) as client:
+        done = wait_for(client, retried)
+        assert done["status"] == "completed"
+        assert done["result_payload"]["outputs"] == {"tag": "again"}
+        assert any("Re-queued" in e["message"] for e in done["result_payload"]["log"])
+        failed = wait_for(client, exhausted)
+        assert failed["status"] == "failed"
+        assert f"interrupted {settings.max_job_attempts} times" in failed["error_message"]
+    client_sync = redis_sync.Redis.from_url(redis_url)
+    assert client_sync.hlen("ave:running") == 0
+    client_sync.close()
+
+
+def test_redis_outage_gives_503_and_recovers_without_losing_jobs(
+    tmp_path: Path, dask_cluster: LocalCluster, graphs_dir: Path
+) -> None:
+    from scheduler.redis_server import EmbeddedRedis, _free_port
+
+    port = _free_port()
+    server = EmbeddedRedis(tmp_path / "outage", port=port)
+    server.start()
+    settings = Settings(redis_url=server.url, dask_scheduler_address=dask_cluster.scheduler_address,
+                        data_dir=tmp_path / "data", graphs_dir=graphs_dir)
+    try:
+        with TestClient(app=create_app(settings)) as client:
+            long_job = client.post("/jobs/?job_type=sleepy", json={"seconds": 3, "tag": "survivor"}).json()
+            wait_for(client, long_job["id"], statuses=("in_progress",))
+            server.stop()
+
+            response = client.post("/jobs/?job_type=sleepy", json={})
+            assert response.status_code == 503
+            detail = response.json()["detail"]
+            assert detail.startswith("Failed to enqueue job: Queue connection error: ")
+            assert str(port) in detail and detail.endswith(".")
+            assert set(response.json()) == {"detail"}
+
+            diagnostics = client.get("/health/diagnostics")
+            assert diagnostics.status_code == 200
+            body = diagnostics.json()
+            assert body["status"] == "degraded"
+            assert body["queue"]["connected"] is False
+            assert body["queue"]["broker_url"] == f"127.0.0.1:{port}/0"
+            assert body["queue"]["error"]
+            assert client.get("/health/").json()["status"] == "ok"
+            assert client.get(f"/jobs/{long_job['id']}").status_code == 503
+
+            time.sleep(3.5)  # the job finishes on Dask while Redis is down
+            server.start()
+            done = wait_for(client, long_job["id"], timeout=60)
+            assert done["status"] == "completed"
+            assert done["result_payload"]["outputs"] == {"tag": "survivor"}
+            later = client.post("/jobs/?job_type=sleepy", json={"seconds": 0})
+            assert later.status_code == 202
+            assert wait_for(client, later.json()["id"])["status"] == "completed"
+    finally:
+        server.stop()
+
+
+def test_worker_crash_costs_the_task_not_the_job(client: TestClient[Any], dask_cluster: LocalCluster) -> None:
+    job = client.post("/jobs/?job_type=crashy", json={"tag": "alive"}).json()
+    done = wait_for(client, job["id"], timeout=120)
+    assert done["status"] == "completed", done["error_message"]
+    assert done["result_payload"]["outputs"] == {"tag": "alive", "joined": [1, 2, 3]}
+    assert any(e["message"] == "Survived a worker crash" for e in done["result_payload"]["log"])
+    dask_cluster.wait_for_workers(2, timeout=60)  # the nanny restarts the dead worker
