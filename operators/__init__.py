@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
-from operators.context import EVENTS_TOPIC, OpContext
+from operators.context import EVENTS_TOPIC, OpContext, TaskCancelledError
 from operators.errors import (
     MediaError,
     OperatorError,
@@ -36,6 +36,7 @@ __all__ = [
     "SourceRef",
     "Storage",
     "StoredFile",
+    "TaskCancelledError",
     "UnknownOperatorError",
     "get_operator",
     "operator",

@@ -10,8 +10,8 @@ from scheduler.runtime import Runtime
 from scheduler.settings import Settings
 
 
-async def _main() -> None:
-    runtime = Runtime.prepare(Settings())
+async def _main(settings: Settings) -> None:
+    runtime = Runtime.prepare(settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -28,5 +28,6 @@ async def _main() -> None:
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    asyncio.run(_main())
+    settings = Settings()
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    asyncio.run(_main(settings))

@@ -14,7 +14,8 @@ import logging
 import secrets
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from distributed import Client
 
@@ -35,6 +36,7 @@ from scheduler.settings import Settings
 __all__ = ["Dispatcher"]
 
 _log = logging.getLogger("scheduler.dispatcher")
+T = TypeVar("T")
 HEARTBEAT_TTL = 15
 
 
@@ -57,6 +59,7 @@ class Dispatcher:
         self.owner = owner or f"dispatcher-{secrets.token_hex(6)}"
         self._running: dict[str, _Running] = {}
         self._stopping = asyncio.Event()
+        self._slot_free = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
 
     # -- lifecycle ----------------------------------------------------------------------
@@ -78,6 +81,15 @@ class Dispatcher:
             self.client.unsubscribe_topic(EVENTS_TOPIC)
         with contextlib.suppress(QueueUnavailableError):
             await self.store.release_owner(self.owner)
+
+    async def _pause(self, seconds: float) -> None:
+        """Sleep, but return at once when the dispatcher stops.
+
+        Cancelling a loop is not enough on its own: redis-py can swallow a cancellation that
+        lands inside a command, and the loop would then sleep out its full interval.
+        """
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), timeout=seconds)
 
     @property
     def running_jobs(self) -> list[str]:
@@ -114,7 +126,10 @@ class Dispatcher:
         while not self._stopping.is_set():
             try:
                 if len(self._running) >= self.settings.max_running_jobs:
-                    await asyncio.sleep(0.05)
+                    # Woken by _finish the moment a job ends, so a full dispatcher never idles.
+                    self._slot_free.clear()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._slot_free.wait(), timeout=1)
                     continue
                 job_id = await self.store.claim(self.owner)
                 backoff = 0.5
@@ -126,13 +141,13 @@ class Dispatcher:
                 running.task = asyncio.create_task(self._run_job(running), name=f"job-{job_id}")
             except QueueUnavailableError as exc:
                 _log.warning("Redis unavailable, dispatcher waiting: %s", exc)
-                await asyncio.sleep(backoff)
+                await self._pause(backoff)
                 backoff = min(backoff * 2, 5.0)
             except asyncio.CancelledError:
                 raise
             except Exception:  # noqa: BLE001  (the loop must survive anything)
                 _log.exception("dispatcher claim loop error")
-                await asyncio.sleep(1)
+                await self._pause(1)
 
     async def _heartbeat_loop(self) -> None:
         last_recovery = 0.0
@@ -148,12 +163,12 @@ class Dispatcher:
                 raise
             except Exception:  # noqa: BLE001
                 _log.exception("dispatcher heartbeat error")
-            await asyncio.sleep(HEARTBEAT_TTL / 3)
+            await self._pause(HEARTBEAT_TTL / 3)
 
     async def _watch_loop(self) -> None:
         """Notice cancellations made through the API and stop their Dask tasks."""
         while not self._stopping.is_set():
-            await asyncio.sleep(0.25)
+            await self._pause(0.25)
             for running in list(self._running.values()):
                 try:
                     status = await self.store.status(running.job_id)
@@ -165,7 +180,7 @@ class Dispatcher:
 
     async def _flush_loop(self) -> None:
         while not self._stopping.is_set():
-            await asyncio.sleep(0.2)
+            await self._pause(0.2)
             for running in list(self._running.values()):
                 await self._flush(running)
 
@@ -193,9 +208,9 @@ class Dispatcher:
         job_id = running.job_id
         outcome: tuple[str, Any]
         try:
-            fields = await self.store.internal(job_id)
-            record = await self.store.get(job_id)
-            bound = await self.service.bind(record["job_type"], record["payload"])
+            fields = await self._until_redis(lambda: self.store.internal(job_id))
+            record = await self._until_redis(lambda: self.store.get(job_id))
+            bound = await self._until_redis(lambda: self.service.bind(record["job_type"], record["payload"]))
             job = JobInfo(id=job_id, type=record["job_type"], priority=record["priority"],
                           attempt=int(fields.get("attempts") or 1))
 
@@ -207,7 +222,8 @@ class Dispatcher:
             running.run = run
             outputs = await run.run()
             project_id = record["payload"].get("project_id")
-            published = await publish_outputs(outputs, self.service.assets, project_id=project_id, job_id=job_id)
+            published = await self._until_redis(
+                lambda: publish_outputs(outputs, self.service.assets, project_id=project_id, job_id=job_id))
             await self._annotate_sources(bound.sources, published)
             result: dict[str, Any] = {"outputs": published}
             chained = await self._chain(bound.graph, job, bound.values, published, running)
@@ -218,7 +234,7 @@ class Dispatcher:
             if running.run is not None:
                 await running.run.cancel()
             if not running.cancelled:  # the dispatcher is stopping: leave the job for recovery
-                self._running.pop(job_id, None)
+                self._release(job_id)
                 raise
             outcome = ("cancelled", None)
         except JobFailedError as exc:
@@ -228,12 +244,28 @@ class Dispatcher:
         except PayloadError as exc:
             outcome = ("failed", f"The job's payload does not fit its graph: {exc}")
         except JobNotFoundError:
-            self._running.pop(job_id, None)
+            self._release(job_id)
             return
         except Exception as exc:  # noqa: BLE001  (whatever happens, the job must end)
             _log.exception("job %s failed unexpectedly", job_id)
             outcome = ("failed", f"Internal error while running the job: {type(exc).__name__}: {exc}")
         await self._finish(running, *outcome)
+
+    async def _until_redis(self, call: Callable[[], Awaitable[T]]) -> T:
+        """Await ``call()``, retrying while Redis is unreachable: an outage delays a job, never fails it.
+
+        Stopping the dispatcher cancels the waiting task, and the job is recovered by the next one.
+        """
+        delay = 0.25
+        while True:
+            try:
+                return await call()
+            except QueueUnavailableError as exc:
+                if self._stopping.is_set():
+                    raise asyncio.CancelledError from exc  # recovery picks the job up later
+                _log.warning("Redis unavailable, job waiting: %s", exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
 
     async def _finish(self, running: _Running, status: str, detail: Any) -> None:
         """Write the final state, retrying while Redis is down, so the result is not lost."""
@@ -253,7 +285,11 @@ class Dispatcher:
                     break
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
-        self._running.pop(running.job_id, None)
+        self._release(running.job_id)
+
+    def _release(self, job_id: str) -> None:
+        self._running.pop(job_id, None)
+        self._slot_free.set()
 
     async def _annotate_sources(self, sources: dict[str, Any], outputs: dict[str, Any]) -> None:
         """A job's ``media_info`` output describes its source: keep it on the source asset."""
@@ -271,14 +307,24 @@ class Dispatcher:
         for chain in graph.chains:
             from pipelines.refs import parse_value
 
-            when = resolve_value(parse_value(chain.when), values=values, job=job, outputs=outputs)
+            conditions = parse_value(chain.when)
+            when = resolve_value(conditions, values=values, job=job, outputs=outputs)
+            if isinstance(when, list):
+                # A list means all of them, e.g. [asked for a transcript, there is audio to transcribe].
+                # When the first (the request) holds but a later one does not, the log says why.
+                unmet = [c for c, v in zip(conditions, when, strict=True) if not v]
+                if unmet and when and when[0]:
+                    names = ", ".join(getattr(c, "text", "") or repr(getattr(c, "value", c)) for c in unmet)
+                    running.pending_messages.append(f"Did not start the {chain.job_type} job: {names} is empty")
+                when = not unmet
             if not when:
                 continue
             payload = resolve_value(parse_value(chain.payload), values=values, job=job, outputs=outputs)
             priority = resolve_value(parse_value(chain.priority), values=values, job=job, outputs=outputs)
             payload = {k: v for k, v in payload.items() if v is not None}
             try:
-                record = await self.service.submit(chain.job_type, payload, priority=int(priority or 0))
+                record = await self._until_redis(
+                    lambda: self.service.submit(chain.job_type, payload, priority=int(priority or 0)))
             except (UnknownJobTypeError, PayloadError, SourceError) as exc:
                 running.pending_messages.append(f"Could not start the {chain.job_type} job: {exc}")
                 continue

@@ -39,6 +39,9 @@ class Settings(BaseSettings):
     embedded_redis_port: int = Field(0, ge=0, description="Port of the embedded Redis on 127.0.0.1 (0: any free)")
     max_upload_bytes: int = Field(20 * 1024**3, ge=1, description="Largest accepted upload, in bytes")
     job_log_limit: int = Field(300, ge=10, description="Newest log entries kept per job")
+    log_level: str = Field("info", pattern="(?i)^(debug|info|warning|error|critical)$",
+                           description="Level of the server's and dispatcher's logs")
+    access_log: bool = Field(False, description="Log every HTTP request (costs ~10% of peak request rate)")
 
     @property
     def media_url(self) -> str:

@@ -64,6 +64,15 @@ def test_cancel_running_job_stops_its_tasks(client: TestClient[Any], dask_cluste
             time.sleep(0.2)
         else:
             raise AssertionError(f"tasks of {job['id']} still on the scheduler: {keys}")
+        # The running operator stops at its next progress report, so the worker is free for
+        # the next job long before the 30 s the task would have taken.
+        while time.monotonic() < deadline:
+            busy = observer.run(lambda dask_worker: len(dask_worker.state.executing))
+            if not any(busy.values()):
+                break
+            time.sleep(0.1)
+        else:
+            raise AssertionError(f"a worker is still running the cancelled task: {busy}")
     final = client.get(f"/jobs/{job['id']}").json()
     assert final["status"] == "cancelled"
     again = client.post(f"/jobs/{job['id']}/cancel")
