@@ -178,3 +178,19 @@ def test_openapi_schema(client: TestClient[Any]) -> None:
     paths = schema.json()["paths"]
     assert "/jobs" in paths or "/jobs/" in paths
     assert any(p.startswith("/jobs/{job_id}") for p in paths)
+
+
+def test_server_starts_and_answers_health_without_redis(settings: Any) -> None:
+    """Redis unreachable from the start: the server still serves /health/, reports degraded and 503s."""
+    from server.app import create_app
+
+    down = settings.model_copy(update={"redis_url": "redis://127.0.0.1:1/0"})
+    with TestClient(app=create_app(down), timeout=30) as client:
+        assert client.get("/health/").json()["status"] == "ok"
+        body = client.get("/health/diagnostics").json()
+        assert body["status"] == "degraded"
+        assert body["queue"]["connected"] is False and body["queue"]["broker_url"] == "127.0.0.1:1/0"
+        assert body["queue"]["error"]
+        response = client.post("/jobs/?job_type=sleepy", json={})
+        assert response.status_code == 503
+        assert response.json()["detail"].startswith("Failed to enqueue job: Queue connection error: ")
