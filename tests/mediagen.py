@@ -31,17 +31,20 @@ def make_clip(
     vfr: bool = False,
     container: str = "mp4",
     sample_rate: int = 48000,
+    faststart: bool = False,
 ) -> Path:
     """An H.264 (+AAC) clip of ``testsrc2`` (+ a 440 Hz sine).
 
     ``gop`` is the keyframe interval in frames (a GOP longer than the clip gives one
-    keyframe), ``rotation`` writes a display matrix (counter-clockwise degrees), and
-    ``vfr`` stretches every third frame so the frame rate is variable.
+    keyframe), ``rotation`` writes a display matrix (counter-clockwise degrees),
+    ``vfr`` stretches every third frame so the frame rate is variable, and ``faststart``
+    puts the MP4 index (moov) before the media data, as uploads from phones and web tools have.
     """
     path = Path(path)
     width, height = size
     rate = Fraction(fps)
-    with av.open(str(path), "w", format=container) as out:
+    options = {"movflags": "+faststart"} if faststart else {}
+    with av.open(str(path), "w", format=container, options=options) as out:
         vs = out.add_stream("libx264", rate=rate)
         # 4:2:0 needs even sizes, so an odd-sized source is 4:4:4 (as phones and screen grabs can be).
         pix_fmt = "yuv420p" if width % 2 == 0 and height % 2 == 0 else "yuv444p"
@@ -87,10 +90,11 @@ def make_clip(
     return path
 
 
-def make_audio_only(path: str | Path, seconds: float = 2.0, sample_rate: int = 44100) -> Path:
-    """An AAC-in-M4A file with a 440 Hz sine and no video."""
+def make_audio_only(path: str | Path, seconds: float = 2.0, sample_rate: int = 44100, faststart: bool = False) -> Path:
+    """An AAC-in-M4A file with a 440 Hz sine and no video (``faststart``: the index first)."""
     path = Path(path)
-    with av.open(str(path), "w", format="mp4") as out:
+    options = {"movflags": "+faststart"} if faststart else {}
+    with av.open(str(path), "w", format="mp4", options=options) as out:
         aus = out.add_stream("aac", rate=sample_rate)
         aus.layout = "mono"
         apts = 0
@@ -104,7 +108,11 @@ def make_audio_only(path: str | Path, seconds: float = 2.0, sample_rate: int = 4
 
 
 def make_truncated(path: str | Path, keep: float = 0.5, **clip_args) -> Path:
-    """A clip cut off after ``keep`` of its bytes: with the moov atom at the end, it is unreadable."""
+    """A clip cut off after ``keep`` of its bytes.
+
+    With the moov atom at the end (the default) it is unreadable; with ``faststart=True`` it
+    opens, and its index lists frames whose data is missing.
+    """
     path = Path(path)
     make_clip(path, **clip_args)
     data = path.read_bytes()

@@ -109,6 +109,31 @@ def _video_info(container: Any, stream: Any, progress: Progress) -> VideoStreamI
     )
 
 
+def _check_audio_complete(container: Any, stream: Any) -> None:
+    """Fail a cut-off audio-only file here, with the reason, rather than mid-encode later.
+
+    With video, a cut file loses video packets too and the video check finds it; without,
+    this demux (no decode) is the only pass, and it compares the index with what is there.
+    """
+    if not stream.frames:
+        return  # no index to compare with (ADTS, WAV, Ogg): the decoders meet the end as it is
+    present = 0
+    try:
+        for packet in container.demux(stream):
+            if packet.size:
+                present += 1
+    except av.error.FFmpegError as exc:
+        raise MediaError(
+            "The source file is truncated or corrupt: "
+            f"its audio breaks off after {present} of {stream.frames} packets"
+        ) from exc
+    if present < stream.frames:
+        raise MediaError(
+            f"The source file is truncated: its index lists {stream.frames} audio packets "
+            f"but only {present} are present"
+        )
+
+
 def _audio_info(container: Any, stream: Any) -> AudioStreamInfo:
     cc = stream.codec_context
     tb: Fraction = stream.time_base
@@ -144,6 +169,8 @@ def probe(source: SourceRef, *, ctx: OpContext) -> MediaInfo:
         if video is not None:
             streams.append(_video_info(container, video, progress))
         if audio is not None:
+            if video is None:
+                _check_audio_complete(container, audio)
             streams.append(_audio_info(container, audio))
         duration = container.duration / av.time_base if container.duration else max(
             (getattr(s, "duration", 0.0) for s in streams), default=0.0

@@ -2,6 +2,8 @@
 
 JPEGs are encoded with FFmpeg's mjpeg encoder through PyAV (no imaging library needed).
 Unlike the proxy, these are turned upright in pixels, because a JPEG has no display matrix.
+An audio-only source has no pictures to take: both operators return None for it, so an
+ingest of a podcast or voice memo completes with ``poster``/``sprite`` null instead of failing.
 """
 
 from __future__ import annotations
@@ -20,12 +22,6 @@ from operators.registry import operator
 from operators.types import SourceRef, StoredFile
 
 __all__ = ["PosterParams", "SpriteParams", "poster", "sprite"]
-
-
-def _require_video(info: MediaInfo) -> VideoStreamInfo:
-    if info.video is None:
-        raise MediaError("The source has no video stream to take pictures from")
-    return info.video
 
 
 def _seek_frame(container: Any, stream: Any, video: VideoStreamInfo, seconds: float, exact: bool) -> Any:
@@ -54,9 +50,12 @@ class PosterParams(BaseModel):
 
 
 @operator("media.poster", weight=1)
-def poster(source: SourceRef, info: MediaInfo, *, params: PosterParams, ctx: OpContext) -> StoredFile:
-    """A JPEG of one frame, upright, at most ``height`` tall."""
-    video = _require_video(info)
+def poster(source: SourceRef, info: MediaInfo, *, params: PosterParams, ctx: OpContext) -> StoredFile | None:
+    """A JPEG of one frame, upright, at most ``height`` tall (None for an audio-only source)."""
+    video = info.video
+    if video is None:
+        ctx.log("No video stream: no poster")
+        return None
     at = params.at_seconds if params.at_seconds is not None else video.duration * 0.1
     at = min(at, max(0.0, video.duration - video.frame_duration))
     width, height = fit_height(video.display_width, video.display_height, params.height)
@@ -94,9 +93,15 @@ class SpriteParams(BaseModel):
 
 
 @operator("media.sprite", weight=2)
-def sprite(source: SourceRef, info: MediaInfo, *, params: SpriteParams, ctx: OpContext) -> StoredFile:
-    """A JPEG sheet of thumbnails every ``interval_seconds``, row by row, for timeline scrubbing."""
-    video = _require_video(info)
+def sprite(source: SourceRef, info: MediaInfo, *, params: SpriteParams, ctx: OpContext) -> StoredFile | None:
+    """A JPEG sheet of thumbnails every ``interval_seconds``, row by row, for timeline scrubbing.
+
+    None for an audio-only source.
+    """
+    video = info.video
+    if video is None:
+        ctx.log("No video stream: no sprite sheet")
+        return None
     interval = params.interval_seconds
     count = max(1, math.ceil(video.duration / interval - 1e-9))
     if count > params.max_tiles:
