@@ -30,9 +30,17 @@ class AssetNotFoundError(LookupError):
         return f"Asset {self.asset_id} not found"
 
 
+_PROMOTED_META = ("width", "height", "duration")
+
+
 def public_asset(record: dict[str, Any]) -> dict[str, Any]:
     """The record as the API shows it: no storage path, plus where to download it."""
     shown = {k: v for k, v in record.items() if k != "path"}
+    # A client picking a proxy rendition or laying out a timeline reads these first: show
+    # them beside the id rather than only inside the operator-specific ``meta``.
+    for key in _PROMOTED_META:
+        if key in (record.get("meta") or {}):
+            shown.setdefault(key, record["meta"][key])
     shown["url"] = f"/assets/{record['id']}/content"
     return shown
 

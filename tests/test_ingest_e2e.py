@@ -146,6 +146,7 @@ def test_outputs_are_verified_assets_with_progress(client: TestClient[Any], tmp_
     proxies = outputs["proxy"]
     assert isinstance(proxies, list) and len(proxies) == 2
     assert sorted(p["meta"]["height"] for p in proxies) == [96, 120]
+    assert all(p["height"] == p["meta"]["height"] and p["width"] == p["meta"]["width"] for p in proxies)
     for record in proxies:
         assert record["kind"] == "proxy" and record["content_type"] == "video/mp4"
         data = _asset_bytes(client, record)
