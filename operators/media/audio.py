@@ -27,6 +27,7 @@ __all__ = [
     "ExtractAudioParams",
     "WaveformParams",
     "extract_audio",
+    "is_speech_wav",
     "media_origin",
     "transcode_audio",
     "waveform",
@@ -117,12 +118,35 @@ def transcode_audio(
     )
 
 
+def is_speech_wav(info: MediaInfo, sample_rate: int, channels: int) -> bool:
+    """True when the source is exactly what ``extract_audio`` would write.
+
+    Only a WAV with one stream qualifies: its sample 0 is time 0 (WAV has no start offset
+    and no video to align to), so the transcript needs no offset either way.
+    """
+    audio = info.audio
+    return (
+        audio is not None
+        and info.format == "wav"
+        and len(info.streams) == 1
+        and audio.codec == "pcm_s16le"
+        and audio.sample_rate == sample_rate
+        and audio.channels == channels
+        and audio.start_pts == 0
+    )
+
+
 class ExtractAudioParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
     sample_rate: int = Field(16000, ge=8000, le=192000)
     channels: Literal[1, 2] = 1
     #: Fail the job when the source has no audio, instead of returning nothing.
     require: bool = False
+    #: Return the source itself when it already is what would be written (a WAV holding only
+    #: one 16-bit PCM stream at ``sample_rate`` and ``channels``): transcribing ingest's audio
+    #: then costs no decode, encode or copy. Off by default so that a job's outputs always
+    #: live in its own folder; turn it on where the WAV is only an intermediate (transcribe).
+    reuse_source: bool = False
 
 
 @operator("media.extract_audio", weight=2)
@@ -138,6 +162,17 @@ def extract_audio(
         return None
     layout = "mono" if params.channels == 1 else "stereo"
     rate = params.sample_rate
+    if params.reuse_source and is_speech_wav(info, rate, params.channels):
+        ctx.log(f"The source already is {rate} Hz {layout} 16-bit PCM WAV: using it as is")
+        ctx.progress(1.0)
+        return StoredFile(
+            path=source.path,
+            kind="audio",
+            content_type="audio/wav",
+            size=info.size,
+            meta={"sample_rate": rate, "channels": params.channels, "sample_format": "s16",
+                  "duration": audio.duration, "reused_source": True},
+        )
     path = ctx.output_path(f"audio/{rate // 1000}k_{layout}.wav")
     progress = Progress(ctx)
     resampler = av.AudioResampler(format="s16", layout=layout, rate=rate)

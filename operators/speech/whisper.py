@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from operators.context import OpContext
 from operators.errors import OperatorError
@@ -25,7 +25,7 @@ from operators.speech.pcm import SAMPLE_RATE, decode_range, media_path
 from operators.speech.windows import KEPT_GAP_SECONDS, kept_ranges
 from operators.types import SourceRef, StoredFile
 
-__all__ = ["WhisperParams", "load_model", "resolve_model", "snap_to_speech", "transcribe_samples", "transcribe_window", "window_audio"]
+__all__ = ["WhisperParams", "load_model", "model_problem", "resolve_model", "snap_to_speech", "transcribe_samples", "transcribe_window", "window_audio"]
 
 
 class WhisperParams(BaseModel):
@@ -40,6 +40,18 @@ class WhisperParams(BaseModel):
     )
     initial_prompt: str | None = Field(None, description="vocabulary hint given to every window")
 
+    @field_validator("model")
+    @classmethod
+    def _known_model(cls, value: str) -> str:
+        # Checked when the params are bound, i.e. at POST /jobs/ for a payload's `model`:
+        # a wrong folder is a 422 naming the field instead of a job failing minutes later.
+        # (A folder path must therefore exist on the API server as on the workers, which is
+        # what the shared-environment deployment in the README gives.)
+        problem = model_problem(value)
+        if problem is not None:
+            raise ValueError(problem)
+        return value
+
 
 def _bundled_tiny_en() -> str:
     try:
@@ -52,18 +64,39 @@ def _bundled_tiny_en() -> str:
 _NAMED_MODELS = {"tiny.en": _bundled_tiny_en}
 
 
+# What faster-whisper reads from a model folder. Without tokenizer.json it would fetch the
+# tokenizer from the Hugging Face hub, so a folder lacking it is refused, not "mostly fine".
+_MODEL_FILES = ("model.bin", "config.json", "tokenizer.json")
+
+
+def model_problem(name: str) -> str | None:
+    """Why ``name`` is not a usable model (a sentence for the user), or None if it is."""
+    if name in _NAMED_MODELS:
+        return None
+    known = ", ".join(f"'{k}'" for k in _NAMED_MODELS)
+    path = Path(name).expanduser()
+    if not path.is_dir():
+        return (
+            f"Unknown Whisper model '{name}': use {known} or the path of a CTranslate2 Whisper model folder "
+            f"(one holding {', '.join(_MODEL_FILES)}). Models are never downloaded."
+        )
+    missing = [f for f in _MODEL_FILES if not (path / f).is_file()]
+    if missing:
+        return (
+            f"Unknown Whisper model '{name}': the folder is not a CTranslate2 Whisper model, it lacks "
+            f"{', '.join(missing)}. Use {known} or a converted model folder; models are never downloaded."
+        )
+    return None
+
+
 def resolve_model(name: str) -> str:
     """The local folder of a model name or path; never downloads."""
     if name in _NAMED_MODELS:
         return _NAMED_MODELS[name]()
-    path = Path(name).expanduser()
-    if path.is_dir() and (path / "model.bin").is_file():
-        return str(path.resolve())
-    known = ", ".join(f"'{k}'" for k in _NAMED_MODELS)
-    raise OperatorError(
-        f"Unknown Whisper model '{name}': use {known} or the path of a CTranslate2 Whisper model folder "
-        "(one holding model.bin). Models are never downloaded."
-    )
+    problem = model_problem(name)
+    if problem is not None:
+        raise OperatorError(problem)
+    return str(Path(name).expanduser().resolve())
 
 
 @functools.lru_cache(maxsize=2)

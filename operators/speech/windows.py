@@ -9,10 +9,15 @@ VAD heard, so no word is split between two Whisper calls.
 ``pack="speech"`` bounds only what Whisper will hear when ``speech.transcribe_window``
 runs with ``gaps="skip"``: the window's segments joined with each silence between them
 cut to ``KEPT_GAP_SECONDS``, so a window may span more than 30 s of the source. It gives
-fewer windows on sparse speech, yet measured slower: on 80 s of sentences with 3-6 s
-silences, 2 windows took 3.8 s against 2.7 s for 3 span-packed ones (tiny.en, 1 thread),
-because Whisper more often needed a second pass or a temperature fallback on the joined
-audio; WER 0.115 vs 0.083. On dense speech both give the same windows. Hence the default.
+fewer windows on sparse speech. With ``max_seconds=30`` it measured slower: on 80 s of
+sentences with 3-6 s silences, 2 windows took 3.8 s against 2.7 s for 3 span-packed ones
+(tiny.en, 1 thread), because Whisper needed a second pass; WER 0.115 vs 0.083. That second
+pass comes from filling the whole 30 s input: Whisper then often leaves the last sentence
+unclosed, and faster-whisper runs another full pass from its start. With ``max_seconds=28``
+the joined windows rarely need it: over 5 espeak layouts (684 words) speech/skip/28 s made
+69 word errors in 14 passes, against 79 errors in 16 passes for span/zero/30 s, with 5 % less
+CPU. The ``transcribe`` graph therefore sets ``pack: speech, max_seconds: 28`` (and
+``gaps: skip``); the operator defaults stay the conservative span packing.
 
 A single segment longer than ``max_seconds`` (someone talking without a 300 ms pause)
 must be cut inside speech. It is cut at the longest of the VAD's short in-speech dips
