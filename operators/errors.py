@@ -50,4 +50,15 @@ class UnknownOperatorError(KeyError):
 
 
 class OperatorParamsError(ValueError):
-    """A graph gives an operator params that its params model rejects."""
+    """A graph gives an operator params that its params model rejects.
+
+    ``problems`` holds ``(param, message)`` pairs, so a caller that filled a param from a
+    job's payload can name the payload field at fault.
+    """
+
+    def __init__(self, message: str, problems: tuple[tuple[str, str], ...] = ()) -> None:
+        super().__init__(message)
+        self.problems = problems
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (str(self), self.problems))

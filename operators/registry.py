@@ -70,10 +70,11 @@ class OperatorSpec:
         try:
             return self.params_model.model_validate(dict(raw or {}))
         except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in err['loc']) or '(params)'}: {err['msg']}" for err in exc.errors()
+            problems = tuple(
+                ('.'.join(str(p) for p in err["loc"]) or "(params)", err["msg"]) for err in exc.errors()
             )
-            raise OperatorParamsError(f"invalid params for operator '{self.name}': {problems}") from None
+            listed = "; ".join(f"{where}: {msg}" for where, msg in problems)
+            raise OperatorParamsError(f"invalid params for operator '{self.name}': {listed}", problems) from None
 
 
 class OperatorRegistry:

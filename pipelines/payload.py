@@ -141,8 +141,10 @@ def _check_node_params(graph: Graph, values: dict[str, Any]) -> None:
         try:
             node.bind_params(values)
         except OperatorParamsError as exc:
-            inputs = [v.name for v in node.params_template.values() if isinstance(v, Ref)]
-            loc = ["body", inputs[0]] if len(inputs) == 1 else ["body"]
-            errors.append({"loc": loc, "msg": str(exc), "type": "value_error"})
+            # Name the payload field each rejected param was filled from.
+            for where, msg in exc.problems or (("(params)", str(exc)),):
+                source = node.params_template.get(where.split(".")[0])
+                loc = ["body", source.name] if isinstance(source, Ref) else ["body"]
+                errors.append({"loc": loc, "msg": f"{node.name}.{where}: {msg}", "type": "value_error"})
     if errors:
         raise PayloadError(errors)

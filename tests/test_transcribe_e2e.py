@@ -277,9 +277,7 @@ def test_a_folder_that_is_not_a_model_is_refused_at_submit(client: TestClient[An
                            json={"project_id": "p", "source_uri": "hello.wav", "model": str(folder)})
     assert response.status_code == 422, response.text
     detail = response.json()["detail"]
-    # The node's params take two payload inputs (model, language), so the engine names the
-    # body; the message names the field.
-    assert detail[0]["loc"] in (["body"], ["body", "model"])
+    assert detail[0]["loc"] == ["body", "model"]
     assert "model: Value error, Unknown Whisper model" in detail[0]["msg"]
     assert "not a CTranslate2 Whisper model" in detail[0]["msg"] and "model.bin" in detail[0]["msg"]
     assert client.get("/jobs/?job_type=transcribe").json() == [], "a refused job must not be stored"
