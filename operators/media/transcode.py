@@ -12,6 +12,7 @@ so 29.97 fps and VFR timing survive untouched and the join can check frames exac
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from contextlib import ExitStack
 from fractions import Fraction
 from pathlib import Path
@@ -23,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from operators.context import OpContext
 from operators.errors import MediaError
-from operators.media._av import Progress, coded_size, fit_height, mp4_options, open_input
+from operators.media._av import Progress, Scaler, coded_size, fit_height, mp4_options, open_input
 from operators.media.info import Chunk, ChunkOutput, MediaInfo, RenditionFile
 from operators.registry import operator
 from operators.types import SourceRef
@@ -40,11 +41,15 @@ class TranscodeParams(BaseModel):
     crf: int = Field(23, ge=0, le=51)
     #: Keyframe interval of the proxy: short enough for snappy scrubbing in the editor.
     gop_seconds: float = Field(2.0, gt=0)
-    #: Encoder and decoder threads. Measured at 1080p→720p veryfast: ~30 frames per CPU-second
-    #: with 1 or 2 threads alike, so 2 costs nothing on a busy core and uses the other core
-    #: when it idles (the last chunk of a job); more only adds contention on 2-core workers.
+    #: Encoder and decoder threads. Measured at 1080p→720p veryfast on 2 cores: ~13 CPU-ms a
+    #: frame (decode ~4, scale ~1.5, x264 ~7.5) with 1 or 2 threads alike, also with two
+    #: workers each running a chunk; so 2 costs nothing on busy cores, and a chunk running
+    #: alone (the last one of a job, or a 1-worker cluster) uses ~1.4 cores instead of 1.
     encode_threads: int = Field(2, ge=1, le=16)
     decode_threads: int = Field(2, ge=1, le=16)
+    #: swscale threads per rendition. One: a reused scaler on one thread costs half of what a
+    #: fresh per-frame one with a thread per CPU did, and chunks already fill the cores.
+    scale_threads: int = Field(1, ge=0, le=16)
     #: swscale filter; "BICUBIC" matches ffmpeg's scale filter.
     interpolation: Literal["FAST_BILINEAR", "BILINEAR", "BICUBIC", "AREA", "LANCZOS"] = "BICUBIC"
 
@@ -70,7 +75,7 @@ class _Encoder:
         video = info.video
         assert video is not None
         self.width, self.height = coded_size(size, video.rotation)
-        self.interpolation = params.interpolation
+        self.scale = Scaler(self.width, self.height, "yuv420p", params.interpolation, params.scale_threads)
         self.container = av.open(str(path), "w", format="mp4", options=mp4_options(video.tb))
         self.stream = self.container.add_stream(params.codec, rate=video.rate)
         cc = self.stream.codec_context
@@ -96,7 +101,7 @@ class _Encoder:
             cc = self.stream.codec_context
             cc.color_primaries, cc.color_trc, cc.colorspace = frame.color_primaries, frame.color_trc, frame.colorspace
             self._opened = True
-        out = frame.reformat(self.width, self.height, "yuv420p", interpolation=self.interpolation)
+        out = self.scale(frame)
         out.pts, out.time_base = frame.pts, self.tb
         # libx264 obeys a frame's picture type; the source's I/P/B choices must not leak in.
         out.pict_type = PictureType.NONE
@@ -116,6 +121,32 @@ class _Encoder:
                 pass  # the partial file is discarded with its temp path anyway
 
 
+def _packets_from_keyframe(container: Any, stream: Any, chunk: Chunk) -> Iterator[Any]:
+    """The video packets from the chunk's keyframe on, in decode order.
+
+    Demuxers disagree on what a seek timestamp means: FFmpeg's MP4 demuxer seeks by pts, so
+    ``seek_ts`` (the keyframe's dts, below its pts when there are B-frames) lands one whole
+    GOP early, and decoding that GOP for nothing cost ~0.3 CPU-s per 1080p chunk. So seek to
+    the keyframe's pts first, and fall back to ``seek_ts`` (always at or before it) when
+    that overshoots. Starting early is only slower (frames before the chunk are skipped);
+    starting late would lose frames, which the frame count check would catch.
+    """
+    for target in dict.fromkeys((chunk.seek_pts, chunk.seek_ts)):
+        container.seek(target, stream=stream, backward=True, any_frame=False)
+        packets = container.demux(stream)
+        for packet in packets:
+            if packet.size and packet.is_keyframe:
+                break  # a seek may land a little early, on other packets; decoding starts at a keyframe
+        else:
+            continue
+        landed = packet.pts if packet.pts is not None else packet.dts
+        if landed is not None and landed > chunk.seek_pts and target != chunk.seek_ts:
+            continue  # past the keyframe: this demuxer wants the other timestamp
+        yield packet
+        yield from packets
+        return
+
+
 @operator("media.transcode_chunk", weight=10)
 def transcode_chunk(
     source: SourceRef, chunk: Chunk, info: MediaInfo, *, params: TranscodeParams, ctx: OpContext
@@ -127,7 +158,7 @@ def transcode_chunk(
     tb: Fraction = video.tb
     sizes = rendition_sizes(info, params.renditions)
     progress = Progress(ctx)
-    started = time.monotonic()
+    started, cpu_started = time.monotonic(), time.process_time()
     count, first_pts, last_pts = 0, None, None
     paths = {h: ctx.output_path(f"chunks/{h}p/{chunk.index:05d}.mp4") for h in sizes}
     with ExitStack() as stack:
@@ -140,15 +171,8 @@ def transcode_chunk(
             _Encoder(stack.enter_context(ctx.storage.writing(paths[h])), sizes[h], info, params) for h in sizes
         ]
         try:
-            container.seek(chunk.seek_ts, stream=stream, backward=True, any_frame=False)
-            seen_key = False
             done = False
-            for packet in container.demux(stream):
-                # A seek may land a little early; decoding starts at a keyframe either way.
-                if not seen_key and packet.size:
-                    if not packet.is_keyframe:
-                        continue
-                    seen_key = True
+            for packet in _packets_from_keyframe(container, stream, chunk):
                 for frame in packet.decode():
                     pts = frame.pts
                     if pts is None:
@@ -178,9 +202,11 @@ def transcode_chunk(
                 f"frames but the source holds {chunk.frame_count} there: the source is damaged in that range"
             )
     elapsed = time.monotonic() - started
+    # Process CPU time: the codec threads' too (a Dask worker runs one task at a time here).
+    cpu = time.process_time() - cpu_started
     ctx.log(
         f"Transcoded chunk {chunk.index + 1}/{chunk.count} ({count} frames, "
-        f"{', '.join(f'{h}p' for h in sizes)}) at {count / max(elapsed, 1e-6):.0f} fps"
+        f"{', '.join(f'{h}p' for h in sizes)}) at {count / max(elapsed, 1e-6):.0f} fps, {cpu:.2f} CPU-s"
     )
     progress.done()
     renditions = [
