@@ -188,6 +188,11 @@ def transcode_chunk(
                     first_pts = pts if first_pts is None else first_pts
                     last_pts = pts
                     progress(count / max(1, chunk.frame_count))
+                    if count == chunk.frame_count:
+                        # All of the chunk's frames are out (they come in pts order): no need to
+                        # decode into the next GOP until a frame past the end shows up.
+                        done = True
+                        break
                 if done:
                     break
             for enc in encoders:
