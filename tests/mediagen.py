@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import av
 
@@ -80,14 +81,19 @@ def make_clip(
             out.mux(vs.encode(frame))
         out.mux(vs.encode(None))
         if aus is not None:
-            apts = 0
-            for frame in _lavfi_frames(f"sine=frequency=440:duration={seconds}:sample_rate={sample_rate}"):
-                frame.pts = apts
-                frame.time_base = Fraction(1, sample_rate)
-                apts += frame.samples
-                out.mux(aus.encode(frame))
-            out.mux(aus.encode(None))
+            _mux_sine(out, aus, seconds, sample_rate)
     return path
+
+
+def _mux_sine(out: Any, stream: Any, seconds: float, sample_rate: int) -> None:
+    """Encode a 440 Hz sine of ``seconds`` into ``stream`` and flush the encoder."""
+    pts = 0
+    for frame in _lavfi_frames(f"sine=frequency=440:duration={seconds}:sample_rate={sample_rate}"):
+        frame.pts = pts
+        frame.time_base = Fraction(1, sample_rate)
+        pts += frame.samples
+        out.mux(stream.encode(frame))
+    out.mux(stream.encode(None))
 
 
 def make_audio_only(path: str | Path, seconds: float = 2.0, sample_rate: int = 44100, faststart: bool = False) -> Path:
@@ -97,13 +103,7 @@ def make_audio_only(path: str | Path, seconds: float = 2.0, sample_rate: int = 4
     with av.open(str(path), "w", format="mp4", options=options) as out:
         aus = out.add_stream("aac", rate=sample_rate)
         aus.layout = "mono"
-        apts = 0
-        for frame in _lavfi_frames(f"sine=frequency=440:duration={seconds}:sample_rate={sample_rate}"):
-            frame.pts = apts
-            frame.time_base = Fraction(1, sample_rate)
-            apts += frame.samples
-            out.mux(aus.encode(frame))
-        out.mux(aus.encode(None))
+        _mux_sine(out, aus, seconds, sample_rate)
     return path
 
 

@@ -24,6 +24,7 @@ from operators.media.audio import ExtractAudioParams, extract_audio
 from operators.media.probe import probe
 from operators.speech.whisper import resolve_model
 from tests import speechgen as sg
+from tests.subtitles import parse_srt, parse_vtt
 from tests.conftest import wait_for
 
 pytestmark = pytest.mark.skipif(not sg.have_espeak(), reason=sg.ESPEAK_MISSING)
@@ -68,39 +69,6 @@ def outputs_of(client: TestClient[Any], done: dict[str, Any]) -> dict[str, bytes
 
 def messages(done: dict[str, Any]) -> list[str]:
     return [e["message"] for e in done["result_payload"]["log"]]
-
-
-_SRT_TIME = re.compile(r"^(\d\d):(\d\d):(\d\d),(\d\d\d) --> (\d\d):(\d\d):(\d\d),(\d\d\d)$")
-_VTT_TIME = re.compile(r"^(\d\d):(\d\d):(\d\d)\.(\d\d\d) --> (\d\d):(\d\d):(\d\d)\.(\d\d\d)$")
-
-
-def _secs(groups: tuple[str, ...]) -> float:
-    h, m, s, ms = (int(x) for x in groups)
-    return h * 3600 + m * 60 + s + ms / 1000
-
-
-def parse_srt(text: str) -> list[tuple[float, float, list[str]]]:
-    cues = []
-    for n, block in enumerate((b for b in text.strip("\n").split("\n\n") if b.strip()), 1):
-        lines = block.split("\n")
-        assert lines[0] == str(n), f"cue number {lines[0]!r}, expected {n}"
-        m = _SRT_TIME.match(lines[1])
-        assert m, f"bad SRT timing line {lines[1]!r}"
-        assert len(lines) > 2 and all(line.strip() for line in lines[2:]), f"cue {n} has no text"
-        cues.append((_secs(m.groups()[:4]), _secs(m.groups()[4:]), lines[2:]))
-    return cues
-
-
-def parse_vtt(text: str) -> list[tuple[float, float, list[str]]]:
-    assert text.startswith("WEBVTT\n"), "a WebVTT file starts with WEBVTT"
-    cues = []
-    for block in (b for b in text.split("\n\n")[1:] if b.strip()):
-        lines = block.strip("\n").split("\n")
-        m = _VTT_TIME.match(lines[0])
-        assert m, f"bad VTT timing line {lines[0]!r}"
-        assert len(lines) > 1 and all(line.strip() for line in lines[1:])
-        cues.append((_secs(m.groups()[:4]), _secs(m.groups()[4:]), lines[1:]))
-    return cues
 
 
 def check_transcript(doc: dict[str, Any], layout: sg.Composed, max_wer: float) -> list[dict[str, Any]]:

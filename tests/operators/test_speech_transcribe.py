@@ -7,7 +7,6 @@ per process, which is also what the test of the cache checks.
 from __future__ import annotations
 
 import json
-import re
 import shutil
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from operators.speech.vad import VadParams, vad
 from operators.speech.whisper import WhisperParams, load_model, resolve_model, transcribe_window
 from operators.speech.windows import WindowParams, plan_windows
 from tests import speechgen as sg
+from tests.subtitles import parse_srt, parse_vtt
 
 needs_espeak = pytest.mark.skipif(not sg.have_espeak(), reason=sg.ESPEAK_MISSING)
 
@@ -52,42 +52,6 @@ def minute(tmp_path_factory):
     ctx = _ctx(root)
     speech, planned, transcript, files = run_pipeline(ctx, "minute.wav")
     return layout, ctx, speech, planned, transcript, files
-
-
-# --- tiny SRT / VTT parsers: enough to prove the files are well formed -----------------
-
-_SRT_TIME = re.compile(r"^(\d\d):(\d\d):(\d\d),(\d\d\d) --> (\d\d):(\d\d):(\d\d),(\d\d\d)$")
-_VTT_TIME = re.compile(r"^(\d\d):(\d\d):(\d\d)\.(\d\d\d) --> (\d\d):(\d\d):(\d\d)\.(\d\d\d)$")
-
-
-def _secs(g: tuple[str, ...]) -> float:
-    h, m, s, ms = (int(x) for x in g)
-    return h * 3600 + m * 60 + s + ms / 1000
-
-
-def parse_srt(text: str) -> list[tuple[float, float, list[str]]]:
-    cues = []
-    blocks = [b for b in text.strip("\n").split("\n\n") if b] if text.strip() else []
-    for n, block in enumerate(blocks, 1):
-        lines = block.split("\n")
-        assert lines[0] == str(n), f"cue number {lines[0]!r}, expected {n}"
-        m = _SRT_TIME.match(lines[1])
-        assert m, f"bad SRT timing line {lines[1]!r}"
-        assert len(lines) > 2 and all(line.strip() for line in lines[2:]), f"cue {n} has no text"
-        cues.append((_secs(m.groups()[:4]), _secs(m.groups()[4:]), lines[2:]))
-    return cues
-
-
-def parse_vtt(text: str) -> list[tuple[float, float, list[str]]]:
-    assert text.startswith("WEBVTT\n"), "a WebVTT file starts with WEBVTT"
-    cues = []
-    for block in [b for b in text.split("\n\n")[1:] if b.strip()]:
-        lines = block.strip("\n").split("\n")
-        m = _VTT_TIME.match(lines[0])
-        assert m, f"bad VTT timing line {lines[0]!r}"
-        assert len(lines) > 1 and all(line.strip() for line in lines[1:])
-        cues.append((_secs(m.groups()[:4]), _secs(m.groups()[4:]), lines[1:]))
-    return cues
 
 
 # --- the minute of speech ----------------------------------------------------------------
