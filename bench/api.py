@@ -45,6 +45,7 @@ from common import (  # noqa: E402
     submit,
     summarize,
     wait_job,
+    warn_if_loaded,
     write_json,
 )
 
@@ -354,10 +355,7 @@ def main() -> int:
     }
     report(results)
     path = write_json("api_nodispatcher.json" if args.no_dispatcher else "api.json", data)
-    cpus = os.cpu_count() or 1
-    if max(load_before[0], data["loadavg_after"][0]) > cpus:
-        print(f"\nWARNING: load average {load_before[0]:.1f} -> {data['loadavg_after'][0]:.1f} on {cpus} CPUs: "
-              "other processes competed for the CPU, the figures are pessimistic and noisy.")
+    warn_if_loaded([load_before[0], data["loadavg_after"][0]], "the figures are pessimistic and noisy")
     print(f"\nserver exit code {exit_code}; total {data['wall_s']:.1f}s; results in {path}")
     return 0
 

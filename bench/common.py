@@ -327,3 +327,12 @@ def machine_info() -> dict[str, Any]:
     import platform
 
     return {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform()}
+
+
+def warn_if_loaded(loads: Iterable[float], what: str = "compare the contenders only within this run") -> None:
+    """Print a warning when a 1-minute load average seen during the runs exceeds the CPU count."""
+    cpus = os.cpu_count() or 1
+    peak = max(loads, default=0.0)
+    if peak > cpus:
+        print(f"\nWARNING: 1-minute load average up to {peak:.1f} on {cpus} CPUs during the runs: other "
+              f"processes competed for the CPU; {what}.")

@@ -51,6 +51,7 @@ from common import (  # noqa: E402
     record_durations,
     submit,
     wait_job,
+    warn_if_loaded,
     write_json,
 )
 
@@ -241,11 +242,7 @@ def main() -> int:
     results["wall_s"] = time.perf_counter() - t_all
     report(results)
     path = write_json("transcribe.json", results)
-    cpus = os.cpu_count() or 1
-    loads = [r["loadavg_before"][0] for c in results["configs"] for r in c["warm"] + c["single"]]
-    if max(loads, default=0.0) > cpus:
-        print(f"\nWARNING: 1-minute load average up to {max(loads):.1f} on {cpus} CPUs during the runs: other "
-              "processes competed for the CPU; compare the contenders only within this run.")
+    warn_if_loaded(r["loadavg_before"][0] for c in results["configs"] for r in c["warm"] + c["single"])
     print(f"\ntotal {results['wall_s']:.1f}s; results in {path}")
     return 0
 
