@@ -15,9 +15,13 @@ from typing import Any
 
 from operators.storage import Storage
 
-__all__ = ["EVENTS_TOPIC", "OpContext", "TaskCancelledError"]
+__all__ = ["CORES_PER_TASK_ENV", "EVENTS_TOPIC", "OpContext", "TaskCancelledError"]
 
 EVENTS_TOPIC = "ave-job-events"
+#: Environment variable: how many cores one running task may keep busy (codec threads). The
+#: LocalCluster sets it for its workers, CPUs / (workers x threads per worker); on a cluster
+#: started elsewhere, set it in the workers' environment.
+CORES_PER_TASK_ENV = "AVE_CORES_PER_TASK"
 _log = logging.getLogger("operators")
 
 

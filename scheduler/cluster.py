@@ -9,6 +9,7 @@ from typing import Any
 
 from distributed import Client, LocalCluster
 
+from operators.context import CORES_PER_TASK_ENV
 from scheduler.settings import Settings
 
 __all__ = ["ClusterHandle"]
@@ -31,9 +32,13 @@ class ClusterHandle:
             self.client = await Client(address, asynchronous=True, timeout="20s")
             return self.client
         workers = self.settings.dask_workers or max(1, os.cpu_count() or 1)
+        threads = self.settings.dask_threads_per_worker
+        # Codec threads per task (operators.media._av.codec_threads): one task's share of the
+        # cores, so that tasks running side by side do not contend with each other's threads.
+        cores_per_task = max(1, (os.cpu_count() or 1) // (workers * threads))
         self.cluster = await LocalCluster(
             n_workers=workers,
-            threads_per_worker=self.settings.dask_threads_per_worker,
+            threads_per_worker=threads,
             processes=True,
             memory_limit=self.settings.dask_memory_limit,
             dashboard_address=self.settings.dashboard_address,
@@ -41,6 +46,7 @@ class ClusterHandle:
             # graph engine, ~0.5 s) at worker start keeps that out of the first task each
             # worker runs.
             preload=["operators", "pipelines.task"],
+            env={CORES_PER_TASK_ENV: str(cores_per_task)},
             asynchronous=True,
         )
         self.client = await Client(self.cluster, asynchronous=True)

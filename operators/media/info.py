@@ -20,6 +20,8 @@ __all__ = [
     "MediaInfo",
     "RenditionFile",
     "StreamInfo",
+    "Thumbnail",
+    "Thumbnails",
     "VideoStreamInfo",
 ]
 
@@ -140,8 +142,29 @@ class RenditionFile(Frozen):
     size: int
 
 
+class Thumbnail(Frozen):
+    """One sprite tile taken from a frame a chunk decoded anyway: upright RGB pixels."""
+
+    #: Its slot in the sheet (tile ``index`` shows time ``index * interval``).
+    index: int
+    #: The source frame it shows (the one on screen at the tile's time).
+    pts: int
+    #: ``tile_height * tile_width * 3`` bytes, row by row.
+    rgb: bytes
+
+
+class Thumbnails(Frozen):
+    """A chunk's share of the sprite sheet, and the layout every chunk of the job agrees on."""
+
+    interval: float
+    count: int
+    tile_width: int
+    tile_height: int
+    tiles: list[Thumbnail]
+
+
 class ChunkOutput(Frozen):
-    """One transcoded chunk: a file per rendition, and the frames it holds."""
+    """One transcoded chunk: a file per rendition, the frames it holds, and sprite tiles if asked."""
 
     chunk: Chunk
     renditions: list[RenditionFile]
@@ -151,3 +174,4 @@ class ChunkOutput(Frozen):
     #: First frame's start to last frame's end, in seconds.
     duration: float
     time_base: str
+    thumbnails: Thumbnails | None = None

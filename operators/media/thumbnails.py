@@ -17,11 +17,22 @@ from pydantic import BaseModel, ConfigDict, Field
 from operators.context import OpContext
 from operators.errors import MediaError
 from operators.media._av import Progress, encode_jpeg, even, fit_height, frame_to_rgb, open_input
-from operators.media.info import MediaInfo, VideoStreamInfo
+from operators.media.info import Chunk, ChunkOutput, MediaInfo, Thumbnail, Thumbnails, VideoStreamInfo
 from operators.registry import operator
 from operators.types import SourceRef, StoredFile
 
-__all__ = ["PosterParams", "SpriteParams", "poster", "sprite"]
+__all__ = [
+    "PosterParams",
+    "SheetParams",
+    "SpriteLayout",
+    "SpriteParams",
+    "TileGrabber",
+    "TileParams",
+    "poster",
+    "sprite",
+    "sprite_layout",
+    "sprite_sheet",
+]
 
 
 def _seek_frame(container: Any, stream: Any, video: VideoStreamInfo, seconds: float, exact: bool) -> Any:
@@ -79,39 +90,101 @@ def poster(source: SourceRef, info: MediaInfo, *, params: PosterParams, ctx: OpC
     )
 
 
-class SpriteParams(BaseModel):
+class TileParams(BaseModel):
+    """Which moments a sprite sheet shows, and how big each tile is."""
+
     model_config = ConfigDict(extra="forbid")
     interval_seconds: float = Field(2.0, gt=0)
     tile_width: int = Field(160, ge=16, le=1920)
-    columns: int = Field(10, ge=1, le=100)
     #: A sheet past this many tiles would be too big to load in one go; the interval grows instead.
     max_tiles: int = Field(400, ge=1, le=10000)
+
+
+class SheetParams(BaseModel):
+    """How the tiles are laid out in the JPEG."""
+
+    model_config = ConfigDict(extra="forbid")
+    columns: int = Field(10, ge=1, le=100)
+    quality: int = Field(5, ge=2, le=31)
+
+
+class SpriteParams(TileParams, SheetParams):
     #: False: each tile is the keyframe at or before its time (only keyframes are decoded, so
     #: a tile may be up to one GOP early). True: the exact frame, decoding from that keyframe.
     exact: bool = False
-    quality: int = Field(5, ge=2, le=31)
+
+
+class SpriteLayout(BaseModel):
+    """Tile times and sizes, and the sheet's grid: the same for every chunk of a job."""
+
+    interval: float
+    count: int
+    tile_width: int
+    tile_height: int
+    columns: int
+    rows: int
+
+    def target_pts(self, video: VideoStreamInfo, index: int) -> int:
+        """The time tile ``index`` shows, in the video's time base (as ``_seek_frame`` counts it)."""
+        return video.start_pts + int(index * self.interval / video.tb)
+
+
+def sprite_layout(video: VideoStreamInfo, tiles: TileParams, columns: int = 10) -> SpriteLayout:
+    interval = tiles.interval_seconds
+    count = max(1, math.ceil(video.duration / interval - 1e-9))
+    if count > tiles.max_tiles:
+        count = tiles.max_tiles
+        interval = video.duration / count
+    tile_w = even(tiles.tile_width)
+    tile_h = even(tile_w * video.display_height / video.display_width)
+    columns = min(columns, count)
+    return SpriteLayout(interval=interval, count=count, tile_width=tile_w, tile_height=tile_h, columns=columns,
+                        rows=math.ceil(count / columns))
+
+
+def _sheet(layout: SpriteLayout, tiles: dict[int, np.ndarray], exact: bool, quality: int, ctx: OpContext,
+           how: str) -> StoredFile:
+    tile_w, tile_h, columns = layout.tile_width, layout.tile_height, layout.columns
+    sheet = np.zeros((layout.rows * tile_h, columns * tile_w, 3), dtype=np.uint8)
+    for i, tile in tiles.items():
+        r, c = divmod(i, columns)
+        sheet[r * tile_h : (r + 1) * tile_h, c * tile_w : (c + 1) * tile_w] = tile
+    path = ctx.output_path("sprite.jpg")
+    with ctx.storage.writing(path) as tmp:
+        encode_jpeg(sheet, tmp, quality)
+    ctx.log(f"Sprite sheet of {layout.count} thumbnails ({columns}x{layout.rows}, every {layout.interval:g}s, {how})")
+    return StoredFile(
+        path=path,
+        kind="sprite",
+        content_type="image/jpeg",
+        size=ctx.storage.size(path),
+        meta={
+            "interval": layout.interval,
+            "tile_width": tile_w,
+            "tile_height": tile_h,
+            "columns": columns,
+            "rows": layout.rows,
+            "count": layout.count,
+            "exact": exact,
+        },
+    )
 
 
 @operator("media.sprite", weight=2)
 def sprite(source: SourceRef, info: MediaInfo, *, params: SpriteParams, ctx: OpContext) -> StoredFile | None:
     """A JPEG sheet of thumbnails every ``interval_seconds``, row by row, for timeline scrubbing.
 
-    None for an audio-only source.
+    Decodes the source itself (one keyframe per tile by default). The ingest graph uses
+    :func:`sprite_sheet` instead, which takes the tiles from the frames the chunk transcodes
+    decode anyway. None for an audio-only source.
     """
     video = info.video
     if video is None:
         ctx.log("No video stream: no sprite sheet")
         return None
-    interval = params.interval_seconds
-    count = max(1, math.ceil(video.duration / interval - 1e-9))
-    if count > params.max_tiles:
-        count = params.max_tiles
-        interval = video.duration / count
-    tile_w = even(params.tile_width)
-    tile_h = even(tile_w * video.display_height / video.display_width)
-    columns = min(params.columns, count)
-    rows = math.ceil(count / columns)
-    sheet = np.zeros((rows * tile_h, columns * tile_w, 3), dtype=np.uint8)
+    layout = sprite_layout(video, params, params.columns)
+    count, interval = layout.count, layout.interval
+    tiles: dict[int, np.ndarray] = {}
     progress = Progress(ctx)
     with ctx.storage.reading(source.path) as local, open_input(local) as container:
         stream = container.streams[video.index]
@@ -128,29 +201,98 @@ def sprite(source: SourceRef, info: MediaInfo, *, params: SpriteParams, ctx: OpC
             elif frame.pts == last_pts and last_tile is not None:
                 tile = last_tile
             else:
-                tile = frame_to_rgb(frame, tile_w, tile_h, video.rotation)
+                tile = frame_to_rgb(frame, layout.tile_width, layout.tile_height, video.rotation)
                 last_pts, last_tile = frame.pts, tile
-            r, c = divmod(i, columns)
-            sheet[r * tile_h : (r + 1) * tile_h, c * tile_w : (c + 1) * tile_w] = tile
+            tiles[i] = tile
             progress((i + 1) / count)
-    path = ctx.output_path("sprite.jpg")
-    with ctx.storage.writing(path) as tmp:
-        encode_jpeg(sheet, tmp, params.quality)
-    ctx.log(f"Sprite sheet of {count} thumbnails ({columns}x{rows}, every {interval:g}s)")
+    out = _sheet(layout, tiles, params.exact, params.quality, ctx, "from the source's " + ("frames" if params.exact else "keyframes"))
     progress.done()
-    return StoredFile(
-        path=path,
-        kind="sprite",
-        content_type="image/jpeg",
-        size=ctx.storage.size(path),
-        meta={
-            "interval": interval,
-            "tile_width": tile_w,
-            "tile_height": tile_h,
-            "columns": columns,
-            "rows": rows,
-            "count": count,
-            "exact": params.exact,
-        },
-    )
+    return out
 
+
+class TileGrabber:
+    """Picks a chunk's sprite tiles out of the frames its transcode decodes, in pts order.
+
+    Tile ``i`` shows the frame on screen at ``target_pts(i)``: the last frame with
+    ``pts <= target``, the same frame ``sprite(exact=True)`` seeks to. That is only known once
+    the next frame (or the chunk's end) shows up, so the previous frame is kept until then.
+    A tile belongs to the chunk whose pts range holds its target; chunks tile the stream, so
+    every tile is taken exactly once across a job.
+    """
+
+    def __init__(self, video: VideoStreamInfo, chunk: Chunk, tiles: TileParams) -> None:
+        self.video, self.chunk = video, chunk
+        self.layout = sprite_layout(video, tiles)
+        self._targets = [
+            (i, t) for i in range(self.layout.count)
+            if chunk.start_pts <= (t := self.layout.target_pts(video, i)) < chunk.end_pts
+        ]
+        self._next = 0
+        self._held: Any = None
+        self.tiles: list[Thumbnail] = []
+
+    def __call__(self, frame: Any) -> None:
+        """Offer the next frame of the chunk (frames before ``chunk.start_pts`` are not offered)."""
+        self._serve(frame.pts)
+        self._held = frame if self._next < len(self._targets) else None
+
+    def _serve(self, before: int | None) -> None:
+        # Every target the held frame covers: at or after its pts, before the next frame's.
+        while self._next < len(self._targets) and (before is None or self._targets[self._next][1] < before):
+            index, target = self._targets[self._next]
+            if self._held is None:
+                raise MediaError(f"No video frame of chunk {self.chunk.index + 1} is on screen at sprite tile "
+                                 f"{index + 1} (pts {target})")
+            rgb = frame_to_rgb(self._held, self.layout.tile_width, self.layout.tile_height, self.video.rotation)
+            self.tiles.append(Thumbnail(index=index, pts=self._held.pts, rgb=rgb.tobytes()))
+            self._next += 1
+
+    def finish(self) -> Thumbnails:
+        """The chunk's tiles, once its last frame has been offered."""
+        self._serve(None)
+        self._held = None
+        layout = self.layout
+        return Thumbnails(interval=layout.interval, count=layout.count, tile_width=layout.tile_width,
+                          tile_height=layout.tile_height, tiles=self.tiles)
+
+
+@operator("media.sprite_sheet", weight=1)
+def sprite_sheet(
+    parts: list[ChunkOutput], info: MediaInfo, *, params: SheetParams, ctx: OpContext
+) -> StoredFile | None:
+    """The sprite sheet from the tiles the chunk transcodes took (``TranscodeParams.sprite``).
+
+    The video is then decoded once in the whole ingest, by the chunks; the tiles are the
+    exact frames at their times. None for an audio-only source (no chunks).
+    """
+    video = info.video
+    if video is None:
+        ctx.log("No video stream: no sprite sheet")
+        return None
+    got = [p.thumbnails for p in parts]
+    if not got or any(t is None for t in got):
+        raise MediaError("The chunks hold no sprite tiles: transcode them with the sprite parameter set")
+    first = got[0]
+    assert first is not None
+    layout = SpriteLayout(interval=first.interval, count=first.count, tile_width=first.tile_width,
+                          tile_height=first.tile_height, columns=min(params.columns, first.count),
+                          rows=math.ceil(first.count / min(params.columns, first.count)))
+    if any((t.interval, t.count, t.tile_width, t.tile_height) != (first.interval, first.count, first.tile_width,
+                                                                  first.tile_height) for t in got if t is not None):
+        raise MediaError("The chunks' sprite tiles were made with different sprite settings")
+    shape = (layout.tile_height, layout.tile_width, 3)
+    tiles: dict[int, np.ndarray] = {}
+    for t in got:
+        assert t is not None
+        for tile in t.tiles:
+            if tile.index in tiles or not 0 <= tile.index < layout.count:
+                raise MediaError(f"Sprite tile {tile.index + 1} of {layout.count} is duplicated or out of range")
+            if len(tile.rgb) != shape[0] * shape[1] * 3:
+                raise MediaError(f"Sprite tile {tile.index + 1} holds {len(tile.rgb)} bytes, not {shape[1]}x{shape[0]} RGB")
+            tiles[tile.index] = np.frombuffer(tile.rgb, dtype=np.uint8).reshape(shape)
+    missing = [i + 1 for i in range(layout.count) if i not in tiles]
+    if missing:
+        raise MediaError(f"The chunks left sprite tiles {missing[:10]} of {layout.count} out")
+    out = _sheet(layout, tiles, True, params.quality, ctx, "from the chunks' frames")
+    ctx.progress(1.0)
+    return out

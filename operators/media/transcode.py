@@ -24,8 +24,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from operators.context import OpContext
 from operators.errors import MediaError
-from operators.media._av import Progress, Scaler, coded_size, fit_height, mp4_options, open_input
+from operators.media._av import Progress, Scaler, codec_threads, coded_size, fit_height, mp4_options, open_input
 from operators.media.info import Chunk, ChunkOutput, MediaInfo, RenditionFile
+from operators.media.thumbnails import TileGrabber, TileParams
 from operators.registry import operator
 from operators.types import SourceRef
 
@@ -41,17 +42,24 @@ class TranscodeParams(BaseModel):
     crf: int = Field(23, ge=0, le=51)
     #: Keyframe interval of the proxy: short enough for snappy scrubbing in the editor.
     gop_seconds: float = Field(2.0, gt=0)
-    #: Encoder and decoder threads. Measured at 1080p→720p veryfast on 2 cores: ~13 CPU-ms a
-    #: frame (decode ~4, scale ~1.5, x264 ~7.5) with 1 or 2 threads alike, also with two
-    #: workers each running a chunk; so 2 costs nothing on busy cores, and a chunk running
-    #: alone (the last one of a job, or a 1-worker cluster) uses ~1.4 cores instead of 1.
-    encode_threads: int = Field(2, ge=1, le=16)
-    decode_threads: int = Field(2, ge=1, le=16)
+    #: Encoder and decoder threads; None: the cores one task may use (``_av.codec_threads``:
+    #: 1 on a 2-core machine with 2 workers, 2 with 1 worker). Measured at 1080p→720p veryfast,
+    #: a minute in 10 s chunks, 2 workers on 2 cores, each transcoding a chunk: 2 and 2 threads
+    #: 23.7 CPU-s in 12.5 s, 1 and 1 22.6 CPU-s in 11.3 s (the threads of two chunks contend
+    #: for the same two cores). A chunk running alone with 2 and 2 uses ~1.5 cores instead of 1.
+    encode_threads: int | None = Field(None, ge=1, le=16)
+    decode_threads: int | None = Field(None, ge=1, le=16)
     #: swscale threads per rendition. One: a reused scaler on one thread costs half of what a
     #: fresh per-frame one with a thread per CPU did, and chunks already fill the cores.
     scale_threads: int = Field(1, ge=0, le=16)
     #: swscale filter; "BICUBIC" matches ffmpeg's scale filter.
     interpolation: Literal["FAST_BILINEAR", "BILINEAR", "BICUBIC", "AREA", "LANCZOS"] = "BICUBIC"
+
+    #: Also take sprite tiles from the decoded frames (``ChunkOutput.thumbnails``, made into the
+    #: sheet by ``media.sprite_sheet``), so that the sprite costs no decode of its own: a sprite
+    #: that decoded 30 keyframes of a 1080p minute cost 0.75-0.85 CPU-s; 5 tiles per chunk cost
+    #: ~0.01. None: no tiles.
+    sprite: TileParams | None = None
 
     @field_validator("renditions")
     @classmethod
@@ -87,7 +95,7 @@ class _Encoder:
             "preset": params.preset,
             "crf": str(params.crf),
             "g": str(gop),
-            "threads": str(params.encode_threads),
+            "threads": str(codec_threads(params.encode_threads)),
         }
         if video.rotation:
             self.stream.set_display_rotation(video.rotation)
@@ -166,7 +174,9 @@ def transcode_chunk(
         container = stack.enter_context(open_input(local))
         stream = container.streams[video.index]
         stream.thread_type = "AUTO"
-        stream.codec_context.thread_count = params.decode_threads
+        decode_threads = codec_threads(params.decode_threads)
+        stream.codec_context.thread_count = decode_threads
+        grab = TileGrabber(video, chunk, params.sprite) if params.sprite is not None else None
         encoders = [
             _Encoder(stack.enter_context(ctx.storage.writing(paths[h])), sizes[h], info, params) for h in sizes
         ]
@@ -184,6 +194,8 @@ def transcode_chunk(
                         break
                     for enc in encoders:
                         enc.encode(frame)
+                    if grab is not None:
+                        grab(frame)
                     count += 1
                     first_pts = pts if first_pts is None else first_pts
                     last_pts = pts
@@ -197,6 +209,7 @@ def transcode_chunk(
                     break
             for enc in encoders:
                 enc.close()
+            thumbnails = grab.finish() if grab is not None and count == chunk.frame_count else None
         finally:
             for enc in encoders:
                 enc.abort()
@@ -211,7 +224,8 @@ def transcode_chunk(
     cpu = time.process_time() - cpu_started
     ctx.log(
         f"Transcoded chunk {chunk.index + 1}/{chunk.count} ({count} frames, "
-        f"{', '.join(f'{h}p' for h in sizes)}) at {count / max(elapsed, 1e-6):.0f} fps, {cpu:.2f} CPU-s"
+        f"{', '.join(f'{h}p' for h in sizes)}) at {count / max(elapsed, 1e-6):.0f} fps, {cpu:.2f} CPU-s "
+        f"({decode_threads}+{codec_threads(params.encode_threads)} codec threads)"
     )
     progress.done()
     renditions = [
@@ -226,4 +240,5 @@ def transcode_chunk(
         last_pts=last_pts,
         duration=float((chunk.end_pts - first_pts) * tb),
         time_base=chunk.time_base,
+        thumbnails=thumbnails,
     )

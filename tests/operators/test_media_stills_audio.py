@@ -12,7 +12,17 @@ import pytest
 from operators import MediaError, SourceRef
 from operators.media.audio import ExtractAudioParams, WaveformParams, extract_audio, waveform
 from operators.media.probe import probe
-from operators.media.thumbnails import PosterParams, SpriteParams, poster, sprite
+from operators.media.chunks import SplitParams, split_keyframes
+from operators.media.thumbnails import (
+    PosterParams,
+    SheetParams,
+    SpriteParams,
+    TileParams,
+    poster,
+    sprite,
+    sprite_sheet,
+)
+from operators.media.transcode import TranscodeParams, transcode_chunk
 from tests.mediagen import make_audio_only, make_clip, media_ctx
 
 
@@ -73,6 +83,71 @@ def test_sprite_sheet_layout(clip, exact):
     # Different moments give different tiles; the unused sixth slot stays black.
     assert np.abs(tiles[0].astype(int) - tiles[2].astype(int)).mean() > 5
     assert tiles[5].mean() < 10
+
+
+def _chunk_tiles(root, name, tiles: TileParams, target_seconds=0.6, min_seconds=0.2):
+    """probe → split → transcode every chunk with sprite tiles, as the ingest graph does."""
+    ctx = media_ctx(root)
+    source = SourceRef(path=name)
+    info = probe(source, ctx=ctx)
+    chunks = split_keyframes(source, info, params=SplitParams(target_seconds=target_seconds, min_seconds=min_seconds),
+                             ctx=ctx)
+    params = TranscodeParams(renditions=[120], preset="ultrafast", encode_threads=1, decode_threads=1, sprite=tiles)
+    return ctx, info, chunks, [transcode_chunk(source, c, info, params=params, ctx=ctx) for c in chunks]
+
+
+def test_sprite_sheet_from_chunks_is_the_exact_sprite(tmp_path):
+    # A 2 s GOP longer than the clip, so chunks start mid-GOP, and 29.97 fps, so most tile
+    # times fall between two frames: each tile must still be the frame on screen at its time,
+    # the one sprite(exact=True) seeks to, taken by exactly one chunk.
+    make_clip(tmp_path / "c.mp4", seconds=2.5, gop=60)
+    tiles = TileParams(interval_seconds=0.3, tile_width=64)
+    ctx, info, chunks, parts = _chunk_tiles(tmp_path, "c.mp4", tiles)
+    assert len(chunks) >= 3 and not all(c.keyframe_aligned for c in chunks)
+    indexes = sorted(t.index for p in parts for t in p.thumbnails.tiles)
+    assert indexes == list(range(9))  # ceil(2.5 / 0.3): each tile once
+    sheet = sprite_sheet(parts, info, params=SheetParams(columns=4), ctx=ctx)
+    sheet_bytes = (tmp_path / sheet.path).read_bytes()
+    reference = sprite(SourceRef(path="c.mp4"), info, params=SpriteParams(**tiles.model_dump(), columns=4, exact=True),
+                       ctx=ctx)
+    assert sheet.meta == reference.meta
+    assert (sheet.meta["count"], sheet.meta["columns"], sheet.meta["rows"], sheet.meta["exact"]) == (9, 4, 3, True)
+    # Same frames, same scaling, same JPEG encoder: the same file, byte for byte.
+    assert sheet_bytes == (tmp_path / reference.path).read_bytes()
+
+
+def test_sprite_sheet_from_chunks_is_upright_for_rotated_source(tmp_path):
+    make_clip(tmp_path / "r.mp4", seconds=1, rotation=90, audio=False)
+    ctx, info, _, parts = _chunk_tiles(tmp_path, "r.mp4", TileParams(interval_seconds=0.5, tile_width=60),
+                                       target_seconds=0.5)
+    out = sprite_sheet(parts, info, params=SheetParams(), ctx=ctx)
+    # 30 frames at 29.97 fps last 1.001 s: tiles at 0, 0.5 and 1.0 s.
+    assert (out.meta["tile_width"], out.meta["tile_height"], out.meta["count"]) == (60, 80, 3)
+    assert _decode_jpeg(tmp_path / out.path).shape == (80, 3 * 60, 3)
+
+
+def test_sprite_sheet_refuses_missing_or_mismatched_tiles(tmp_path):
+    make_clip(tmp_path / "c.mp4", seconds=1.5, gop=15)
+    ctx, info, _, parts = _chunk_tiles(tmp_path, "c.mp4", TileParams(interval_seconds=0.25, tile_width=32),
+                                       target_seconds=0.5)
+    assert len(parts) >= 2
+    with pytest.raises(MediaError, match="left sprite tiles"):
+        sprite_sheet(parts[1:], info, params=SheetParams(), ctx=ctx)
+    with pytest.raises(MediaError, match="duplicated"):
+        sprite_sheet([*parts, parts[0]], info, params=SheetParams(), ctx=ctx)
+    other = parts[0].model_copy(update={"thumbnails": parts[0].thumbnails.model_copy(update={"tile_width": 64})})
+    with pytest.raises(MediaError, match="different sprite settings"):
+        sprite_sheet([other, *parts[1:]], info, params=SheetParams(), ctx=ctx)
+    without = [p.model_copy(update={"thumbnails": None}) for p in parts]
+    with pytest.raises(MediaError, match="no sprite tiles"):
+        sprite_sheet(without, info, params=SheetParams(), ctx=ctx)
+
+
+def test_sprite_sheet_of_an_audio_only_source_is_null(tmp_path):
+    make_audio_only(tmp_path / "a.m4a", seconds=1.0)
+    ctx = media_ctx(tmp_path)
+    info = probe(SourceRef(path="a.m4a"), ctx=ctx)
+    assert sprite_sheet([], info, params=SheetParams(), ctx=ctx) is None
 
 
 def test_extract_audio_is_16k_mono_wav(clip):
