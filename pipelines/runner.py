@@ -109,6 +109,12 @@ class GraphRun:
         self._handles: dict[str, asyncio.Future[Any]] = {}
         self._results: dict[str, asyncio.Future[Any]] = {}
         self._last_progress = 0.0
+        # Nodes a fan-out maps over. A mapped node's tasks can only be submitted once that
+        # node's result is back, so until then the scheduler cannot see the work behind it
+        # and runs it after any sibling that happens to be ready at the same time: in ingest,
+        # ``split`` (0.03 s) waited 0.8 s behind the AAC encode while the other worker idled.
+        self._map_sources = frozenset(n.map.name for n in graph.nodes.values()
+                                      if n.map is not None and n.map.scope == "node")
 
     # -- public -----------------------------------------------------------------------
     @property
@@ -211,9 +217,11 @@ class GraphRun:
         template = {name: self._template(parsed, handles, args, item) for name, parsed in node.inputs.items()}
         ctx = OpContext(job_id=self.job.id, node=node.name, storage=self.storage, key=key, index=index,
                         count=count, attempt=self.job.attempt)
+        # Half a step above the job's other tasks, so never above a job of higher priority.
+        priority = self.job.priority + 0.5 if node.name in self._map_sources else self.job.priority
         future = self.client.submit(
             run_task, f"{node.op.func.__module__}:{node.op.name}", node.bind_params(self.values), ctx, template, *args,
-            key=key, priority=self.job.priority, retries=node.retries or None,
+            key=key, priority=priority, retries=node.retries or None,
             resources=node.resources or None, pure=False,
         )
         self._futures[key] = future

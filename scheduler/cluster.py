@@ -7,6 +7,7 @@ import logging
 import os
 from typing import Any
 
+import dask
 from distributed import Client, LocalCluster
 
 from operators.context import CORES_PER_TASK_ENV
@@ -36,19 +37,27 @@ class ClusterHandle:
         # Codec threads per task (operators.media._av.codec_threads): one task's share of the
         # cores, so that tasks running side by side do not contend with each other's threads.
         cores_per_task = max(1, (os.cpu_count() or 1) // (workers * threads))
-        self.cluster = await LocalCluster(
-            n_workers=workers,
-            threads_per_worker=threads,
-            processes=True,
-            memory_limit=self.settings.dask_memory_limit,
-            dashboard_address=self.settings.dashboard_address,
-            # Importing the operators (PyAV, numpy, onnxruntime) and the task runner (the
-            # graph engine, ~0.5 s) at worker start keeps that out of the first task each
-            # worker runs.
-            preload=["operators", "pipelines.task"],
-            env={CORES_PER_TASK_ENV: str(cores_per_task)},
-            asynchronous=True,
-        )
+        # Read once, when the scheduler starts. Dask's 1.1 sends a 1-thread worker 2 tasks of a
+        # fan-out (ceil(1.1 x 1)): a 4 s chunk then waited behind another on a busy worker while
+        # the other worker, done, sat idle until work stealing moved it (1.6 s of one ingest).
+        with dask.config.set({"distributed.scheduler.worker-saturation": self.settings.dask_worker_saturation}):
+            self.cluster = await LocalCluster(
+                n_workers=workers,
+                threads_per_worker=threads,
+                processes=True,
+                memory_limit=self.settings.dask_memory_limit,
+                dashboard_address=self.settings.dashboard_address,
+                # Importing the operators (PyAV, numpy, onnxruntime) and the task runner (the
+                # graph engine, ~0.5 s) at worker start keeps that out of the first task each
+                # worker runs.
+                preload=["operators", "pipelines.task"],
+                env={CORES_PER_TASK_ENV: str(cores_per_task)},
+                # Off by default: the profiler samples every thread's stack every 10 ms, which cost
+                # 0.2-0.3 CPU-s per minute of 1080p transcoded (two workers, 3 pairs of runs), and
+                # the codec time it would show is inside C calls it cannot see into anyway.
+                config={"distributed.worker.profile.enabled": self.settings.dask_worker_profile},
+                asynchronous=True,
+            )
         self.client = await Client(self.cluster, asynchronous=True)
         return self.client
 

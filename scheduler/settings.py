@@ -35,6 +35,12 @@ class Settings(BaseSettings):
     dask_workers: int | None = Field(None, ge=1, description="LocalCluster worker processes (default: CPU count)")
     dask_threads_per_worker: int = Field(1, ge=1, description="Threads per LocalCluster worker")
     dask_memory_limit: str = Field("auto", description="Memory limit per LocalCluster worker")
+    dask_worker_saturation: float = Field(
+        1.0, gt=0, description="Queued tasks a LocalCluster worker gets per thread (Dask's default is 1.1)"
+    )
+    dask_worker_profile: bool = Field(
+        False, description="Dask's statistical profiler in LocalCluster workers (costs ~1% of their CPU)"
+    )
     dashboard_address: str = Field(":8787", description="LocalCluster dashboard (another port if busy)")
     embedded_redis_port: int = Field(0, ge=0, description="Port of the embedded Redis on 127.0.0.1 (0: any free)")
     max_upload_bytes: int = Field(20 * 1024**3, ge=1, description="Largest accepted upload, in bytes")
