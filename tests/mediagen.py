@@ -138,7 +138,8 @@ def media_ctx(root: str | Path, job_id: str = "job_test"):
     return OpContext(job_id=job_id, node="x", storage=Storage(str(root)))
 
 
-def run_ingest(ctx, rel_path: str, target_seconds: float = 0.5, min_seconds: float = 0.2, renditions=(720,), audio: bool = True):
+def run_ingest(ctx, rel_path: str, target_seconds: float = 0.5, min_seconds: float = 0.2, renditions=(720,), audio: bool = True,
+               audio_params=None):
     """probe → split → transcode each chunk → (audio) → join, as the graph wires them."""
     from operators.media.audio import AudioParams, transcode_audio
     from operators.media.chunks import SplitParams, split_keyframes
@@ -154,6 +155,6 @@ def run_ingest(ctx, rel_path: str, target_seconds: float = 0.5, min_seconds: flo
     )
     params = TranscodeParams(renditions=list(renditions), preset="ultrafast", encode_threads=1, decode_threads=1)
     parts = [transcode_chunk(source, c, info, params=params, ctx=ctx) for c in chunks]
-    track = transcode_audio(source, info, params=AudioParams(), ctx=ctx) if audio else None
+    track = transcode_audio(source, info, params=audio_params or AudioParams(), ctx=ctx) if audio else None
     proxies = join_chunks(parts, info, track, params=JoinParams(), ctx=ctx)
     return info, chunks, parts, track, proxies

@@ -134,6 +134,8 @@ def test_outputs_are_verified_assets_with_progress(client: TestClient[Any], tmp_
     assert [m for m in messages if m.startswith("transcode: ") and m.endswith(" done")] == [
         "transcode: 1/3 done", "transcode: 2/3 done", "transcode: 3/3 done"], messages
     assert any(m.startswith("Probed ") for m in messages)
+    # The source's 128 kb/s AAC is above the 64 kb/s asked for: re-encoded, not copied.
+    assert any(m.startswith("Encoded the audio track to aac 64 kb/s") for m in messages), messages
 
     # media_info, also kept on the source asset once probed.
     info = outputs["media_info"]

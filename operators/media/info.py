@@ -79,6 +79,8 @@ class AudioStreamInfo(Frozen):
     start_pts: int = 0
     duration: float
     bit_rate: int | None = None
+    #: Codec profile as FFmpeg names it ("LC", "HE-AAC", ...), when it has one.
+    profile: str | None = None
 
     @property
     def tb(self) -> Fraction:

@@ -153,6 +153,7 @@ def _audio_info(container: Any, stream: Any) -> AudioStreamInfo:
         start_pts=stream.start_time or 0,
         duration=duration,
         bit_rate=cc.bit_rate or None,
+        profile=cc.profile or None,
     )
 
 

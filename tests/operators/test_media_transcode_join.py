@@ -31,10 +31,16 @@ def _top_level_atoms(path) -> list[bytes]:
     return atoms
 
 
-def test_ingest_2997_b_frames_is_frame_exact_and_in_sync(tmp_path):
+@pytest.mark.parametrize("copy_audio", [True, False], ids=["aac-copied", "aac-encoded"])
+def test_ingest_2997_b_frames_is_frame_exact_and_in_sync(tmp_path, copy_audio):
+    from operators.media.audio import AudioParams
+
     make_clip(tmp_path / "src.mp4", seconds=2, fps="30000/1001", gop=12)
     ctx = media_ctx(tmp_path)
-    info, chunks, parts, track, proxies = run_ingest(ctx, "src.mp4", target_seconds=0.5, renditions=(720, 120))
+    info, chunks, parts, track, proxies = run_ingest(ctx, "src.mp4", target_seconds=0.5, renditions=(720, 120),
+                                                     audio_params=AudioParams(copy_compatible=copy_audio))
+    # The source's 128 kb/s AAC-LC fits the proxy as it is: copied, unless copying is off.
+    assert track.meta.get("copied", False) is copy_audio
     assert len(chunks) >= 3
     assert [p.chunk.index for p in parts] == list(range(len(chunks)))
     assert all(p.frame_count == c.frame_count for p, c in zip(parts, chunks, strict=True))
