@@ -83,18 +83,16 @@ def _video_packets(ctx: OpContext, paths: list[str], origin: Fraction, out_strea
             elif stream.codec_context.extradata != extradata:
                 # One avcC box serves the whole track, so every chunk must share its SPS/PPS.
                 raise MediaError(f"Encoded chunk {i + 1} was made with different encoder settings than chunk 1")
-            shift = _offset(origin, stream.time_base)
-            for packet in c.demux(stream):
-                if packet.size == 0:
-                    continue
-                packet.pts -= shift
-                packet.dts -= shift
-                packet.stream = out_stream
-                yield float(packet.dts * packet.time_base), 0, packet
+            yield from _retimed(c, stream, origin, out_stream, 0)
 
 
 def _audio_packets(container: Any, origin: Fraction, out_stream: Any) -> Iterator[tuple[float, int, Any]]:
-    stream = container.streams.audio[0]
+    return _retimed(container, container.streams.audio[0], origin, out_stream, 1)
+
+
+def _retimed(container: Any, stream: Any, origin: Fraction, out_stream: Any,
+             order: int) -> Iterator[tuple[float, int, Any]]:
+    """``stream``'s packets moved to ``out_stream`` with ``origin`` as time 0, keyed for interleaving."""
     shift = _offset(origin, stream.time_base)
     for packet in container.demux(stream):
         if packet.size == 0:
@@ -102,7 +100,7 @@ def _audio_packets(container: Any, origin: Fraction, out_stream: Any) -> Iterato
         packet.pts -= shift
         packet.dts -= shift
         packet.stream = out_stream
-        yield float(packet.dts * packet.time_base), 1, packet
+        yield float(packet.dts * packet.time_base), order, packet
 
 
 def _measure(local: Any) -> dict[str, Any]:

@@ -78,16 +78,9 @@ def poster(source: SourceRef, info: MediaInfo, *, params: PosterParams, ctx: OpC
         if frame is None:
             raise MediaError(f"No video frame could be decoded near {at:.2f}s")
         rgb = frame_to_rgb(frame, width, height, video.rotation)
-    with ctx.storage.writing(path) as tmp:
-        encode_jpeg(rgb, tmp, params.quality)
     ctx.log(f"Poster at {at:.2f}s ({width}x{height})")
-    return StoredFile(
-        path=path,
-        kind="poster",
-        content_type="image/jpeg",
-        size=ctx.storage.size(path),
-        meta={"width": width, "height": height, "at_seconds": round(at, 3)},
-    )
+    return _jpeg_output(ctx, path, rgb, params.quality, "poster",
+                        {"width": width, "height": height, "at_seconds": round(at, 3)})
 
 
 class TileParams(BaseModel):
@@ -149,25 +142,18 @@ def _sheet(layout: SpriteLayout, tiles: dict[int, np.ndarray], exact: bool, qual
     for i, tile in tiles.items():
         r, c = divmod(i, columns)
         sheet[r * tile_h : (r + 1) * tile_h, c * tile_w : (c + 1) * tile_w] = tile
-    path = ctx.output_path("sprite.jpg")
-    with ctx.storage.writing(path) as tmp:
-        encode_jpeg(sheet, tmp, quality)
     ctx.log(f"Sprite sheet of {layout.count} thumbnails ({columns}x{layout.rows}, every {layout.interval:g}s, {how})")
-    return StoredFile(
-        path=path,
-        kind="sprite",
-        content_type="image/jpeg",
-        size=ctx.storage.size(path),
-        meta={
-            "interval": layout.interval,
-            "tile_width": tile_w,
-            "tile_height": tile_h,
-            "columns": columns,
-            "rows": layout.rows,
-            "count": layout.count,
-            "exact": exact,
-        },
-    )
+    meta = {"interval": layout.interval, "tile_width": tile_w, "tile_height": tile_h, "columns": columns,
+            "rows": layout.rows, "count": layout.count, "exact": exact}
+    return _jpeg_output(ctx, ctx.output_path("sprite.jpg"), sheet, quality, "sprite", meta)
+
+
+def _jpeg_output(ctx: OpContext, path: str, rgb: np.ndarray, quality: int, kind: str,
+                 meta: dict[str, Any]) -> StoredFile:
+    """Write ``rgb`` as a JPEG at ``path`` in storage and describe it as an output."""
+    with ctx.storage.writing(path) as tmp:
+        encode_jpeg(rgb, tmp, quality)
+    return StoredFile(path=path, kind=kind, content_type="image/jpeg", size=ctx.storage.size(path), meta=meta)
 
 
 @operator("media.sprite", weight=2)
