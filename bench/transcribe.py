@@ -20,7 +20,7 @@ people's processes share the machine: the load average is recorded with every ru
 
 Reported per contender: wall seconds (median of the warm runs), real-time factor = wall / audio
 seconds (lower is faster), WER against the known text. For the pipeline it also reports where the
-time went, from the job's own log (timestamps flushed every 0.2 s, so stage boundaries are +-0.2 s),
+time went, from the job's own log (each line stamped when the dispatcher heard of it),
 and the Whisper compute time of each window (measured in the worker). Output: bench/out/transcribe.json.
 """
 
@@ -201,7 +201,7 @@ def report(results: dict[str, Any]) -> None:
         st = best["stage_done_at_s"]
         rows.append([f"{c['workers']} worker(s)", best["queued_s"] or 0.0, *(st.get(s, float("nan")) for s in _STAGES),
                      best["running_s"] or 0.0, len(best["window_compute_s"]), sum(best["window_compute_s"])])
-    print("where the time went (fastest warm run; seconds after started_at when each stage was done, +-0.2 s):")
+    print("where the time went (fastest warm run; seconds after started_at when each stage was done):")
     print_table(rows, ["server", "queued", *_STAGES, "running", "windows", "whisper cpu-s"])
     results["summary"] = summary
 

@@ -32,6 +32,7 @@ from scheduler.errors import (
 from scheduler.outputs import publish_outputs
 from scheduler.service import JobService
 from scheduler.settings import Settings
+from scheduler.timefmt import now_ts
 
 __all__ = ["Dispatcher"]
 
@@ -45,7 +46,11 @@ class _Running:
     job_id: str
     run: GraphRun | None = None
     task: asyncio.Task[None] | None = None
-    pending_messages: list[str] = field(default_factory=list)
+    #: (timestamp, message): stamped when they happen, written in batches by the flush loop.
+    pending_messages: list[tuple[str, str]] = field(default_factory=list)
+
+    def log(self, message: str) -> None:
+        self.pending_messages.append((now_ts(), message))
     pending_progress: float | None = None
     cancelled: bool = False
 
@@ -218,7 +223,7 @@ class Dispatcher:
                 running.pending_progress = min(value, 0.999)
 
             run = GraphRun(self.client, bound.graph, job, values=bound.values, storage=self.service.storage,
-                           on_progress=on_progress, on_log=lambda m: running.pending_messages.append(m))
+                           on_progress=on_progress, on_log=running.log)
             running.run = run
             outputs = await run.run()
             project_id = record["payload"].get("project_id")
@@ -315,7 +320,7 @@ class Dispatcher:
                 unmet = [c for c, v in zip(conditions, when, strict=True) if not v]
                 if unmet and when and when[0]:
                     names = ", ".join(getattr(c, "text", "") or repr(getattr(c, "value", c)) for c in unmet)
-                    running.pending_messages.append(f"Did not start the {chain.job_type} job: {names} is empty")
+                    running.log(f"Did not start the {chain.job_type} job: {names} is empty")
                 when = not unmet
             if not when:
                 continue
@@ -326,8 +331,8 @@ class Dispatcher:
                 record = await self._until_redis(
                     lambda: self.service.submit(chain.job_type, payload, priority=int(priority or 0)))
             except (UnknownJobTypeError, PayloadError, SourceError) as exc:
-                running.pending_messages.append(f"Could not start the {chain.job_type} job: {exc}")
+                running.log(f"Could not start the {chain.job_type} job: {exc}")
                 continue
             chained[chain.job_type] = record["id"]
-            running.pending_messages.append(f"Started {chain.job_type} job {record['id']}")
+            running.log(f"Started {chain.job_type} job {record['id']}")
         return chained

@@ -292,10 +292,14 @@ class JobStore:
         return bool(done)
 
     # -- progress and log -------------------------------------------------------------
-    async def report(self, job_id: str, *, progress: float | None = None, messages: Iterable[str] = (),
-                     extra: dict[str, Any] | None = None) -> None:
-        """Write progress (never lower) and log lines in one round trip."""
-        entries = [_json({"timestamp": now_ts(), "message": m}) for m in messages]
+    async def report(self, job_id: str, *, progress: float | None = None,
+                     messages: Iterable[str | tuple[str, str]] = (), extra: dict[str, Any] | None = None) -> None:
+        """Write progress (never lower) and log lines in one round trip.
+
+        A message is a string, stamped now, or a ``(timestamp, message)`` pair stamped when it happened.
+        """
+        stamped = [(now_ts(), m) if isinstance(m, str) else m for m in messages]
+        entries = [_json({"timestamp": ts, "message": m}) for ts, m in stamped]
         async def write() -> None:
             async with self.redis.pipeline(transaction=False) as pipe:
                 if entries:
