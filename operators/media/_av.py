@@ -20,6 +20,22 @@ import numpy as np
 from operators.context import CORES_PER_TASK_ENV, OpContext
 from operators.errors import MediaError
 
+__all__ = [
+    "codec_threads",
+    "coded_size",
+    "encode_jpeg",
+    "even",
+    "fit_height",
+    "frame_rotation",
+    "frame_to_rgb",
+    "media_error",
+    "mp4_options",
+    "open_input",
+    "Progress",
+    "rotate_rgb",
+    "Scaler",
+]
+
 # Formats FFmpeg will happily "open" that are not audio or video for our purposes.
 _NOT_MEDIA_FORMATS = {"tty"}
 _NOT_MEDIA_CODECS = {"ansi", "bintext", "xbin", "idf"}
