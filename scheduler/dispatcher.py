@@ -274,23 +274,20 @@ class Dispatcher:
 
     async def _finish(self, running: _Running, status: str, detail: Any) -> None:
         """Write the final state, retrying while Redis is down, so the result is not lost."""
-        delay = 0.5
-        while True:
-            try:
-                await self._flush(running)
-                if status == "completed":
-                    await self.store.complete(running.job_id, detail)
-                elif status == "failed":
-                    await self.store.fail(running.job_id, detail)
-                break
-            except InvalidTransitionError:
-                break  # cancelled (or finished) meanwhile: the stored status stands
-            except QueueUnavailableError:
-                if self._stopping.is_set():
-                    break
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
-        self._release(running.job_id)
+
+        async def write() -> None:
+            await self._flush(running)
+            if status == "completed":
+                await self.store.complete(running.job_id, detail)
+            elif status == "failed":
+                await self.store.fail(running.job_id, detail)
+
+        try:
+            await self._until_redis(write)
+        except InvalidTransitionError:
+            pass  # cancelled (or finished) meanwhile: the stored status stands
+        finally:
+            self._release(running.job_id)
 
     def _release(self, job_id: str) -> None:
         self._running.pop(job_id, None)

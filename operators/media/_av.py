@@ -200,18 +200,12 @@ class Scaler:
         from av.video.reformatter import VideoReformatter
 
         self.width, self.height, self.format, self.interpolation = width, height, format, interpolation
+        self.threads = threads
         self._reformatter = VideoReformatter()
-        self._kwargs: dict[str, Any] = {"threads": threads}
 
     def __call__(self, frame: Any) -> Any:
-        try:
-            return self._reformatter.reformat(frame, self.width, self.height, self.format,
-                                              interpolation=self.interpolation, **self._kwargs)
-        except TypeError:
-            if not self._kwargs:
-                raise
-            self._kwargs = {}  # older PyAV has no ``threads`` argument (and scales on one thread)
-            return self(frame)
+        return self._reformatter.reformat(frame, self.width, self.height, self.format,
+                                          interpolation=self.interpolation, threads=self.threads)
 
 
 def encode_jpeg(rgb: np.ndarray, path: Path, quality: int = 4) -> None:

@@ -6,6 +6,7 @@ string so the models stay JSON-ready); seconds are given alongside for people an
 
 from __future__ import annotations
 
+import math
 from fractions import Fraction
 from typing import Annotated, Literal
 
@@ -19,6 +20,7 @@ __all__ = [
     "ChunkOutput",
     "MediaInfo",
     "RenditionFile",
+    "SpriteLayout",
     "StreamInfo",
     "Thumbnail",
     "Thumbnails",
@@ -155,13 +157,30 @@ class Thumbnail(Frozen):
     rgb: bytes
 
 
-class Thumbnails(Frozen):
-    """A chunk's share of the sprite sheet, and the layout every chunk of the job agrees on."""
+class SpriteLayout(Frozen):
+    """Tile times and sizes, and the sheet's grid: the same for every chunk of a job."""
 
     interval: float
     count: int
     tile_width: int
     tile_height: int
+    columns: int
+    rows: int
+
+    def target_pts(self, video: VideoStreamInfo, index: int) -> int:
+        """The time tile ``index`` shows, in the video's time base."""
+        return video.start_pts + int(index * self.interval / video.tb)
+
+    def with_columns(self, columns: int) -> SpriteLayout:
+        """The same tiles laid out ``columns`` wide (fewer when there are fewer tiles)."""
+        columns = min(columns, self.count)
+        return self.model_copy(update={"columns": columns, "rows": math.ceil(self.count / columns)})
+
+
+class Thumbnails(Frozen):
+    """A chunk's share of the sprite sheet, and the layout every chunk of the job agrees on."""
+
+    layout: SpriteLayout
     tiles: list[Thumbnail]
 
 

@@ -17,14 +17,21 @@ from pydantic import BaseModel, ConfigDict, Field
 from operators.context import OpContext
 from operators.errors import MediaError
 from operators.media._av import Progress, encode_jpeg, even, fit_height, frame_to_rgb, open_input
-from operators.media.info import Chunk, ChunkOutput, MediaInfo, Thumbnail, Thumbnails, VideoStreamInfo
+from operators.media.info import (
+    Chunk,
+    ChunkOutput,
+    MediaInfo,
+    SpriteLayout,
+    Thumbnail,
+    Thumbnails,
+    VideoStreamInfo,
+)
 from operators.registry import operator
 from operators.types import SourceRef, StoredFile
 
 __all__ = [
     "PosterParams",
     "SheetParams",
-    "SpriteLayout",
     "SpriteParams",
     "TileGrabber",
     "TileParams",
@@ -107,21 +114,6 @@ class SpriteParams(TileParams, SheetParams):
     exact: bool = False
 
 
-class SpriteLayout(BaseModel):
-    """Tile times and sizes, and the sheet's grid: the same for every chunk of a job."""
-
-    interval: float
-    count: int
-    tile_width: int
-    tile_height: int
-    columns: int
-    rows: int
-
-    def target_pts(self, video: VideoStreamInfo, index: int) -> int:
-        """The time tile ``index`` shows, in the video's time base (as ``_seek_frame`` counts it)."""
-        return video.start_pts + int(index * self.interval / video.tb)
-
-
 def sprite_layout(video: VideoStreamInfo, tiles: TileParams, columns: int = 10) -> SpriteLayout:
     interval = tiles.interval_seconds
     count = max(1, math.ceil(video.duration / interval - 1e-9))
@@ -130,9 +122,8 @@ def sprite_layout(video: VideoStreamInfo, tiles: TileParams, columns: int = 10) 
         interval = video.duration / count
     tile_w = even(tiles.tile_width)
     tile_h = even(tile_w * video.display_height / video.display_width)
-    columns = min(columns, count)
-    return SpriteLayout(interval=interval, count=count, tile_width=tile_w, tile_height=tile_h, columns=columns,
-                        rows=math.ceil(count / columns))
+    return SpriteLayout(interval=interval, count=count, tile_width=tile_w, tile_height=tile_h, columns=count,
+                        rows=1).with_columns(columns)
 
 
 def _sheet(layout: SpriteLayout, tiles: dict[int, np.ndarray], exact: bool, quality: int, ctx: OpContext,
@@ -237,9 +228,7 @@ class TileGrabber:
         """The chunk's tiles, once its last frame has been offered."""
         self._serve(None)
         self._held = None
-        layout = self.layout
-        return Thumbnails(interval=layout.interval, count=layout.count, tile_width=layout.tile_width,
-                          tile_height=layout.tile_height, tiles=self.tiles)
+        return Thumbnails(layout=self.layout, tiles=self.tiles)
 
 
 @operator("media.sprite_sheet", weight=1)
@@ -255,27 +244,20 @@ def sprite_sheet(
     if video is None:
         ctx.log("No video stream: no sprite sheet")
         return None
-    got = [p.thumbnails for p in parts]
-    if not got or any(t is None for t in got):
+    got = [p.thumbnails for p in parts if p.thumbnails is not None]
+    if not got or len(got) < len(parts):
         raise MediaError("The chunks hold no sprite tiles: transcode them with the sprite parameter set")
-    first = got[0]
-    assert first is not None
-    layout = SpriteLayout(interval=first.interval, count=first.count, tile_width=first.tile_width,
-                          tile_height=first.tile_height, columns=min(params.columns, first.count),
-                          rows=math.ceil(first.count / min(params.columns, first.count)))
-    if any((t.interval, t.count, t.tile_width, t.tile_height) != (first.interval, first.count, first.tile_width,
-                                                                  first.tile_height) for t in got if t is not None):
+    if any(t.layout != got[0].layout for t in got):
         raise MediaError("The chunks' sprite tiles were made with different sprite settings")
+    layout = got[0].layout.with_columns(params.columns)
     shape = (layout.tile_height, layout.tile_width, 3)
     tiles: dict[int, np.ndarray] = {}
-    for t in got:
-        assert t is not None
-        for tile in t.tiles:
-            if tile.index in tiles or not 0 <= tile.index < layout.count:
-                raise MediaError(f"Sprite tile {tile.index + 1} of {layout.count} is duplicated or out of range")
-            if len(tile.rgb) != shape[0] * shape[1] * 3:
-                raise MediaError(f"Sprite tile {tile.index + 1} holds {len(tile.rgb)} bytes, not {shape[1]}x{shape[0]} RGB")
-            tiles[tile.index] = np.frombuffer(tile.rgb, dtype=np.uint8).reshape(shape)
+    for tile in (tile for t in got for tile in t.tiles):
+        if tile.index in tiles or not 0 <= tile.index < layout.count:
+            raise MediaError(f"Sprite tile {tile.index + 1} of {layout.count} is duplicated or out of range")
+        if len(tile.rgb) != shape[0] * shape[1] * 3:
+            raise MediaError(f"Sprite tile {tile.index + 1} holds {len(tile.rgb)} bytes, not {shape[1]}x{shape[0]} RGB")
+        tiles[tile.index] = np.frombuffer(tile.rgb, dtype=np.uint8).reshape(shape)
     missing = [i + 1 for i in range(layout.count) if i not in tiles]
     if missing:
         raise MediaError(f"The chunks left sprite tiles {missing[:10]} of {layout.count} out")

@@ -135,7 +135,9 @@ def test_sprite_sheet_refuses_missing_or_mismatched_tiles(tmp_path):
         sprite_sheet(parts[1:], info, params=SheetParams(), ctx=ctx)
     with pytest.raises(MediaError, match="duplicated"):
         sprite_sheet([*parts, parts[0]], info, params=SheetParams(), ctx=ctx)
-    other = parts[0].model_copy(update={"thumbnails": parts[0].thumbnails.model_copy(update={"tile_width": 64})})
+    thumbs = parts[0].thumbnails
+    wider = thumbs.model_copy(update={"layout": thumbs.layout.model_copy(update={"tile_width": 64})})
+    other = parts[0].model_copy(update={"thumbnails": wider})
     with pytest.raises(MediaError, match="different sprite settings"):
         sprite_sheet([other, *parts[1:]], info, params=SheetParams(), ctx=ctx)
     without = [p.model_copy(update={"thumbnails": None}) for p in parts]
