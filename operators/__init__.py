@@ -44,7 +44,7 @@ __all__ = [
 ]
 
 # Each subpackage (media, speech, util, ...) registers its operators on import.
-_BUILTIN_PACKAGES = ("operators.util", "operators.media", "operators.speech")
+_BUILTIN_PACKAGES = ("operators.util", "operators.media", "operators.speech", "operators.render")
 
 
 def _load_builtins() -> None:

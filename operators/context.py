@@ -15,7 +15,7 @@ from typing import Any
 
 from operators.storage import Storage
 
-__all__ = ["CORES_PER_TASK_ENV", "EVENTS_TOPIC", "OpContext", "TaskCancelledError"]
+__all__ = ["CORES_PER_TASK_ENV", "EVENTS_TOPIC", "OpContext", "TaskCancelledError", "TaskTimeoutError"]
 
 EVENTS_TOPIC = "ave-job-events"
 #: Environment variable: how many cores one running task may keep busy (codec threads). The
@@ -27,6 +27,10 @@ _log = logging.getLogger("operators")
 
 class TaskCancelledError(Exception):
     """The task's job was cancelled while the task ran; raised from :meth:`OpContext.progress`."""
+
+
+class TaskTimeoutError(Exception):
+    """The task ran past its node's ``timeout:``; raised from :meth:`OpContext.progress`."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +45,9 @@ class OpContext:
     count: int | None = None
     attempt: int = 1
     extra: dict[str, Any] = field(default_factory=dict)
+    #: The node's per-task ``timeout:`` in seconds, and when this try of the task started.
+    timeout: float | None = None
+    started: float | None = None
 
     def output_path(self, name: str) -> str:
         """A storage path for an output of this job: ``jobs/<job_id>/<name>``."""
@@ -57,6 +64,8 @@ class OpContext:
         running thread, so an operator that reports progress as it goes is also where it stops,
         and its worker is free for the next job within one step instead of at the task's end.
         """
+        if self.timeout is not None and self.started is not None and time.time() - self.started > self.timeout:
+            raise TaskTimeoutError(f"the task ran past its {self.timeout:g}s timeout")
         worker = _current_worker()
         if worker is not None and self.key:
             task = worker.state.tasks.get(self.key)

@@ -10,6 +10,7 @@ import difflib
 from collections.abc import Iterable
 
 __all__ = [
+    "AssetCheckError",
     "MediaError",
     "OperatorError",
     "OperatorParamsError",
@@ -27,6 +28,17 @@ def did_you_mean(name: str, candidates: Iterable[str]) -> str:
 
 class OperatorError(Exception):
     """An operator could not do its work; the message is meant for a person."""
+
+
+class AssetCheckError(OperatorError, ValueError):
+    """A payload value does not fit the assets it names; ``problems`` are ``(path, message)`` pairs."""
+
+    def __init__(self, problems: list[tuple[tuple[str | int, ...], str]]) -> None:
+        self.problems = problems
+        super().__init__("; ".join(f"{'.'.join(map(str, loc))}: {msg}" for loc, msg in problems))
+
+    def __reduce__(self) -> tuple[type, tuple[list[tuple[tuple[str | int, ...], str]]]]:
+        return (type(self), (self.problems,))
 
 
 class MediaError(OperatorError):

@@ -33,6 +33,7 @@ __all__ = [
     "REGISTRY",
     "get_operator",
     "operator",
+    "payload_model",
 ]
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -82,6 +83,19 @@ class OperatorRegistry:
 
     def __init__(self) -> None:
         self._ops: dict[str, OperatorSpec] = {}
+        self._models: dict[str, type[BaseModel]] = {}
+
+    def register_model(self, name: str, model: type[BaseModel]) -> None:
+        """A structured payload type graphs can declare as an input (``{type: timeline}``)."""
+        if name in self._models and self._models[name] is not model:
+            raise ValueError(f"payload model '{name}' is already registered by {self._models[name].__qualname__}")
+        self._models[name] = model
+
+    def model(self, name: str) -> type[BaseModel] | None:
+        return self._models.get(name)
+
+    def model_names(self) -> list[str]:
+        return sorted(self._models)
 
     def register(self, name: str, func: Callable[..., Any], *, weight: float = 1.0) -> OperatorSpec:
         if name in self._ops and self._ops[name].func is not func:
@@ -116,6 +130,19 @@ def operator(name: str, *, weight: float = 1.0, registry: OperatorRegistry | Non
     def decorate(func: F) -> F:
         (registry or REGISTRY).register(name, func, weight=weight)
         return func
+
+    return decorate
+
+
+M = TypeVar("M", bound=type[BaseModel])
+
+
+def payload_model(name: str, *, registry: OperatorRegistry | None = None) -> Callable[[M], M]:
+    """Register a pydantic model as a payload input type, e.g. ``@payload_model("timeline")``."""
+
+    def decorate(model: M) -> M:
+        (registry or REGISTRY).register_model(name, model)
+        return model
 
     return decorate
 

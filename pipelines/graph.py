@@ -28,6 +28,7 @@ class Node:
     retries: int
     resources: dict[str, float]
     params_template: dict[str, Any] | None = None
+    timeout: float | None = None
 
     def bind_params(self, values: dict[str, Any]) -> BaseModel:
         """The params with ``$payload`` references filled in from a job's values."""
@@ -64,6 +65,8 @@ class Graph:
     nodes: dict[str, Node]
     outputs: dict[str, Any]
     chains: tuple[ChainSpec, ...] = field(default=())
+    #: Inputs whose type is a registered payload model: name → the pydantic model class.
+    input_models: dict[str, type[BaseModel]] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -75,13 +78,18 @@ class Graph:
 
     def describe(self) -> dict[str, Any]:
         """A JSON summary for the API: inputs, nodes and outputs."""
+        inputs = {k: v.model_dump(exclude_defaults=True) for k, v in self.spec.inputs.items()}
+        for name, model in self.input_models.items():
+            # The whole structure a client must send, e.g. the timeline's JSON Schema.
+            inputs[name]["schema"] = model.model_json_schema(by_alias=True)
         return {
             "name": self.spec.name,
             "description": self.spec.description,
-            "inputs": {k: v.model_dump(exclude_defaults=True) for k, v in self.spec.inputs.items()},
+            "inputs": inputs,
             "nodes": {
                 n.name: {"op": n.op.name, "map": n.map.text if n.map else None, "deps": sorted(n.deps)}
                 for n in self.nodes.values()
             },
             "outputs": sorted(self.outputs),
+            **({"clip_version": self.spec.clip_version.model_dump()} if self.spec.clip_version else {}),
         }

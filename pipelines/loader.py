@@ -30,7 +30,7 @@ from pipelines.errors import (
 )
 from pipelines.graph import Graph, Node
 from pipelines.refs import Collect, Ref, parse_ref, parse_value, walk_refs
-from pipelines.spec import GraphSpec
+from pipelines.spec import INPUT_TYPES, GraphSpec
 from pipelines.yaml_lines import line_of, load_with_lines
 
 __all__ = ["load_graph", "load_graph_dir", "parse_graph"]
@@ -93,6 +93,7 @@ def _validate(spec: GraphSpec, registry: OperatorRegistry, file: str, lines: Map
     def at(*path: str | int) -> int | None:
         return line_of(dict(lines), tuple(path))
 
+    input_models = _check_input_types(spec, registry, file, at)
     mapped = {name for name, node in spec.nodes.items() if node.map is not None}
     built: dict[str, dict[str, Any]] = {}
     dag = nx.DiGraph()
@@ -236,11 +237,36 @@ def _validate(spec: GraphSpec, registry: OperatorRegistry, file: str, lines: Map
             name=name,
             retries=spec.nodes[name].retries,
             resources=dict(spec.nodes[name].resources),
+            timeout=spec.nodes[name].timeout,
             **built[name],
         )
         for name in order
     }
-    return Graph(spec=spec, file=file, nodes=nodes, outputs=outputs, chains=tuple(spec.then))
+    return Graph(spec=spec, file=file, nodes=nodes, outputs=outputs, chains=tuple(spec.then), input_models=input_models)
+
+
+def _check_input_types(spec: GraphSpec, registry: OperatorRegistry, file: str, at: Any) -> dict[str, Any]:
+    """Every input's type is built in or a registered payload model; ``merge_from`` names an object input."""
+    models: dict[str, Any] = {}
+    known = [*INPUT_TYPES, *registry.model_names()]
+    for name, item in spec.inputs.items():
+        if item.type in INPUT_TYPES:
+            if item.merge_from is not None:
+                raise GraphValidationError(f"input '{name}': merge_from applies to payload models only, not "
+                                           f"'{item.type}'", file=file, line=at("inputs", name))
+            continue
+        model = registry.model(item.type)
+        if model is None:
+            raise GraphValidationError(
+                f"input '{name}': unknown type '{item.type}'.{did_you_mean(item.type, known)} "
+                f"Types: {', '.join(known)}", file=file, line=at("inputs", name, "type") or at("inputs", name))
+        source = spec.inputs.get(item.merge_from) if item.merge_from else None
+        if item.merge_from is not None and (source is None or source.type != "object"):
+            raise GraphValidationError(f"input '{name}': merge_from must name an input of type object, not "
+                                       f"'{item.merge_from}'.{did_you_mean(item.merge_from, spec.inputs)}",
+                                       file=file, line=at("inputs", name))
+        models[name] = model
+    return models
 
 
 def _check_params(name: str, op: Any, raw: dict[str, Any], spec: GraphSpec, file: str,

@@ -7,16 +7,17 @@ of type ``source`` is read from the payload's ``source_uri`` or ``source_asset_i
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from pydantic import ConfigDict, Field, StrictBool, StrictInt, StrictStr, ValidationError, create_model
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, ValidationError, create_model
 
 from pipelines.errors import PayloadError
 from pipelines.graph import Graph
 from pipelines.spec import InputSpec
 
-__all__ = ["BoundPayload", "SourceRequest", "bind_payload", "SOURCE_FIELDS"]
+__all__ = ["BoundPayload", "SourceRequest", "bind_payload", "check_model_value", "fill_merge_fields", "SOURCE_FIELDS"]
 
 SOURCE_FIELDS = ("source_uri", "source_asset_id")
 
@@ -50,18 +51,26 @@ class BoundPayload:
     sources: dict[str, SourceRequest]
 
 
-def bind_payload(graph: Graph, payload: dict[str, Any]) -> BoundPayload:
-    """Check ``payload`` against ``graph``'s inputs; raise :class:`PayloadError` naming each field."""
+def bind_payload(graph: Graph, payload: dict[str, Any], *, fallbacks: dict[str, Any] | None = None) -> BoundPayload:
+    """Check ``payload`` against ``graph``'s inputs; raise :class:`PayloadError` naming each field.
+
+    ``fallbacks`` fill model inputs the payload leaves out (a clip version's timeline).
+    """
     if not isinstance(payload, dict):
         raise PayloadError([{"loc": ["body"], "msg": "Input should be a valid dictionary", "type": "dict_type"}])
     fields: dict[str, Any] = {}
     sources: dict[str, SourceRequest] = {}
+    models: dict[str, Any] = {}
     errors: list[dict[str, Any]] = []
     for name, spec in graph.spec.inputs.items():
         if spec.type == "source":
             request = _source_request(name, spec, payload, errors)
             if request is not None:
                 sources[name] = request
+            continue
+        if name in graph.input_models:
+            raw = payload.get(name, (fallbacks or {}).get(name))
+            models[name] = check_model_value(name, spec, graph.input_models[name], raw, payload, errors)
             continue
         fields[name] = _field(spec)
     model = create_model(f"{graph.name}_payload", __config__=ConfigDict(extra="allow"), **fields)
@@ -75,12 +84,70 @@ def bind_payload(graph: Graph, payload: dict[str, Any]) -> BoundPayload:
     if errors:
         raise PayloadError(errors)
     assert checked is not None
-    values = {name: getattr(checked, name) for name in fields}
+    values = {name: getattr(checked, name) for name in fields} | models
     _check_node_params(graph, values)
     merged = dict(payload)
     for name, value in values.items():
         merged.setdefault(name, value)
     return BoundPayload(payload=merged, values=values, sources=sources)
+
+
+def check_model_value(name: str, spec: InputSpec, model: type[BaseModel], raw: Any, payload: dict[str, Any],
+                 errors: list[dict[str, Any]]) -> Any:
+    """A payload model input, validated with its model; errors carry the nested path."""
+    if raw is None and spec.default is not None:
+        raw = spec.default
+    if raw is None:
+        if spec.is_required:
+            hint = " (or name a clip version with clip_version_id)" if spec.from_clip_version else ""
+            errors.append({"loc": ["body", name], "msg": f"Field required{hint}", "type": "missing"})
+        return None
+    if spec.merge_from is not None:
+        merge = payload.get(spec.merge_from) or {}
+        if not isinstance(merge, dict):
+            return None  # the merge input's own type check reports it
+        raw = fill_merge_fields(raw, merge, ["body", name], errors)
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        clean = getattr(model, "clean_error_loc", None)
+        for err in exc.errors():
+            loc = [p for p in err["loc"] if not _is_branch_name(p)]
+            loc = list(clean(tuple(loc))) if clean is not None else loc
+            msg = err["msg"].removeprefix("Value error, ")
+            errors.append({"loc": ["body", name, *loc], "msg": msg, "type": err["type"]})
+        return None
+
+
+def _is_branch_name(part: Any) -> bool:
+    """pydantic puts a union member's name in an error path (``CropRect``, ``list[CropKey]``)."""
+    return isinstance(part, str) and ("[" in part or part[:1].isupper())
+
+
+_MERGE = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
+
+
+def fill_merge_fields(value: Any, merge: dict[str, Any], loc: list[Any], errors: list[dict[str, Any]]) -> Any:
+    """``{{NAME}}`` in every string replaced by ``merge[NAME]``; a name without a value is an error."""
+    if isinstance(value, str):
+        def replace(match: re.Match[str]) -> str:
+            key = match.group(1)
+            if key not in merge or merge[key] is None:
+                errors.append({"loc": loc, "msg": f"merge field '{{{{{key}}}}}' has no value: add it to the "
+                               "payload's merge object", "type": "value_error"})
+                return match.group(0)
+            return str(merge[key])
+
+        # A string that is only a merge field takes the value's own type (a number stays a number).
+        whole = _MERGE.fullmatch(value.strip())
+        if whole and whole.group(1) in merge and not isinstance(merge[whole.group(1)], str | type(None)):
+            return merge[whole.group(1)]
+        return _MERGE.sub(replace, value)
+    if isinstance(value, dict):
+        return {k: fill_merge_fields(v, merge, [*loc, k], errors) for k, v in value.items()}
+    if isinstance(value, list):
+        return [fill_merge_fields(v, merge, [*loc, i], errors) for i, v in enumerate(value)]
+    return value
 
 
 def _field(spec: InputSpec) -> tuple[Any, Any]:

@@ -109,6 +109,9 @@ class GraphRun:
         self._handles: dict[str, asyncio.Future[Any]] = {}
         self._results: dict[str, asyncio.Future[Any]] = {}
         self._last_progress = 0.0
+        #: key -> (monotonic start, node, position) of tasks whose node has a ``timeout:``.
+        self._started: dict[str, float] = {}
+        self._nodes_of: dict[str, tuple[Node, tuple[int, int] | None]] = {}
         # Nodes a fan-out maps over. A mapped node's tasks can only be submitted once that
         # node's result is back, so until then the scheduler cannot see the work behind it
         # and runs it after any sibling that happens to be ready at the same time: in ingest,
@@ -132,6 +135,10 @@ class GraphRun:
         kind = event.get("kind")
         if kind == "log" and event.get("message"):
             self._emit_log(str(event["message"]))
+        elif kind == "started":
+            key = str(event.get("key", ""))
+            if key in self._nodes_of:
+                self._started[key] = time.monotonic()
         elif kind == "progress":
             key = str(event.get("key", ""))
             if key in self._weights and key in self._futures and not self._futures[key].done():
@@ -149,6 +156,8 @@ class GraphRun:
             async with asyncio.TaskGroup() as group:
                 for node in self.graph.nodes.values():
                     group.create_task(self._run_node(node), name=f"{node.name}-{self.job.token}")
+                if any(node.timeout for node in self.graph.nodes.values()):
+                    group.create_task(self._watchdog(), name=f"watchdog-{self.job.token}")
         except BaseException as exc:
             await self._cancel_futures()
             failed = _first_failure(exc)
@@ -166,6 +175,27 @@ class GraphRun:
 
     async def cancel(self) -> None:
         await self._cancel_futures()
+
+    async def _watchdog(self) -> None:
+        """Fail the job when a task runs past its node's ``timeout:``.
+
+        The clock starts when the task starts on its worker (its "started" event), not when
+        it is submitted: a fan-out of 100 tasks on 2 workers waits its turn without penalty.
+        A task that hangs in C code cannot be stopped from outside its thread, but the job
+        ends now, with a message, and its futures are released.
+        """
+        while not all(fut.done() for fut in self._results.values()):
+            now = time.monotonic()
+            for key, started in list(self._started.items()):
+                future = self._futures.get(key)
+                node, position = self._nodes_of[key]
+                if future is None or future.done():
+                    self._started.pop(key, None)
+                elif node.timeout is not None and now - started > node.timeout:
+                    where = node.name if position is None else f"{node.name} {position[0] + 1}/{position[1]}"
+                    raise _NodeFailed(f"{where}: task {key} ran past its {node.timeout:g}s timeout "
+                                      "(the node's timeout: in the graph) and was stopped")
+            await asyncio.sleep(0.1)
 
     # -- nodes --------------------------------------------------------------------------
     async def _run_node(self, node: Node) -> None:
@@ -216,7 +246,9 @@ class GraphRun:
         args: list[Any] = []
         template = {name: self._template(parsed, handles, args, item) for name, parsed in node.inputs.items()}
         ctx = OpContext(job_id=self.job.id, node=node.name, storage=self.storage, key=key, index=index,
-                        count=count, attempt=self.job.attempt)
+                        count=count, attempt=self.job.attempt, timeout=node.timeout)
+        if node.timeout is not None:
+            self._nodes_of[key] = (node, (index, count) if index is not None and count is not None else None)
         # Half a step above the job's other tasks, so never above a job of higher priority.
         priority = self.job.priority + 0.5 if node.name in self._map_sources else self.job.priority
         future = self.client.submit(

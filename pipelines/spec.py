@@ -28,7 +28,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-__all__ = ["ChainSpec", "GraphSpec", "InputSpec", "InputType", "NodeSpec", "INPUT_TYPES"]
+__all__ = ["ChainSpec", "ClipVersionSpec", "GraphSpec", "InputSpec", "InputType", "NodeSpec", "INPUT_TYPES"]
 
 InputType = Literal[
     "string",
@@ -54,7 +54,9 @@ class _Strict(BaseModel):
 class InputSpec(_Strict):
     """One payload field. Without a default it is required."""
 
-    type: InputType
+    #: A built-in type, or the name of a payload model an operator package registered
+    #: (``@payload_model("timeline")``): validated with that model, errors at nested paths.
+    type: str
     default: Any = None
     required: bool | None = None
     description: str = ""
@@ -64,6 +66,12 @@ class InputSpec(_Strict):
     min_items: int | None = None
     max_items: int | None = None
     max_length: int | None = None
+    #: For a payload model: the payload field whose object fills ``{{NAME}}`` merge fields
+    #: in the value's strings before it is checked (a field with no value is a 422).
+    merge_from: str | None = None
+    #: When the payload leaves this input out and the job names a ``clip_version_id``, take
+    #: the value from that clip version's field (``timeline``).
+    from_clip_version: str | None = None
 
     @property
     def is_required(self) -> bool:
@@ -82,6 +90,9 @@ class NodeSpec(_Strict):
     retries: int = Field(0, ge=0, le=20)
     resources: dict[str, float] = Field(default_factory=dict)
     weight: float | None = Field(None, gt=0)
+    #: Seconds one task of this node may run (each task of a fan-out); past it the job fails
+    #: with a message naming the node and the limit, and its tasks are cancelled.
+    timeout: float | None = Field(None, gt=0, le=7 * 24 * 3600)
     description: str = ""
 
     @field_validator("map")
@@ -101,6 +112,14 @@ class ChainSpec(_Strict):
     payload: dict[str, Any] = Field(default_factory=dict)
 
 
+class ClipVersionSpec(_Strict):
+    """Downstream updates: when a job naming a ``clip_version_id`` completes, these outputs'
+    assets are appended, with the job id, to that clip version's ``append`` list."""
+
+    append: Literal["renders", "exports"]
+    outputs: list[str] = Field(min_length=1)
+
+
 class GraphSpec(_Strict):
     name: str = Field(pattern=_NAME)
     description: str = ""
@@ -109,6 +128,7 @@ class GraphSpec(_Strict):
     nodes: dict[str, NodeSpec] = Field(min_length=1)
     outputs: dict[str, Any] = Field(default_factory=dict)
     then: list[ChainSpec] = Field(default_factory=list)
+    clip_version: ClipVersionSpec | None = None
 
     @field_validator("nodes", "inputs", "outputs")
     @classmethod

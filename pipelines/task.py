@@ -68,7 +68,9 @@ def run_task(op_name: str, params: BaseModel, ctx: OpContext, template: dict[str
     ``op_name`` is ``module:name``: the worker imports the module that registered the
     operator, so operators outside the built-in packages (plugins) work on any worker.
     """
+    import dataclasses
     import importlib
+    import time
 
     from operators.registry import get_operator
 
@@ -76,6 +78,11 @@ def run_task(op_name: str, params: BaseModel, ctx: OpContext, template: dict[str
     if module:
         importlib.import_module(module)
     spec = get_operator(op_name)
+    if ctx.timeout is not None:
+        # The dispatcher's watchdog counts the timeout from this event; the operator's own
+        # progress calls stop it cooperatively at the same limit.
+        ctx = dataclasses.replace(ctx, started=time.time())
+        ctx._emit({"kind": "started"})
     kwargs = fill(template, args)
     if spec.wants_params:
         kwargs["params"] = params
@@ -105,6 +112,8 @@ def describe_failure(node: str, key: str, exc: BaseException, position: tuple[in
             f"{where}: the worker running task {key} died repeatedly; the input may exhaust worker memory "
             "or crash the decoder"
         )
-    if isinstance(exc, OperatorError | FileNotFoundError):
+    from operators.context import TaskTimeoutError
+
+    if isinstance(exc, OperatorError | FileNotFoundError | TaskTimeoutError):
         return f"{where}: {exc}"
     return f"{where}: unexpected {name}: {exc or 'no details'}"

@@ -21,7 +21,9 @@ from distributed import Client
 
 from operators.context import EVENTS_TOPIC
 from pipelines.errors import JobFailedError, PayloadError
+from pipelines.graph import Graph
 from pipelines.runner import GraphRun, JobInfo, resolve_value
+from scheduler.clip_versions import ClipVersionNotFoundError
 from scheduler.errors import (
     InvalidTransitionError,
     JobNotFoundError,
@@ -215,7 +217,8 @@ class Dispatcher:
         try:
             fields = await self._until_redis(lambda: self.store.internal(job_id))
             record = await self._until_redis(lambda: self.store.get(job_id))
-            bound = await self._until_redis(lambda: self.service.bind(record["job_type"], record["payload"]))
+            bound = await self._until_redis(lambda: self.service.bind(
+                record["job_type"], record["payload"], clip_version_id=record.get("clip_version_id")))
             job = JobInfo(id=job_id, type=record["job_type"], priority=record["priority"],
                           attempt=int(fields.get("attempts") or 1))
 
@@ -230,6 +233,7 @@ class Dispatcher:
             published = await self._until_redis(
                 lambda: publish_outputs(outputs, self.service.assets, project_id=project_id, job_id=job_id))
             await self._annotate_sources(bound.sources, published)
+            await self._update_clip_version(bound.graph, record, published, running)
             result: dict[str, Any] = {"outputs": published}
             chained = await self._chain(bound.graph, job, bound.values, published, running)
             if chained:
@@ -302,6 +306,22 @@ class Dispatcher:
             if getattr(source, "asset_id", None):
                 with contextlib.suppress(Exception):
                     await self.service.assets.update(source.asset_id, media_info=info)
+
+    async def _update_clip_version(self, graph: Graph, record: dict[str, Any], outputs: dict[str, Any],
+                                   running: _Running) -> None:
+        """Downstream update: append the outputs the graph names to the job's clip version."""
+        spec = graph.spec.clip_version
+        cv_id = record.get("clip_version_id")
+        if spec is None or not cv_id:
+            return
+        entry = {"job_id": running.job_id, "created_at": now_ts(),
+                 "outputs": {name: outputs.get(name) for name in spec.outputs}}
+        try:
+            await self._until_redis(lambda: self.service.clip_versions.append_output(cv_id, spec.append, entry))
+        except ClipVersionNotFoundError:
+            running.log(f"Clip version {cv_id} no longer exists: this job's {spec.append} were not added to it")
+            return
+        running.log(f"Added to the {spec.append} of clip version {cv_id}")
 
     async def _chain(self, graph: Any, job: JobInfo, values: dict[str, Any], outputs: dict[str, Any],
                      running: _Running) -> dict[str, str]:

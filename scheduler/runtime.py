@@ -11,6 +11,7 @@ from redis import asyncio as aioredis
 
 from operators.storage import Storage
 from scheduler.assets import AssetStore
+from scheduler.clip_versions import ClipVersionStore
 from scheduler.cluster import ClusterHandle
 from scheduler.dispatcher import Dispatcher
 from scheduler.graphs import GraphCatalog
@@ -89,8 +90,15 @@ class Runtime:
         return AssetStore(self.redis)
 
     @property
+    def clip_versions(self) -> ClipVersionStore:
+        assert self.redis is not None
+        return ClipVersionStore(self.redis)
+
+    @property
     def service(self) -> JobService:
-        return JobService(store=self.store, assets=self.assets, catalog=self.catalog, storage=self.storage)
+        return JobService(store=self.store, assets=self.assets, catalog=self.catalog, storage=self.storage,
+                          clip_versions=self.clip_versions,
+                          limits={"max_render_seconds": self.settings.max_render_seconds})
 
     async def start_cluster(self) -> None:
         self.cluster = ClusterHandle(self.settings)

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from operators.storage import Storage
 from operators.types import SourceRef
+from pipelines.errors import PayloadError
 from pipelines.graph import Graph
 from pipelines.payload import BoundPayload, bind_payload
 from scheduler.assets import AssetStore
+from scheduler.clip_versions import ClipVersionNotFoundError, ClipVersionStore
 from scheduler.graphs import GraphCatalog
+from scheduler.payload_assets import names_assets, resolve_payload_assets
 from scheduler.sources import resolve_source
 from scheduler.store import JobStore
 
@@ -22,10 +25,12 @@ class BoundJob:
     graph: Graph
     bound: BoundPayload
     sources: dict[str, SourceRef]
+    #: Payload model inputs with the assets they name resolved (a timeline → its render input).
+    resolved: dict[str, Any] = field(default_factory=dict)
 
     @property
     def values(self) -> dict[str, Any]:
-        return {**self.bound.values, **self.sources}
+        return {**self.bound.values, **self.sources, **self.resolved}
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,18 +39,63 @@ class JobService:
     assets: AssetStore
     catalog: GraphCatalog
     storage: Storage
+    clip_versions: ClipVersionStore
+    #: Limits payload models check against (``max_render_seconds``), from the settings.
+    limits: dict[str, Any] = field(default_factory=dict)
 
-    async def bind(self, job_type: str, payload: dict[str, Any]) -> BoundJob:
+    async def bind(self, job_type: str, payload: dict[str, Any], *, clip_version_id: str | None = None) -> BoundJob:
         """Everything a job needs to run, or a named error (UnknownJobType, Payload, Source)."""
         graph = self.catalog.get(job_type)
-        bound = bind_payload(graph, payload)
+        fallbacks = await self._clip_version_fallbacks(graph, payload, clip_version_id)
+        bound = bind_payload(graph, payload, fallbacks=fallbacks)
         sources = {
             name: await resolve_source(request, self.storage, self.assets) for name, request in bound.sources.items()
         }
-        return BoundJob(graph=graph, bound=bound, sources=sources)
+        project_id = payload.get("project_id") if isinstance(payload.get("project_id"), str) else None
+        resolved = {
+            name: await resolve_payload_assets(value, loc=["body", name], project_id=project_id, storage=self.storage,
+                                               assets=self.assets, limits=self.limits)
+            for name, value in bound.values.items() if names_assets(value)
+        }
+        return BoundJob(graph=graph, bound=bound, sources=sources, resolved=resolved)
 
     async def submit(self, job_type: str, payload: dict[str, Any], *, priority: int = 0,
                      clip_version_id: str | None = None) -> dict[str, Any]:
         """Validate and enqueue; the record keeps the payload as the client sent it."""
-        await self.bind(job_type, payload)
+        await self.bind(job_type, payload, clip_version_id=clip_version_id)
         return await self.store.create(job_type, payload, priority=priority, clip_version_id=clip_version_id)
+
+    async def check_timeline(self, project_id: str, timeline: Any, *, loc: tuple[Any, ...] = ("body", "timeline")
+                             ) -> dict[str, Any]:
+        """A clip version's timeline, checked as a render job would check it, as normalised JSON."""
+        from operators.registry import REGISTRY
+        from pipelines.payload import check_model_value
+        from pipelines.spec import InputSpec
+
+        model = REGISTRY.model("timeline")
+        assert model is not None
+        errors: list[dict[str, Any]] = []
+        value = check_model_value(loc[-1], InputSpec(type="timeline"), model, timeline, {}, errors)
+        if errors:
+            for error in errors:
+                error["loc"] = [*loc, *error["loc"][2:]]
+            raise PayloadError(errors)
+        await resolve_payload_assets(value, loc=list(loc), project_id=project_id, storage=self.storage,
+                                     assets=self.assets, limits=self.limits)
+        return value.model_dump(mode="json", by_alias=True)
+
+    async def _clip_version_fallbacks(self, graph: Graph, payload: dict[str, Any],
+                                      clip_version_id: str | None) -> dict[str, Any]:
+        """A clip version named by the job must exist; inputs it can fill come from it."""
+        if clip_version_id is None:
+            return {}
+        try:
+            record = await self.clip_versions.get(clip_version_id)
+        except ClipVersionNotFoundError as exc:
+            raise PayloadError([{"loc": ["query", "clip_version_id"], "msg": str(exc), "type": "value_error"}]) from None
+        project_id = payload.get("project_id") if isinstance(payload, dict) else None
+        if project_id is not None and record.get("project_id") != project_id:
+            raise PayloadError([{"loc": ["query", "clip_version_id"], "type": "value_error",
+                                 "msg": f"Clip version {clip_version_id} belongs to another project"}])
+        return {name: record.get(spec.from_clip_version) for name, spec in graph.spec.inputs.items()
+                if spec.from_clip_version}

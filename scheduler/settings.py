@@ -47,6 +47,7 @@ class Settings(BaseSettings):
     job_log_limit: int = Field(300, ge=10, description="Newest log entries kept per job")
     log_level: str = Field("info", pattern="(?i)^(debug|info|warning|error|critical)$",
                            description="Level of the server's and dispatcher's logs")
+    max_render_seconds: float = Field(3 * 3600, gt=0, description="Longest timeline a render job accepts, in seconds")
     access_log: bool = Field(False, description="Log every HTTP request (costs ~10% of peak request rate)")
 
     @property

@@ -14,7 +14,14 @@ from litestar.openapi import OpenAPIConfig
 from scheduler.runtime import Runtime
 from scheduler.settings import APP_NAME, Settings
 from server.controllers import GraphController, HealthController, JobController
-from server.deps import provide_assets, provide_runtime, provide_service, provide_settings, provide_store
+from server.deps import (
+    provide_assets,
+    provide_clip_versions,
+    provide_runtime,
+    provide_service,
+    provide_settings,
+    provide_store,
+)
 from server.errors import EXCEPTION_HANDLERS
 
 __all__ = ["create_app"]
@@ -44,14 +51,16 @@ def create_app(settings: Settings | None = None) -> Litestar:
             await runtime.close()
 
     from server.controllers.assets import AssetController
+    from server.controllers.clip_versions import ClipVersionController
 
     return Litestar(
-        route_handlers=[HealthController, JobController, GraphController, AssetController],
+        route_handlers=[HealthController, JobController, GraphController, AssetController, ClipVersionController],
         dependencies={
             "runtime": Provide(provide_runtime, sync_to_thread=False),
             "settings": Provide(provide_settings, sync_to_thread=False),
             "store": Provide(provide_store, sync_to_thread=False),
             "assets": Provide(provide_assets, sync_to_thread=False),
+            "clip_versions": Provide(provide_clip_versions, sync_to_thread=False),
             "service": Provide(provide_service, sync_to_thread=False),
         },
         exception_handlers=EXCEPTION_HANDLERS,

@@ -5,12 +5,20 @@ from __future__ import annotations
 from litestar.datastructures import State
 
 from scheduler.assets import AssetStore
+from scheduler.clip_versions import ClipVersionStore
 from scheduler.runtime import Runtime
 from scheduler.service import JobService
 from scheduler.settings import Settings
 from scheduler.store import JobStore
 
-__all__ = ["provide_assets", "provide_runtime", "provide_service", "provide_settings", "provide_store"]
+__all__ = [
+    "provide_assets",
+    "provide_clip_versions",
+    "provide_runtime",
+    "provide_service",
+    "provide_settings",
+    "provide_store",
+]
 
 
 def provide_runtime(state: State) -> Runtime:
@@ -27,6 +35,10 @@ def provide_store(state: State) -> JobStore:
 
 def provide_assets(state: State) -> AssetStore:
     return state.runtime.assets  # type: ignore[no-any-return]
+
+
+def provide_clip_versions(state: State) -> ClipVersionStore:
+    return state.runtime.clip_versions  # type: ignore[no-any-return]
 
 
 def provide_service(state: State) -> JobService:

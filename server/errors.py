@@ -12,6 +12,7 @@ from litestar.status_codes import HTTP_400_BAD_REQUEST, HTTP_422_UNPROCESSABLE_E
 
 from pipelines.errors import PayloadError
 from scheduler.assets import AssetNotFoundError
+from scheduler.clip_versions import ClipVersionNotFoundError
 from scheduler.errors import JobNotFoundError, QueueUnavailableError, SourceError, UnknownJobTypeError
 
 __all__ = ["EXCEPTION_HANDLERS", "queue_error_detail", "unprocessable"]
@@ -100,6 +101,7 @@ EXCEPTION_HANDLERS: dict[Any, Any] = {
     SourceError: _source,
     JobNotFoundError: _not_found,
     AssetNotFoundError: _not_found,
+    ClipVersionNotFoundError: _not_found,
     QueueUnavailableError: _queue,
     Exception: _internal,
 }

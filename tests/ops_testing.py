@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import os
+import time
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from operators.context import OpContext
 from operators.registry import operator
+from operators.types import StoredFile
 
-__all__ = ["crash_once"]
+__all__ = ["crash_once", "write_text"]
 
 
 class CrashParams(BaseModel):
@@ -27,3 +29,20 @@ def crash_once(value: Any = None, *, params: CrashParams, ctx: OpContext) -> Any
         os._exit(1)  # a hard crash, as an out-of-memory kill would be
     ctx.log("Survived a worker crash")
     return value
+
+
+class WriteTextParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    text: str = "hello"
+    delay: float = Field(0.0, ge=0, le=10)
+
+
+@operator("test.write_text")
+def write_text(*, params: WriteTextParams, ctx: OpContext) -> StoredFile:
+    """Write a small text file as the job's output (for tests of what happens to output assets)."""
+    time.sleep(params.delay)
+    path = ctx.output_path("x.txt")
+    data = params.text.encode()
+    with ctx.storage.writing(path) as tmp:
+        tmp.write_bytes(data)
+    return StoredFile(path=path, kind="text", content_type="text/plain", size=len(data))

@@ -68,7 +68,7 @@ BROKEN = [
      "needs input 'value'"),
     ("bad yaml", "name: g\nnodes:\n  a: {op: util.echo\n", GraphLoadError, 4, "invalid YAML"),
     ("bad shape", "name: g\nnodes:\n  a:\n    op: util.echo\n    retries: many\n", GraphLoadError, 5, "retries"),
-    ("bad input type", "name: g\ninputs:\n  x: {type: strng}\nnodes:\n  a: {op: util.echo}\n", GraphLoadError, 3, "type"),
+    ("bad input type", "name: g\ninputs:\n  x: {type: strng}\nnodes:\n  a: {op: util.echo}\n", GraphValidationError, 3, "Did you mean 'string'"),
     ("no nodes", "name: g\nnodes: {}\n", GraphLoadError, 2, "nodes"),
     ("bad output", "name: g\nnodes:\n  a: {op: util.echo}\noutputs:\n  r: $b\n", UnresolvedReferenceError, 5, "names no node"),
     ("bad chain", "name: g\nnodes:\n  a: {op: util.echo}\nthen:\n  - job_type: x\n    payload: {y: $outputs.nope}\n",

@@ -15,6 +15,7 @@ from pydantic import Field
 from operators.types import Frozen
 
 __all__ = [
+    "AssetMedia",
     "AudioStreamInfo",
     "Chunk",
     "ChunkOutput",
@@ -196,3 +197,25 @@ class ChunkOutput(Frozen):
     duration: float
     time_base: str
     thumbnails: Thumbnails | None = None
+
+
+class AssetMedia(Frozen):
+    """An asset a job uses, resolved by the scheduler: where it is, what it is, what it holds.
+
+    ``info`` is the probe of audio, video and image assets (None for fonts and transcripts).
+    """
+
+    id: str
+    path: str
+    kind: str
+    content_type: str
+    project_id: str | None = None
+    info: MediaInfo | None = None
+
+    @property
+    def is_image(self) -> bool:
+        """A still picture: an image type, or a "video" of one frame in an image format."""
+        if self.content_type.startswith("image/"):
+            return True
+        video = self.info.video if self.info else None
+        return video is not None and video.frame_count <= 1 and (self.info.format or "").endswith(("_pipe", "image2"))

@@ -27,7 +27,7 @@ from operators.media.info import ChunkOutput, MediaInfo
 from operators.registry import operator
 from operators.types import StoredFile
 
-__all__ = ["JoinParams", "check_parts", "join_chunks"]
+__all__ = ["JoinParams", "check_parts", "join_chunks", "measure_output", "retime_packets"]
 
 
 class JoinParams(BaseModel):
@@ -83,14 +83,14 @@ def _video_packets(ctx: OpContext, paths: list[str], origin: Fraction, out_strea
             elif stream.codec_context.extradata != extradata:
                 # One avcC box serves the whole track, so every chunk must share its SPS/PPS.
                 raise MediaError(f"Encoded chunk {i + 1} was made with different encoder settings than chunk 1")
-            yield from _retimed(c, stream, origin, out_stream, 0)
+            yield from retime_packets(c, stream, origin, out_stream, 0)
 
 
 def _audio_packets(container: Any, origin: Fraction, out_stream: Any) -> Iterator[tuple[float, int, Any]]:
-    return _retimed(container, container.streams.audio[0], origin, out_stream, 1)
+    return retime_packets(container, container.streams.audio[0], origin, out_stream, 1)
 
 
-def _retimed(container: Any, stream: Any, origin: Fraction, out_stream: Any,
+def retime_packets(container: Any, stream: Any, origin: Fraction, out_stream: Any,
              order: int) -> Iterator[tuple[float, int, Any]]:
     """``stream``'s packets moved to ``out_stream`` with ``origin`` as time 0, keyed for interleaving."""
     shift = _offset(origin, stream.time_base)
@@ -103,7 +103,7 @@ def _retimed(container: Any, stream: Any, origin: Fraction, out_stream: Any,
         yield float(packet.dts * packet.time_base), order, packet
 
 
-def _measure(local: Any) -> dict[str, Any]:
+def measure_output(local: Any) -> dict[str, Any]:
     """Frame count and stream spans of a written proxy, from its packets."""
     result: dict[str, Any] = {}
     with open_input(local, "The joined proxy could not be read back") as c:
@@ -185,7 +185,7 @@ def join_chunks(
                     out.mux(packet)
                     progress((n + min(0.99, muxed / (video.frame_count * 2))) / len(renditions))
             if params.verify:
-                _verify(_measure(tmp), info, audio is not None, rendition, params)
+                _verify(measure_output(tmp), info, audio is not None, rendition, params)
         meta = {
             "rendition": rendition,
             "height": files[0].height,

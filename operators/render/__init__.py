@@ -1,0 +1,1 @@
+"""Render operators: a timeline planned into segments, rendered in parallel, mixed, joined."""

@@ -1,0 +1,176 @@
+"""Reading the source frames a segment shows: decode only the ranges it needs, frame-exact.
+
+A :class:`ClipReader` opens one video clip's source, seeks to the keyframe before the first
+time it needs and decodes forward; for each output frame it hands out the source frame
+nearest to the wanted time (ties go to the later frame), so a 25 fps source in a 30 fps
+timeline repeats frames where it must and a 60 fps one skips them, without drift: the wanted
+times are exact fractions.
+
+The picture is then cropped (a rectangle in source fractions), fitted (cover, contain, fill)
+and scaled with one reusable swscale context per clip and segment.
+"""
+
+from __future__ import annotations
+
+import math
+from contextlib import ExitStack
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Any
+
+import numpy as np
+
+from operators.errors import MediaError
+from operators.media._av import Scaler, codec_threads, open_input
+from operators.media.info import VideoStreamInfo
+from operators.render.composite import Picture
+from operators.render.resolve import VisualLayer
+from operators.render.text import anchor
+from operators.render.timeline import CropRect
+
+__all__ = ["ClipReader", "Placement", "place"]
+
+
+@dataclass(frozen=True, slots=True)
+class Placement:
+    """Where a clip's picture comes from in the source and where it lands on the canvas (pixels)."""
+
+    crop: tuple[int, int, int, int]  # x, y, w, h in the coded picture, even
+    size: tuple[int, int]  # scaled picture size, even
+    at: tuple[int, int]  # top-left on the canvas, even
+
+    def covers(self, width: int, height: int) -> bool:
+        x, y = self.at
+        return x <= 0 and y <= 0 and x + self.size[0] >= width and y + self.size[1] >= height
+
+
+def _even_down(value: float) -> int:
+    return max(0, int(math.floor(value / 2)) * 2)
+
+
+def _even(value: float) -> int:
+    return max(2, int(round(value / 2)) * 2)
+
+
+def place(layer: VisualLayer, crop: CropRect | None, src: tuple[int, int], canvas: tuple[int, int]) -> Placement:
+    """Crop, fit and position one clip: ``cover`` fills the box (cutting the excess, centred),
+    ``contain`` fits inside it, ``fill`` stretches; the box is the canvas times ``scale``."""
+    spec = layer.clip_spec
+    sw, sh = src
+    rect = crop or CropRect()
+    cx, cy, cw, ch = rect.x * sw, rect.y * sh, rect.width * sw, rect.height * sh
+    bw, bh = canvas[0] * spec.scale, canvas[1] * spec.scale
+    if spec.fit == "cover":
+        # Trim the crop to the box's shape around its centre, then it scales to the box exactly.
+        if cw / ch > bw / bh:
+            new_w = ch * bw / bh
+            cx, cw = cx + (cw - new_w) / 2, new_w
+        else:
+            new_h = cw * bh / bw
+            cy, ch = cy + (ch - new_h) / 2, new_h
+        size = (_even(bw), _even(bh))
+    elif spec.fit == "contain":
+        s = min(bw / cw, bh / ch)
+        size = (_even(cw * s), _even(ch * s))
+    else:
+        size = (_even(bw), _even(bh))
+    x, y = _even_down(cx), _even_down(cy)
+    w, h = min(_even(cw), sw - x), min(_even(ch), sh - y)
+    w, h = w - w % 2, h - h % 2
+    at = anchor(size, canvas, spec.position, (spec.offset.x, spec.offset.y))
+    return Placement(crop=(x, y, w, h), size=size, at=at)
+
+
+class ClipReader:
+    """Decodes one clip's source forward from a seek; ``picture(k)`` is output frame k's picture."""
+
+    def __init__(self, local: Any, layer: VisualLayer, video: VideoStreamInfo, fps: Fraction,
+                 canvas: tuple[int, int], first: int) -> None:
+        self.layer, self.video, self.fps, self.canvas = layer, video, fps, canvas
+        self.label = f"track {layer.track + 1} clip {layer.clip + 1} (asset {layer.asset_id})"
+        self._stack = ExitStack()
+        self.container = self._stack.enter_context(open_input(local, f"The source of {self.label} could not be read"))
+        self.stream = self.container.streams.video[0]
+        self.stream.thread_type = "AUTO"
+        self.stream.codec_context.thread_count = codec_threads(None)
+        self.tb = self.stream.time_base
+        self._origin = video.start_pts
+        self._frames = self._decode(layer.source_time(first, fps))
+        self._prev: Any = None
+        self._cur: Any = next(self._frames, None)
+        self._scalers: dict[tuple[int, int], Scaler] = {}
+        self._placements: dict[Any, Placement] = {}
+        self._last: tuple[Any, Picture] | None = None
+
+    def close(self) -> None:
+        self._stack.close()
+
+    def _time(self, frame: Any) -> Fraction:
+        return (frame.pts - self._origin) * self.tb
+
+    def _decode(self, start: Fraction) -> Any:
+        # Two frames early: the frame before the wanted time must be there to compare with.
+        target = self._origin + int((start - 2 / self.video.rate) / self.tb)
+        self.container.seek(max(self._origin, target), stream=self.stream, backward=True, any_frame=False)
+        try:
+            for frame in self.container.decode(self.stream):
+                if frame.pts is not None:
+                    yield frame
+        except Exception as exc:  # noqa: BLE001  (any decoder failure is the source's)
+            at = float(self._time(self._cur)) if self._cur is not None else float(start)
+            raise MediaError(f"{self.label}: the source could not be decoded near {at:.2f}s ({exc})") from None
+
+    def frame_at(self, t: Fraction) -> Any:
+        """The source frame nearest to ``t`` seconds (ties: the later one)."""
+        while self._cur is not None and self._time(self._cur) < t:
+            self._prev, self._cur = self._cur, next(self._frames, None)
+        if self._cur is None and self._prev is None:
+            raise MediaError(f"{self.label}: no video frame could be decoded at {float(t):.2f}s")
+        if self._cur is None:
+            return self._prev
+        if self._prev is None or self._time(self._cur) - t <= t - self._time(self._prev):
+            return self._cur
+        return self._prev
+
+    def picture(self, k: int) -> tuple[Picture, Placement]:
+        """The clip's picture for output frame ``k``, cropped and scaled, and where it goes."""
+        frame = self.frame_at(self.layer.source_time(k, self.fps))
+        crop = self.layer.crop_at(k, self.fps)
+        key = (frame.width, frame.height, crop)
+        placement = self._placements.get(key)
+        if placement is None:
+            placement = self._placements[key] = place(self.layer, crop, (frame.width, frame.height), self.canvas)
+        if self._last is not None and self._last[0] == (frame.pts, placement):
+            return self._last[1], placement  # the same source frame again (a slower source)
+        pic = _scaled(frame, placement, self._scalers)
+        self._last = ((frame.pts, placement), pic)
+        return pic, placement
+
+
+def _scaled(frame: Any, placement: Placement, scalers: dict[tuple[int, int], Scaler]) -> Picture:
+    x, y, w, h = placement.crop
+    if (x, y, w, h) != (0, 0, frame.width, frame.height):
+        frame = _cropped(frame, x, y, w, h)
+    size = placement.size
+    scaler = scalers.get(size)
+    if scaler is None:
+        scaler = scalers[size] = Scaler(size[0], size[1], "yuv420p", "BICUBIC")
+    out = scaler(frame) if (frame.width, frame.height, frame.format.name) != (*size, "yuv420p") else frame
+    return Picture.from_yuv420p(out.to_ndarray(), size[0], size[1])
+
+
+def _cropped(frame: Any, x: int, y: int, w: int, h: int) -> Any:
+    """A new 4:2:0 frame of the (even) rectangle: numpy slices of the planes, one copy."""
+    import av
+
+    if frame.format.name != "yuv420p":
+        frame = frame.reformat(format="yuv420p")
+    from operators.render.composite import planes
+
+    Y, U, V = planes(frame.to_ndarray(), frame.width, frame.height)
+    out = np.empty((h * 3 // 2, w), dtype=np.uint8)
+    oy, ou, ov = planes(out, w, h)
+    oy[:] = Y[y:y + h, x:x + w]
+    ou[:] = U[y // 2:(y + h) // 2, x // 2:(x + w) // 2]
+    ov[:] = V[y // 2:(y + h) // 2, x // 2:(x + w) // 2]
+    return av.VideoFrame.from_ndarray(out, format="yuv420p")

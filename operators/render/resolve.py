@@ -1,0 +1,420 @@
+"""From a timeline to a frame-exact render spec: every clip placed on whole output frames.
+
+The checks that need the assets happen here too (kinds, ranges inside the asset, the total
+length), so the scheduler runs this at submission and a bad timeline is a 422 that names
+the path, e.g. ``tracks.0.clips.2.in``, never a failure hours later.
+
+Times: a clip starts on output frame ``round(at * fps)`` and lasts ``round((out - in) * fps)``
+frames. Output frame ``k`` shows the source frame nearest to ``in + (k - start) / fps``; that
+source time stays an exact fraction, so nothing drifts over an hour.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Any
+
+from operators.errors import AssetCheckError
+from operators.media.info import AssetMedia
+from operators.render.timeline import (
+    AudioClip,
+    AudioTrack,
+    CaptionTrack,
+    CropKey,
+    CropRect,
+    TextClip,
+    TextTrack,
+    Timeline,
+    VideoClip,
+    VideoTrack,
+    to_seconds,
+)
+
+__all__ = [
+    "AssetUse",
+    "AudioLayer",
+    "CaptionLayer",
+    "RenderInput",
+    "RenderSpec",
+    "TextLayer",
+    "TimelineError",
+    "VisualLayer",
+    "asset_uses",
+    "frame_of",
+    "resolve",
+]
+
+Loc = tuple[str | int, ...]
+
+
+class TimelineError(AssetCheckError):
+    """Every problem found in a timeline, each with its path inside the timeline."""
+
+
+@dataclass(frozen=True, slots=True)
+class AssetUse:
+    """One place a timeline names an asset, and what the asset must be there."""
+
+    loc: Loc
+    asset_id: str
+    role: str  # visual | audio | font | transcript
+
+
+def frame_of(seconds: Fraction, fps: Fraction) -> int:
+    """The output frame a time lands on: round half up, exactly."""
+    return math.floor(seconds * fps + Fraction(1, 2))
+
+
+@dataclass(frozen=True, slots=True)
+class VisualLayer:
+    """A video or image clip placed on output frames ``[start, start + frames)``."""
+
+    track: int
+    clip: int
+    asset_id: str
+    path: str
+    image: bool
+    start: int
+    frames: int
+    src_in: Fraction
+    clip_spec: VideoClip
+    #: Frames over which it comes in over / goes out under its track neighbour, and how.
+    transition_in: tuple[str, int] | None = None
+    transition_out: int = 0
+    fade_in: int = 0
+    fade_out: int = 0
+
+    @property
+    def end(self) -> int:
+        return self.start + self.frames
+
+    def source_time(self, k: int, fps: Fraction) -> Fraction:
+        """Seconds into the source shown at output frame ``k``."""
+        return self.src_in + Fraction(k - self.start) / fps
+
+    def crop_at(self, k: int, fps: Fraction) -> CropRect | None:
+        crop = self.clip_spec.crop
+        if not isinstance(crop, list):
+            return crop
+        t = Fraction(k - self.start) / fps
+        keys = [(to_seconds(key.t, fps), key) for key in crop]
+        before = [(s, key) for s, key in keys if s <= t]
+        if not before:
+            return keys[0][1]
+        s0, k0 = before[-1]
+        after = next(((s, key) for s, key in keys if s > t), None)
+        if after is None or self.clip_spec.crop_motion == "hold":
+            return k0
+        s1, k1 = after
+        w = float((t - s0) / (s1 - s0))
+        mix = {n: getattr(k0, n) * (1 - w) + getattr(k1, n) * w for n in ("x", "y", "width", "height")}
+        return CropRect(**mix)
+
+
+@dataclass(frozen=True, slots=True)
+class TextLayer:
+    track: int
+    clip: int
+    start: int
+    frames: int
+    spec: TextClip
+    font_path: str | None
+    fade_in: int = 0
+    fade_out: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class CaptionLayer:
+    """A captions track; its words are read and mapped at plan time (``render.plan``)."""
+
+    track: int
+    spec: CaptionTrack
+    transcript_path: str
+    font_path: str | None
+    #: The visual layers whose source the transcript describes: words map through their cuts.
+    layers: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class AudioLayer:
+    """Sound placed at ``start`` seconds for ``duration``, read from ``src_in`` in the source."""
+
+    label: str
+    asset_id: str
+    path: str
+    start: Fraction
+    duration: Fraction
+    src_in: Fraction
+    volume: float
+    fade_in: Fraction
+    fade_out: Fraction
+    duck: bool = False
+    duck_db: float = -12.0
+
+
+@dataclass(frozen=True, slots=True)
+class RenderSpec:
+    width: int
+    height: int
+    fps: Fraction
+    frames: int
+    background: str
+    visual: tuple[VisualLayer, ...] = ()
+    text: tuple[TextLayer, ...] = ()
+    captions: tuple[CaptionLayer, ...] = ()
+    audio: tuple[AudioLayer, ...] = ()
+    fonts: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def duration(self) -> Fraction:
+        return Fraction(self.frames) / self.fps
+
+
+@dataclass(frozen=True, slots=True)
+class RenderInput:
+    """What a render graph gets for a timeline input: the timeline, its assets, its frame plan."""
+
+    timeline: Timeline
+    assets: dict[str, AssetMedia]
+    spec: RenderSpec
+
+    def to_json(self) -> dict[str, Any]:
+        return self.timeline.model_dump(mode="json", by_alias=True)
+
+
+def asset_uses(timeline: Timeline) -> list[AssetUse]:
+    """Every asset the timeline names, with the path to where it is named."""
+    uses: list[AssetUse] = []
+    for t, track in enumerate(timeline.tracks):
+        if isinstance(track, VideoTrack | AudioTrack):
+            role = "visual" if isinstance(track, VideoTrack) else "audio"
+            uses += [AssetUse(("tracks", t, "clips", c, "asset"), clip.asset, role) for c, clip in enumerate(track.clips)]
+        elif isinstance(track, TextTrack):
+            uses += [AssetUse(("tracks", t, "clips", c, "font"), clip.font, "font")
+                     for c, clip in enumerate(track.clips) if clip.font != "default"]
+        elif isinstance(track, CaptionTrack):
+            uses.append(AssetUse(("tracks", t, "transcript"), track.transcript, "transcript"))
+            if track.font != "default":
+                uses.append(AssetUse(("tracks", t, "font"), track.font, "font"))
+            if track.media is not None:
+                uses.append(AssetUse(("tracks", t, "media"), track.media, "visual"))
+    return uses
+
+
+def resolve(timeline: Timeline, assets: dict[str, AssetMedia], *, max_seconds: float | None = None) -> RenderSpec:
+    """Place every clip on output frames; raise :class:`TimelineError` listing every problem."""
+    fps = timeline.fps
+    problems: list[tuple[Loc, str]] = []
+    visual: list[VisualLayer] = []
+    text: list[TextLayer] = []
+    audio: list[AudioLayer] = []
+    captions: list[tuple[int, CaptionTrack]] = []
+    for t, track in enumerate(timeline.tracks):
+        if isinstance(track, VideoTrack):
+            visual += _video_track(t, track, assets, fps, problems)
+        elif isinstance(track, TextTrack):
+            text += _text_track(t, track, assets, fps, problems)
+        elif isinstance(track, AudioTrack):
+            audio += _audio_track(t, track, assets, fps, problems)
+        else:
+            captions.append((t, track))
+    audio = _clip_sound(visual, assets, fps) + audio
+    ends = [v.end for v in visual] + [x.start + x.frames for x in text]
+    ends += [frame_of(a.start + a.duration, fps) for a in audio]
+    explicit = to_seconds(timeline.duration, fps)
+    frames = frame_of(explicit, fps) if explicit is not None else max(ends, default=0)
+    if frames <= 0 and not problems:
+        problems.append((("tracks",), "the timeline is empty: its clips add up to no frames"))
+    if max_seconds is not None and frames / fps > max_seconds:
+        problems.append((("duration",) if explicit is not None else ("tracks",),
+                         f"the timeline lasts {float(frames / fps):.1f}s: at most {max_seconds:g}s can be rendered"))
+    caption_layers = [_captions(t, track, visual, assets, problems) for t, track in captions]
+    if problems:
+        raise TimelineError(problems)
+    width, height = timeline.canvas.size
+    return RenderSpec(width=width, height=height, fps=fps, frames=frames, background=timeline.canvas.background,
+                      visual=tuple(visual), text=tuple(text), captions=tuple(c for c in caption_layers if c),
+                      audio=tuple(audio))
+
+
+def _kind_problem(asset: AssetMedia | None, asset_id: str, role: str) -> str | None:
+    if asset is None:
+        return f"asset {asset_id} not found"
+    info = asset.info
+    if role == "visual" and not (asset.is_image or (info is not None and info.video is not None)):
+        return f"asset {asset_id} has no video or picture (it is {asset.content_type}); use it in an audio track"
+    if role == "audio" and (info is None or info.audio is None):
+        return f"asset {asset_id} has no audio stream"
+    if role == "transcript" and asset.kind != "transcript":
+        return f"asset {asset_id} is a {asset.kind}, not a transcript (a transcribe job's transcript output)"
+    return None
+
+
+def _range(loc: Loc, clip: VideoClip | AudioClip, asset: AssetMedia, fps: Fraction,
+           problems: list[tuple[Loc, str]]) -> tuple[Fraction, Fraction] | None:
+    """The source range ``[in, out)`` in seconds, checked against the asset's length."""
+    src_in = to_seconds(clip.in_, fps) or Fraction(0)
+    info = asset.info
+    length = Fraction(repr(info.video.duration if info and info.video else (info.duration if info else 0)))
+    if isinstance(clip, AudioClip) and info is not None and info.audio is not None:
+        length = Fraction(repr(info.audio.duration))
+    duration = to_seconds(getattr(clip, "duration", None), fps)
+    if asset.is_image:
+        if duration is None and clip.out is None:
+            problems.append(((*loc, "duration"), "an image clip needs a duration"))
+            return None
+        return src_in, src_in + (duration if duration is not None else to_seconds(clip.out, fps) - src_in)
+    out = to_seconds(clip.out, fps)
+    out = src_in + duration if duration is not None else (out if out is not None else length)
+    slack = Fraction(1, 2) / fps  # half an output frame: "out: 10" on a 9.9997 s file is fine
+    if src_in >= length:
+        problems.append(((*loc, "in"), f"in ({float(src_in):g}s) is at or past the end of asset {asset.id} "
+                                       f"({float(length):.3f}s)"))
+        return None
+    if out <= src_in:
+        problems.append(((*loc, "out"), f"out ({float(out):g}s) must be after in ({float(src_in):g}s)"))
+        return None
+    if out > length + slack:
+        problems.append(((*loc, "out"), f"out ({float(out):g}s) is past the end of asset {asset.id} "
+                                        f"({float(length):.3f}s)"))
+        return None
+    return src_in, min(out, max(length, src_in))
+
+
+def _placed(clip: Any, previous_end: int, fps: Fraction, overlap: int) -> int:
+    at = to_seconds(clip.at, fps)
+    return frame_of(at, fps) if at is not None else max(0, previous_end - overlap)
+
+
+def _video_track(t: int, track: VideoTrack, assets: dict[str, AssetMedia], fps: Fraction,
+                 problems: list[tuple[Loc, str]]) -> list[VisualLayer]:
+    layers: list[VisualLayer] = []
+    for c, clip in enumerate(track.clips):
+        loc: Loc = ("tracks", t, "clips", c)
+        asset = assets.get(clip.asset)
+        problem = _kind_problem(asset, clip.asset, "visual")
+        if problem:
+            problems.append(((*loc, "asset"), problem))
+            continue
+        span = _range(loc, clip, asset, fps, problems)
+        if span is None:
+            continue
+        tf = frame_of(to_seconds(clip.transition.duration, fps), fps) if clip.transition else 0
+        prev = layers[-1] if layers and layers[-1].clip == c - 1 else None
+        start = _placed(clip, prev.end if prev else 0, fps, tf)
+        frames = frame_of(span[1] - span[0], fps)
+        if frames <= 0:
+            problems.append(((*loc, "out"), "the clip is shorter than one output frame"))
+            continue
+        if prev is not None:
+            overlap = prev.end - start
+            if clip.transition is None and overlap > 0:
+                problems.append(((*loc, "at"), f"the clip overlaps the previous one by {overlap} frames: "
+                                               "move it, or add a transition"))
+            elif clip.transition is not None and overlap != tf:
+                problems.append(((*loc, "transition"), f"the transition lasts {tf} frames but the clip overlaps the "
+                                                       f"previous one by {overlap}: leave 'at' out to place it"))
+            elif tf > min(prev.frames, frames):
+                problems.append(((*loc, "transition", "duration"), "the transition is longer than a clip it joins"))
+            if tf and overlap == tf:
+                layers[-1] = _replace(prev, transition_out=tf)
+        elif clip.transition is not None:
+            problems.append(((*loc, "transition"), "the first clip of a track has nothing to transition from"))
+        layers.append(VisualLayer(
+            track=t, clip=c, asset_id=clip.asset, path=asset.path, image=asset.is_image, start=start, frames=frames,
+            src_in=span[0], clip_spec=clip,
+            transition_in=(clip.transition.type, tf) if clip.transition and prev and prev.end - start == tf else None,
+            fade_in=frame_of(to_seconds(clip.fade_in, fps), fps), fade_out=frame_of(to_seconds(clip.fade_out, fps), fps),
+        ))
+    return layers
+
+
+def _replace(layer: VisualLayer, **changes: Any) -> VisualLayer:
+    from dataclasses import replace
+
+    return replace(layer, **changes)
+
+
+def _text_track(t: int, track: TextTrack, assets: dict[str, AssetMedia], fps: Fraction,
+                problems: list[tuple[Loc, str]]) -> list[TextLayer]:
+    layers: list[TextLayer] = []
+    end = 0
+    for c, clip in enumerate(track.clips):
+        font_path = None
+        if clip.font != "default":
+            font = assets.get(clip.font)
+            if font is None:
+                problems.append((("tracks", t, "clips", c, "font"), f"font asset {clip.font} not found"))
+                continue
+            font_path = font.path
+        start = _placed(clip, end, fps, 0)
+        frames = max(1, frame_of(to_seconds(clip.duration, fps), fps))
+        end = start + frames
+        layers.append(TextLayer(track=t, clip=c, start=start, frames=frames, spec=clip, font_path=font_path,
+                                fade_in=frame_of(to_seconds(clip.fade_in, fps), fps),
+                                fade_out=frame_of(to_seconds(clip.fade_out, fps), fps)))
+    return layers
+
+
+def _audio_track(t: int, track: AudioTrack, assets: dict[str, AssetMedia], fps: Fraction,
+                 problems: list[tuple[Loc, str]]) -> list[AudioLayer]:
+    layers: list[AudioLayer] = []
+    end = Fraction(0)
+    for c, clip in enumerate(track.clips):
+        loc: Loc = ("tracks", t, "clips", c)
+        asset = assets.get(clip.asset)
+        problem = _kind_problem(asset, clip.asset, "audio")
+        if problem:
+            problems.append(((*loc, "asset"), problem))
+            continue
+        span = _range(loc, clip, asset, fps, problems)
+        if span is None:
+            continue
+        start = Fraction(_placed(clip, frame_of(end, fps), fps, 0)) / fps
+        end = start + span[1] - span[0]
+        layers.append(AudioLayer(
+            label=f"track {t + 1} clip {c + 1}", asset_id=clip.asset, path=asset.path, start=start,
+            duration=span[1] - span[0], src_in=span[0], volume=clip.volume,
+            fade_in=to_seconds(clip.fade_in, fps), fade_out=to_seconds(clip.fade_out, fps),
+            duck=clip.duck, duck_db=clip.duck_db,
+        ))
+    return layers
+
+
+def _clip_sound(visual: list[VisualLayer], assets: dict[str, AssetMedia], fps: Fraction) -> list[AudioLayer]:
+    """The sound of video clips, cut with their pictures; a transition crossfades it too."""
+    layers = []
+    for v in visual:
+        info = assets[v.asset_id].info
+        if v.image or info is None or info.audio is None or v.clip_spec.volume == 0:
+            continue
+        fade_in = max(Fraction(v.fade_in), Fraction(v.transition_in[1] if v.transition_in else 0)) / fps
+        fade_out = Fraction(max(v.fade_out, v.transition_out)) / fps
+        layers.append(AudioLayer(
+            label=f"track {v.track + 1} clip {v.clip + 1}", asset_id=v.asset_id, path=v.path,
+            start=Fraction(v.start) / fps, duration=Fraction(v.frames) / fps, src_in=v.src_in,
+            volume=v.clip_spec.volume, fade_in=fade_in, fade_out=fade_out,
+        ))
+    return layers
+
+
+def _captions(t: int, track: CaptionTrack, visual: list[VisualLayer], assets: dict[str, AssetMedia],
+              problems: list[tuple[Loc, str]]) -> CaptionLayer | None:
+    transcript = assets.get(track.transcript)
+    problem = _kind_problem(transcript, track.transcript, "transcript")
+    if problem:
+        problems.append((("tracks", t, "transcript"), problem))
+        return None
+    font = assets.get(track.font) if track.font != "default" else None
+    if track.font != "default" and font is None:
+        problems.append((("tracks", t, "font"), f"font asset {track.font} not found"))
+        return None
+    if track.media is not None:
+        layers = tuple(i for i, v in enumerate(visual) if v.asset_id == track.media)
+    else:
+        first = min((v.track for v in visual), default=None)
+        layers = tuple(i for i, v in enumerate(visual) if v.track == first and not v.image)
+    return CaptionLayer(track=t, spec=track, transcript_path=transcript.path,
+                        font_path=font.path if font else None, layers=layers)

@@ -1,0 +1,449 @@
+"""The timeline a clip version holds and ``render`` turns into video: pydantic models, JSON Schema.
+
+Time is rational and frame-exact. ``fps`` is a rational (``"30000/1001"``, ``30``); a time is
+seconds (a number, or an exact fraction string such as ``"1001/30000"``) or frames at the
+timeline's rate (``"45f"``). Every clip's start and length are snapped to output frames when
+the timeline is resolved (:mod:`operators.render.resolve`), so every cut lands on a frame.
+
+Tracks are drawn bottom to top: the first track is at the back. A video track holds video
+and image clips, a text track titles, a captions track words from a transcript, an audio
+track music or voice-over. Strings may hold ``{{NAME}}`` merge fields, filled from the job
+payload's ``merge`` before the timeline is checked (as Shotstack's merge fields are).
+"""
+
+from __future__ import annotations
+
+import re
+from fractions import Fraction
+from typing import Annotated, Any, Literal
+
+from operators.registry import payload_model
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    PlainValidator,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
+
+__all__ = [
+    "ASPECT_RATIOS",
+    "AudioClip",
+    "AudioTrack",
+    "CaptionTrack",
+    "Canvas",
+    "CropKey",
+    "CropRect",
+    "Frames",
+    "MAX_CANVAS",
+    "Offset",
+    "Position",
+    "TextClip",
+    "TextTrack",
+    "Timeline",
+    "Track",
+    "Transition",
+    "TRANSITIONS",
+    "VideoClip",
+    "VideoTrack",
+    "RenderOutput",
+    "parse_color",
+    "parse_fps",
+    "to_seconds",
+]
+
+MAX_CANVAS = 4096
+ASPECT_RATIOS = {"9:16": Fraction(9, 16), "1:1": Fraction(1), "4:5": Fraction(4, 5), "16:9": Fraction(16, 9)}
+#: libavfilter ``xfade`` transition names this renderer draws.
+TRANSITIONS = ("fade", "wipeleft", "wiperight", "wipeup", "wipedown", "slideleft", "slideright", "slideup", "slidedown")
+_TIME = re.compile(r"^\s*(-?\d+)\s*f\s*$")
+_DB = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*dB\s*$", re.IGNORECASE)
+
+
+class Frames(int):
+    """A time given in frames of the timeline's rate (``"45f"``)."""
+
+
+def _time(value: Any) -> Fraction | Frames:
+    if isinstance(value, Frames | Fraction):
+        return value
+    if isinstance(value, bool):
+        raise ValueError("a time is a number of seconds, a fraction string or frames such as '45f'")
+    if isinstance(value, int):
+        return Fraction(value)
+    if isinstance(value, float):
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ValueError("a time must be finite")
+        # Floats from JSON are decimal: 1.1 means 11/10, not the binary float's expansion.
+        return Fraction(repr(value))
+    if isinstance(value, str):
+        frames = _TIME.match(value)
+        if frames:
+            return Frames(int(frames.group(1)))
+        try:
+            return Fraction(value.strip())
+        except (ValueError, ZeroDivisionError):
+            pass
+    raise ValueError("a time is a number of seconds, a fraction string ('1001/30000') or frames ('45f')")
+
+
+def _non_negative_time(value: Any) -> Fraction | Frames:
+    parsed = _time(value)
+    if parsed < 0:
+        raise ValueError("a time must not be negative")
+    return parsed
+
+
+_TIME_SCHEMA = WithJsonSchema(
+    {"anyOf": [{"type": "number", "minimum": 0}, {"type": "string", "pattern": r"^(\d+f|\d+(/\d+)?|\d*\.\d+)$"}],
+     "description": "Seconds, an exact fraction of seconds ('1001/30000'), or frames at the timeline's fps ('45f')"}
+)
+Time = Annotated[Any, PlainValidator(_non_negative_time), _TIME_SCHEMA,
+                 PlainSerializer(lambda v: f"{int(v)}f" if isinstance(v, Frames) else _fraction_json(v))]
+
+
+def _fraction_json(value: Fraction) -> int | float | str:
+    if value.denominator == 1:
+        return int(value)
+    as_float = float(value)
+    return as_float if Fraction(repr(as_float)) == value else f"{value.numerator}/{value.denominator}"
+
+
+def to_seconds(value: Fraction | Frames | None, fps: Fraction) -> Fraction | None:
+    """A parsed time in exact seconds (frames counted at ``fps``)."""
+    if value is None:
+        return None
+    return Fraction(int(value)) / fps if isinstance(value, Frames) else Fraction(value)
+
+
+def parse_fps(value: Any) -> Fraction:
+    """``"30000/1001"``, ``30`` or ``29.97`` (read as 30000/1001) as an exact rate."""
+    if isinstance(value, bool):
+        raise ValueError("fps is a number or a fraction string such as '30000/1001'")
+    try:
+        rate = Fraction(value) if not isinstance(value, float) else Fraction(repr(value))
+    except (TypeError, ValueError, ZeroDivisionError):
+        raise ValueError("fps is a number or a fraction string such as '30000/1001'") from None
+    # The NTSC rates people write as decimals are the 1001 fractions.
+    for ntsc in (24, 30, 60, 120):
+        if abs(rate - Fraction(ntsc * 1000, 1001)) < Fraction(1, 100) and rate != ntsc:
+            rate = Fraction(ntsc * 1000, 1001)
+    if not (Fraction(1) <= rate <= 240):
+        raise ValueError("fps must be between 1 and 240")
+    if rate.denominator > 1001:
+        raise ValueError("fps must be a simple rate such as 25, 30 or 30000/1001")
+    return rate
+
+
+FPS = Annotated[Any, PlainValidator(parse_fps), PlainSerializer(lambda v: f"{v.numerator}/{v.denominator}"),
+                WithJsonSchema({"anyOf": [{"type": "number"}, {"type": "string"}], "examples": ["30000/1001", 30]})]
+
+
+def parse_color(value: Any) -> tuple[int, int, int, int]:
+    """A CSS colour (``#rrggbb``, ``#rrggbbaa``, ``white``, ``rgba(0,0,0,0.5)``) as RGBA bytes."""
+    from PIL import ImageColor
+
+    if not isinstance(value, str):
+        raise ValueError("a colour is a string such as '#ffcc00', '#00000080' or 'white'")
+    try:
+        rgba = ImageColor.getcolor(value.strip(), "RGBA")
+    except ValueError:
+        raise ValueError(f"'{value}' is not a colour: use '#rrggbb', '#rrggbbaa' or a CSS name") from None
+    return tuple(int(c) for c in rgba)  # type: ignore[return-value]
+
+
+def _color(value: Any) -> str:
+    parse_color(value)
+    return value.strip()
+
+
+Color = Annotated[str, BeforeValidator(_color), WithJsonSchema({"type": "string", "examples": ["#ffffff", "#000000a0"]})]
+
+
+def _volume(value: Any) -> float:
+    if isinstance(value, str):
+        match = _DB.match(value)
+        if not match:
+            raise ValueError("volume is a gain (1.0 is unchanged) or decibels such as '-18dB'")
+        return 10 ** (float(match.group(1)) / 20)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError("volume is a gain (1.0 is unchanged) or decibels such as '-18dB'")
+    return float(value)
+
+
+Volume = Annotated[float, BeforeValidator(_volume), Field(ge=0, le=16),
+                   WithJsonSchema({"anyOf": [{"type": "number", "minimum": 0}, {"type": "string", "pattern": "dB$"}],
+                                   "description": "Linear gain, or decibels ('-18dB')"})]
+Position = Literal["top-left", "top", "top-right", "left", "center", "right", "bottom-left", "bottom", "bottom-right"]
+Seconds = Annotated[float, Field(ge=0, le=3600)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class Offset(_Model):
+    """A shift from the anchored position, as fractions of the canvas (x right, y down)."""
+
+    x: float = Field(0.0, ge=-1, le=1)
+    y: float = Field(0.0, ge=-1, le=1)
+
+
+class CropRect(_Model):
+    """The part of the source picture to show, as fractions of its width and height."""
+
+    x: float = Field(0.0, ge=0, le=1)
+    y: float = Field(0.0, ge=0, le=1)
+    width: float = Field(1.0, gt=0, le=1)
+    height: float = Field(1.0, gt=0, le=1)
+
+    @model_validator(mode="after")
+    def _inside(self) -> CropRect:
+        if self.x + self.width > 1 + 1e-6 or self.y + self.height > 1 + 1e-6:
+            raise ValueError("the crop rectangle must lie inside the picture (x + width <= 1, y + height <= 1)")
+        return self
+
+
+class CropKey(CropRect):
+    """A crop at ``t`` seconds into the clip (0 is the clip's first frame)."""
+
+    t: Time
+
+
+class Transition(_Model):
+    """How a clip comes in over the clip before it on the same track: they overlap by ``duration``."""
+
+    type: Literal[TRANSITIONS] = "fade"  # type: ignore[valid-type]
+    duration: Time = Fraction(1, 2)
+
+    @field_validator("duration")
+    @classmethod
+    def _positive(cls, value: Fraction | Frames) -> Fraction | Frames:
+        if value <= 0:
+            raise ValueError("a transition needs a duration above 0")
+        return value
+
+
+class _Timed(_Model):
+    #: Start on the output timeline; omitted: right after the track's previous clip (overlapping
+    #: it by the transition, if any).
+    at: Time | None = None
+    fade_in: Time = Fraction(0)
+    fade_out: Time = Fraction(0)
+
+
+class VideoClip(_Timed):
+    """A range of a video asset, or an image asset shown for ``duration``."""
+
+    asset: str = Field(min_length=1, max_length=200)
+    in_: Time = Field(Fraction(0), alias="in")
+    #: End in the source; omitted: the asset's end (images need ``duration`` instead).
+    out: Time | None = None
+    duration: Time | None = None
+    fit: Literal["cover", "contain", "fill"] = "cover"
+    #: A rectangle, or crop keys (a path: held until the next key, or eased with ``crop_motion``).
+    crop: CropRect | list[CropKey] | None = None
+    crop_motion: Literal["hold", "linear"] = "hold"
+    position: Position = "center"
+    offset: Offset = Offset()
+    scale: float = Field(1.0, gt=0, le=10)
+    opacity: float = Field(1.0, ge=0, le=1)
+    volume: Volume = 1.0
+    transition: Transition | None = None
+
+    @model_validator(mode="after")
+    def _range(self) -> VideoClip:
+        if self.out is not None and self.duration is not None:
+            raise ValueError("give out or duration, not both")
+        if isinstance(self.crop, list):
+            if not self.crop:
+                raise ValueError("crop keys: give at least one")
+            times = [k.t for k in self.crop]
+            if any(type(a) is not type(b) for a, b in zip(times, times[1:], strict=False)) or times != sorted(times):
+                raise ValueError("crop keys must be in time order")
+        return self
+
+
+class TextClip(_Timed):
+    """A title or label: rasterised once, drawn on the frames where it shows."""
+
+    text: str = Field(min_length=1, max_length=2000)
+    duration: Time
+    #: "default" (the bundled scalable font) or the id of a font asset (TTF/OTF).
+    font: str = "default"
+    size: int = Field(64, ge=4, le=1000, description="Font size in pixels of the canvas")
+    color: Color = "#ffffff"
+    outline_color: Color = "#000000"
+    outline_width: int = Field(0, ge=0, le=50)
+    background: Color | None = None
+    padding: int = Field(16, ge=0, le=500)
+    align: Literal["left", "center", "right"] = "center"
+    #: Wrap lines at this fraction of the canvas width.
+    max_width: float = Field(0.9, gt=0, le=1)
+    position: Position = "center"
+    offset: Offset = Offset()
+    opacity: float = Field(1.0, ge=0, le=1)
+
+    @field_validator("duration")
+    @classmethod
+    def _positive(cls, value: Fraction | Frames) -> Fraction | Frames:
+        if value <= 0:
+            raise ValueError("a text clip needs a duration above 0")
+        return value
+
+
+class AudioClip(_Timed):
+    """Music or voice-over: a range of an audio (or video) asset's sound."""
+
+    asset: str = Field(min_length=1, max_length=200)
+    in_: Time = Field(Fraction(0), alias="in")
+    out: Time | None = None
+    volume: Volume = 1.0
+    #: Lower this clip under the other audio (speech) while it is heard, by ``duck_db``.
+    duck: bool = False
+    duck_db: float = Field(-12.0, ge=-60, le=0)
+
+
+class VideoTrack(_Model):
+    type: Literal["video"] = "video"
+    clips: list[VideoClip] = Field(min_length=1, max_length=2000)
+
+
+class TextTrack(_Model):
+    type: Literal["text"]
+    clips: list[TextClip] = Field(min_length=1, max_length=2000)
+
+
+class AudioTrack(_Model):
+    type: Literal["audio"]
+    clips: list[AudioClip] = Field(min_length=1, max_length=2000)
+
+
+class CaptionTrack(_Model):
+    """Words from a transcript asset (transcribe's JSON), mapped through the video clips' cuts.
+
+    A word shows only where the clip that plays it is on the output timeline: a word cut out
+    of the edit never shows. ``media`` names the asset the transcript was made from; omitted,
+    words map through every clip of the first video track.
+    """
+
+    type: Literal["captions"]
+    transcript: str = Field(min_length=1, max_length=200)
+    media: str | None = None
+    style: Literal["lines", "word-highlight", "word-pop"] = "lines"
+    font: str = "default"
+    size: int = Field(56, ge=4, le=1000)
+    color: Color = "#ffffff"
+    highlight_color: Color = "#ffd400"
+    outline_color: Color = "#000000"
+    outline_width: int = Field(3, ge=0, le=50)
+    background: Color | None = None
+    position: Position = "bottom"
+    #: Safe margin from the canvas edges, as a fraction of its height.
+    margin: float = Field(0.08, ge=0, le=0.45)
+    max_chars: int = Field(42, ge=8, le=200)
+    max_lines: int = Field(2, ge=1, le=4)
+    #: Words shown at once by ``word-pop``.
+    words_per_pop: int = Field(3, ge=1, le=3)
+
+
+Track = Annotated[VideoTrack | TextTrack | AudioTrack | CaptionTrack, Field(discriminator="type")]
+
+
+class Canvas(_Model):
+    """The output picture: ``width`` and ``height``, or ``aspect_ratio`` and ``height``."""
+
+    width: int | None = Field(None, ge=2, le=MAX_CANVAS)
+    height: int = Field(1080, ge=2, le=MAX_CANVAS)
+    aspect_ratio: Literal["9:16", "1:1", "4:5", "16:9"] | None = None
+    fps: FPS = Fraction(30)
+    background: Color = "#000000"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _sizes(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("width") is None and data.get("aspect_ratio") is None:
+            data = {**data, "aspect_ratio": "16:9"}
+        return data
+
+    @model_validator(mode="after")
+    def _even(self) -> Canvas:
+        if self.width is not None and self.aspect_ratio is not None:
+            raise ValueError("give width and height, or aspect_ratio and height, not both")
+        for name in ("width", "height"):
+            value = getattr(self, name)
+            if value is not None and value % 2:
+                raise ValueError(f"{name} must be even (4:2:0 video needs even sizes), not {value}")
+        if self.size[0] > MAX_CANVAS:
+            raise ValueError(f"the canvas is {self.size[0]} px wide: at most {MAX_CANVAS}")
+        return self
+
+    @property
+    def size(self) -> tuple[int, int]:
+        if self.width is not None:
+            return self.width, self.height
+        ratio = ASPECT_RATIOS[self.aspect_ratio or "16:9"]
+        return max(2, round(self.height * ratio / 2) * 2), self.height
+
+
+@payload_model("timeline")
+class Timeline(_Model):
+    """A whole edit: the canvas, then the tracks from back to front."""
+
+    canvas: Canvas = Canvas()
+    tracks: list[Track] = Field(min_length=1, max_length=64)
+    #: The output length; omitted: the end of the last clip.
+    duration: Time | None = None
+
+    @model_validator(mode="after")
+    def _something_to_show(self) -> Timeline:
+        if not any(isinstance(t, VideoTrack | TextTrack) for t in self.tracks) and self.duration is None:
+            if not any(isinstance(t, AudioTrack) for t in self.tracks):
+                raise ValueError("the timeline is empty: add a video, text or audio track")
+        return self
+
+    @property
+    def fps(self) -> Fraction:
+        return self.canvas.fps
+
+    @classmethod
+    def clean_error_loc(cls, loc: tuple[Any, ...]) -> tuple[Any, ...]:
+        """Drop the track-type tag pydantic puts after ``tracks.<i>`` (``tracks.0.video.clips``)."""
+        out = list(loc)
+        for i in range(len(out) - 2):
+            if out[i] == "tracks" and isinstance(out[i + 1], int) and out[i + 2] in _TRACK_TYPES:
+                del out[i + 2]
+                break
+        return tuple(out)
+
+    # -- the payload model protocol: the assets it names, checked by the scheduler ---------------
+    def asset_uses(self) -> list[Any]:
+        from operators.render.resolve import asset_uses
+
+        return asset_uses(self)
+
+    def with_assets(self, assets: dict[str, Any], *, max_render_seconds: float | None = None, **_: Any) -> Any:
+        """The value the render graph sees: the timeline placed on frames; raises ``TimelineError``."""
+        from operators.render.resolve import RenderInput, resolve
+
+        spec = resolve(self, assets, max_seconds=max_render_seconds)
+        return RenderInput(timeline=self, assets=assets, spec=spec)
+
+
+_TRACK_TYPES = ("video", "text", "audio", "captions")
+
+
+@payload_model("render_output")
+class RenderOutput(_Model):
+    """How a render is encoded: H.264 video and AAC sound in a faststart MP4."""
+
+    format: Literal["mp4"] = "mp4"
+    codec: Literal["h264"] = "h264"
+    crf: int = Field(20, ge=0, le=51, description="x264 constant rate factor: lower is better and larger")
+    preset: Literal["ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow"] = "veryfast"
+    audio_bitrate: int = Field(192000, ge=32000, le=512000)
+    gop_seconds: float = Field(2.0, gt=0, le=20, description="Keyframe interval")

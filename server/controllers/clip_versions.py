@@ -1,0 +1,59 @@
+"""``/clip-versions/``: save a timeline as a new, immutable version of a clip; read and list versions."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from litestar import Controller, get, post
+from litestar.params import Parameter
+from pydantic import BaseModel, ConfigDict, Field
+
+from scheduler.clip_versions import ClipNotFoundError, ClipVersionStore
+from scheduler.service import JobService
+from server.errors import unprocessable
+
+__all__ = ["ClipVersionController", "ClipVersionCreate"]
+
+_ID_PATTERN = r"^[^/\\\x00-\x1f\x7f]+$"
+
+
+class ClipVersionCreate(BaseModel):
+    """The body of ``POST /clip-versions/``. Without ``clip_id`` a new clip starts at version 1."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    project_id: str = Field(min_length=1, max_length=200, pattern=_ID_PATTERN)
+    clip_id: str | None = Field(None, min_length=1, max_length=200)
+    name: str | None = Field(None, max_length=500)
+    timeline: dict[str, Any]
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class ClipVersionController(Controller):
+    path = "/clip-versions"
+    tags = ["clip-versions"]
+
+    @post("/", status_code=201, summary="Save a timeline as a new clip version")
+    async def create_clip_version(self, service: JobService, clip_versions: ClipVersionStore,
+                                  data: ClipVersionCreate) -> dict[str, Any]:
+        """The timeline is checked (its assets must exist in the project) and stored normalised."""
+        timeline = await service.check_timeline(data.project_id, data.timeline)
+        try:
+            return await clip_versions.create(project_id=data.project_id, timeline=timeline, clip_id=data.clip_id,
+                                              name=data.name, metadata=data.metadata)
+        except ClipNotFoundError as exc:
+            raise unprocessable(["body", "clip_id"], str(exc)) from None
+
+    @get("/", summary="List clip versions, newest first")
+    async def list_clip_versions(
+        self,
+        clip_versions: ClipVersionStore,
+        project_id: str | None = None,
+        clip_id: str | None = None,
+        limit: Annotated[int, Parameter(ge=1, le=500)] = 50,
+    ) -> list[dict[str, Any]]:
+        return await clip_versions.list(project_id=project_id, clip_id=clip_id, limit=limit)
+
+    @get("/{cv_id:str}", summary="A clip version")
+    async def get_clip_version(self, clip_versions: ClipVersionStore, cv_id: str) -> dict[str, Any]:
+        return await clip_versions.get(cv_id)
