@@ -158,3 +158,53 @@ def run_ingest(ctx, rel_path: str, target_seconds: float = 0.5, min_seconds: flo
     track = transcode_audio(source, info, params=audio_params or AudioParams(), ctx=ctx) if audio else None
     proxies = join_chunks(parts, info, track, params=JoinParams(), ctx=ctx)
     return info, chunks, parts, track, proxies
+
+
+# --- frame-index sources: every frame shows its own number, for frame-exactness checks ---------
+
+INDEX_BITS = 10
+INDEX_SIZE = (160, 96)
+
+
+def make_indexed_clip(path: str | Path, frames: int, fps: str = "30", size: tuple[int, int] = INDEX_SIZE,
+                      audio: bool = False) -> Path:
+    """An H.264 clip whose frame ``i`` shows ``i`` in binary: ``INDEX_BITS`` black/white bars.
+
+    Bars are whole-frame-high and 16 px wide, in luma only, so they survive x264 at any
+    scale the renderer picks; :func:`read_index` reads them back.
+    """
+    import numpy as np
+
+    path = Path(path)
+    width, height = size
+    rate = Fraction(fps)
+    with av.open(str(path), "w", format="mp4") as out:
+        vs = out.add_stream("libx264", rate=rate)
+        vs.width, vs.height, vs.pix_fmt = width, height, "yuv420p"
+        vs.codec_context.time_base = 1 / rate
+        vs.options = {"g": "12", "bf": "2", "preset": "ultrafast", "crf": "12", "threads": "1"}
+        aus = None
+        if audio:  # every stream is added before the first packet is written
+            aus = out.add_stream("aac", rate=48000)
+            aus.layout = "stereo"
+        bar = width // INDEX_BITS
+        for i in range(frames):
+            buffer = np.full((height * 3 // 2, width), 128, dtype=np.uint8)
+            y = buffer[:height]
+            for bit in range(INDEX_BITS):
+                y[:, bit * bar:(bit + 1) * bar] = 235 if (i >> bit) & 1 else 16
+            frame = av.VideoFrame.from_ndarray(buffer, format="yuv420p")
+            frame.pts, frame.time_base = i, 1 / rate
+            out.mux(vs.encode(frame))
+        out.mux(vs.encode(None))
+        if aus is not None:
+            _mux_sine(out, aus, frames / float(rate), 48000)
+    return path
+
+
+def read_index(gray: "np.ndarray") -> int:
+    """The number a frame of :func:`make_indexed_clip` shows, from its luma (any size)."""
+    height, width = gray.shape[:2]
+    bar = width / INDEX_BITS
+    row = gray[height // 2]
+    return sum(1 << bit for bit in range(INDEX_BITS) if row[int((bit + 0.5) * bar)] > 128)

@@ -40,7 +40,9 @@ class WriteTextParams(BaseModel):
 @operator("test.write_text")
 def write_text(*, params: WriteTextParams, ctx: OpContext) -> StoredFile:
     """Write a small text file as the job's output (for tests of what happens to output assets)."""
-    time.sleep(params.delay)
+    if params.delay:
+        ctx.log(f"Writing in {params.delay:g}s")
+        time.sleep(params.delay)
     path = ctx.output_path("x.txt")
     data = params.text.encode()
     with ctx.storage.writing(path) as tmp:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -49,6 +50,16 @@ def _loc(response: Any) -> list[Any]:
     detail = response.json()["detail"]
     assert isinstance(detail, list) and detail, detail
     return list(detail[0]["loc"])
+
+
+def _wait_for_log(client: TestClient[Any], job_id: str, text: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        result = client.get(f"/jobs/{job_id}").json()["result_payload"] or {}
+        if any(text in entry["message"] for entry in result.get("log", [])):
+            return
+        assert time.monotonic() < deadline, f"job {job_id} never logged {text!r}"
+        time.sleep(0.05)
 
 
 def test_create_then_get(client: TestClient[Any], clip_bytes: bytes) -> None:
@@ -184,7 +195,9 @@ def test_job_whose_clip_version_vanished_still_completes(client: TestClient[Any]
     asset_id = _asset(client, clip_bytes)
     cv = _create(client, asset_id)
     job = client.post(f"/jobs/?job_type=cv_echo&clip_version_id={cv['id']}",
-                      json={"project_id": PROJECT, "delay": 1.0}).json()
+                      json={"project_id": PROJECT, "delay": 1.5}).json()
+    # Delete it once the operator runs: a job naming a missing clip version is refused before that.
+    _wait_for_log(client, job["id"], "Writing in")
     redis = redis_sync.Redis.from_url(settings.redis_url)
     try:
         redis.delete(f"ave:clip_version:{cv['id']}")

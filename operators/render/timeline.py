@@ -357,8 +357,8 @@ Track = Annotated[VideoTrack | TextTrack | AudioTrack | CaptionTrack, Field(disc
 class Canvas(_Model):
     """The output picture: ``width`` and ``height``, or ``aspect_ratio`` and ``height``."""
 
-    width: int | None = Field(None, ge=2, le=MAX_CANVAS)
-    height: int = Field(1080, ge=2, le=MAX_CANVAS)
+    width: int | None = Field(None, ge=2, le=MAX_CANVAS, description=f"Even, at most {MAX_CANVAS} (the canvas limit)")
+    height: int = Field(1080, ge=2, le=MAX_CANVAS, description=f"Even, at most {MAX_CANVAS}")
     aspect_ratio: Literal["9:16", "1:1", "4:5", "16:9"] | None = None
     fps: FPS = Fraction(30)
     background: Color = "#000000"
@@ -370,14 +370,17 @@ class Canvas(_Model):
             data = {**data, "aspect_ratio": "16:9"}
         return data
 
+    @field_validator("width", "height")
+    @classmethod
+    def _even(cls, value: int | None, info: Any) -> int | None:
+        if value is not None and value % 2:
+            raise ValueError(f"{info.field_name} must be even (4:2:0 video needs even sizes), not {value}")
+        return value
+
     @model_validator(mode="after")
-    def _even(self) -> Canvas:
+    def _sized(self) -> Canvas:
         if self.width is not None and self.aspect_ratio is not None:
             raise ValueError("give width and height, or aspect_ratio and height, not both")
-        for name in ("width", "height"):
-            value = getattr(self, name)
-            if value is not None and value % 2:
-                raise ValueError(f"{name} must be even (4:2:0 video needs even sizes), not {value}")
         if self.size[0] > MAX_CANVAS:
             raise ValueError(f"the canvas is {self.size[0]} px wide: at most {MAX_CANVAS}")
         return self

@@ -1,0 +1,155 @@
+"""The render operators, called directly on tiny media the tests make: frame exactness, layers, sound.
+
+Sources show their own frame number (``make_indexed_clip``), so every output frame can be
+checked against the rule: frame k shows the source frame nearest to ``in + (k - at) / fps``.
+"""
+
+from __future__ import annotations
+
+import math
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import av
+import numpy as np
+import pytest
+
+from operators.media.info import AssetMedia
+from operators.media.probe import probe
+from operators.render.join import RenderJoinParams, render_join
+from operators.render.mix import MixParams, mix_audio
+from operators.render.plan import PlanParams, render_plan
+from operators.render.resolve import TimelineError, frame_of
+from operators.render.segment import EncodeParams, render_segment
+from operators.render.timeline import Timeline
+from operators.types import SourceRef, StoredFile
+from tests.mediagen import INDEX_SIZE, make_indexed_clip, media_ctx, read_index
+
+
+def _assets(ctx: Any, **files: str) -> dict[str, AssetMedia]:
+    out = {}
+    for asset_id, rel in files.items():
+        info = probe(SourceRef(path=rel), ctx=ctx)
+        out[asset_id] = AssetMedia(id=asset_id, path=rel, kind="source", content_type="video/mp4", info=info)
+    return out
+
+
+def _render(ctx: Any, timeline: dict[str, Any], assets: dict[str, AssetMedia], segment_seconds: float = 0.7) -> StoredFile:
+    render_input = Timeline.model_validate(timeline).with_assets(assets)
+    plan = render_plan(render_input, params=PlanParams(segment_seconds=segment_seconds), ctx=ctx)
+    parts = [render_segment(plan, s, params=EncodeParams(threads=1), ctx=ctx) for s in plan.segments]
+    audio = mix_audio(plan, params=MixParams(), ctx=ctx)
+    return render_join(parts, audio, plan, params=RenderJoinParams(), ctx=ctx)
+
+
+def _gray_frames(path: Path) -> list[np.ndarray]:
+    with av.open(str(path)) as container:
+        return [f.to_ndarray(format="gray") for f in container.decode(video=0)]
+
+
+def _expected(k: int, start: int, src_in: Fraction, fps: Fraction, src_fps: Fraction, count: int) -> int:
+    t = src_in + Fraction(k - start) / fps
+    return min(count - 1, math.floor(t * src_fps + Fraction(1, 2)))
+
+
+def test_every_frame_shows_the_nearest_source_frame_across_mixed_rates(tmp_path: Path) -> None:
+    ctx = media_ctx(tmp_path)
+    rates = {"s25": ("25", 60), "s2997": ("30000/1001", 72), "s30": ("30", 72)}
+    for name, (fps, frames) in rates.items():
+        make_indexed_clip(tmp_path / f"{name}.mp4", frames, fps)
+    assets = _assets(ctx, **{name: f"{name}.mp4" for name in rates})
+    ins = {"s25": Fraction(13, 25), "s2997": Fraction(7, 10), "s30": Fraction(1, 3)}
+    clips = [{"asset": name, "in": str(ins[name]), "out": str(ins[name] + Fraction(3, 4)), "fit": "fill"}
+             for name in rates]
+    timeline = {"canvas": {"width": INDEX_SIZE[0], "height": INDEX_SIZE[1], "fps": "30"},
+                "tracks": [{"type": "video", "clips": clips}]}
+    out = _render(ctx, timeline, assets)
+    frames = _gray_frames(ctx.storage.local_path(out.path))
+    fps = Fraction(30)
+    assert len(frames) == out.meta["frame_count"] == 3 * frame_of(Fraction(3, 4), fps)
+    start = 0
+    for name, (rate, count) in rates.items():
+        n = frame_of(Fraction(3, 4), fps)
+        for k in range(start, start + n):
+            want = _expected(k, start, ins[name], fps, Fraction(rate), count)
+            assert read_index(frames[k]) == want, f"{name}: output frame {k}"
+        start += n
+
+
+def test_a_slow_timeline_repeats_source_frames_without_drift(tmp_path: Path) -> None:
+    ctx = media_ctx(tmp_path)
+    make_indexed_clip(tmp_path / "src.mp4", 90, "30")
+    assets = _assets(ctx, src="src.mp4")
+    timeline = {"canvas": {"width": INDEX_SIZE[0], "height": INDEX_SIZE[1], "fps": "60"},
+                "tracks": [{"type": "video", "clips": [{"asset": "src", "in": "10f", "out": 2, "fit": "fill"}]}]}
+    out = _render(ctx, timeline, assets)
+    shown = [read_index(f) for f in _gray_frames(ctx.storage.local_path(out.path))]
+    fps = Fraction(60)
+    src_in = Fraction(10, 60)  # "10f" counts frames of the timeline's rate
+    assert shown == [_expected(k, 0, src_in, fps, Fraction(30), 90) for k in range(len(shown))]
+    assert len(shown) == frame_of((2 - src_in), fps)
+
+
+def test_source_time_stays_exact_an_hour_in() -> None:
+    from operators.render.resolve import VisualLayer
+
+    clip = Timeline.model_validate({"tracks": [{"type": "video", "clips": [{"asset": "a"}]}]}).tracks[0].clips[0]
+    fps = Fraction(30000, 1001)
+    layer = VisualLayer(track=0, clip=0, asset_id="a", path="a", image=False, start=0, frames=10**6,
+                        src_in=Fraction(1, 3), clip_spec=clip)
+    k = 107892  # one hour of 29.97 fps
+    assert layer.source_time(k, fps) == Fraction(1, 3) + Fraction(k * 1001, 30000)
+
+
+def test_crossfade_blends_both_clips_and_keeps_sound_continuous(tmp_path: Path) -> None:
+    ctx = media_ctx(tmp_path)
+    make_indexed_clip(tmp_path / "a.mp4", 60, "30", audio=True)
+    assets = _assets(ctx, a="a.mp4")
+    timeline = {"canvas": {"width": 160, "height": 96, "fps": 30},
+                "tracks": [{"type": "video", "clips": [
+                    {"asset": "a", "in": 0, "out": 1, "fit": "fill"},
+                    {"asset": "a", "in": 1, "out": 2, "fit": "fill", "transition": {"type": "fade", "duration": 0.5}}]}]}
+    out = _render(ctx, timeline, assets)
+    local = ctx.storage.local_path(out.path)
+    frames = _gray_frames(local)
+    assert len(frames) == 45  # 30 + 30 - 15 overlapping frames
+    # Mid-fade, bars that differ between the two clips' frames sit between black and white.
+    mid = frames[22].astype(int)[48]
+    assert ((mid > 60) & (mid < 190)).any(), "no blended pixels in the middle of the crossfade"
+    assert read_index(frames[10]) == 10 and read_index(frames[44]) == 59
+    with av.open(str(local)) as container:
+        stream = container.streams.audio[0]
+        samples = np.concatenate([f.to_ndarray()[0] for f in container.decode(stream)])
+    windows = samples[: len(samples) // 480 * 480].reshape(-1, 480)
+    assert (np.abs(windows).max(axis=1)[2:-2] > 0.05).all(), "a silent gap in the sound"
+    assert abs(len(samples) / 48000 - 1.5) < 1 / 30
+
+
+def test_title_shows_only_on_its_frames_where_it_is_placed(tmp_path: Path) -> None:
+    ctx = media_ctx(tmp_path)
+    timeline = {"canvas": {"width": 320, "height": 180, "fps": 25, "background": "#000000"},
+                "duration": 2,
+                "tracks": [{"type": "text", "clips": [{"text": "HELLO", "at": 0.4, "duration": 0.8, "size": 40,
+                                                       "position": "top-left", "color": "#ffffff"}]}]}
+    out = _render(ctx, timeline, {}, segment_seconds=0.5)
+    frames = _gray_frames(ctx.storage.local_path(out.path))
+    assert len(frames) == 50
+    lit = [int((f[:90, :160] > 200).sum()) for f in frames]
+    on = [k for k, n in enumerate(lit) if n > 50]
+    assert on == list(range(10, 30)), on
+    assert all((f[90:, :] > 200).sum() == 0 for f in frames), "text outside its top-left anchor"
+
+
+def test_resolve_reports_every_problem_with_its_path(tmp_path: Path) -> None:
+    ctx = media_ctx(tmp_path)
+    make_indexed_clip(tmp_path / "a.mp4", 30, "30")
+    assets = _assets(ctx, a="a.mp4")
+    timeline = Timeline.model_validate({"tracks": [{"type": "video", "clips": [
+        {"asset": "a", "in": 0.5, "out": 0.5}, {"asset": "a", "in": 0, "out": 5}, {"asset": "nope"}]}]})
+    with pytest.raises(TimelineError) as caught:
+        timeline.with_assets(assets)
+    locs = {loc: msg for loc, msg in caught.value.problems}
+    assert set(locs) == {("tracks", 0, "clips", 0, "out"), ("tracks", 0, "clips", 1, "out"),
+                         ("tracks", 0, "clips", 2, "asset")}
+    assert "past the end" in locs[("tracks", 0, "clips", 1, "out")]
