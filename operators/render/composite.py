@@ -98,6 +98,15 @@ class Canvas:
         self.background = background
         self.clear()
 
+    @classmethod
+    def on(cls, pic: Picture) -> Canvas:
+        """Draw straight onto an existing picture's planes (a frame about to be encoded)."""
+        canvas = cls.__new__(cls)
+        canvas.width, canvas.height = pic.size
+        canvas.buffer, canvas.y, canvas.u, canvas.v = pic.buffer, pic.y, pic.u, pic.v
+        canvas.background = (16, 128, 128)
+        return canvas
+
     def clear(self) -> None:
         self.y[:], self.u[:], self.v[:] = self.background
 

@@ -24,7 +24,7 @@ from operators.media._av import Progress, codec_threads, mp4_options
 from operators.media.info import AssetMedia
 from operators.registry import operator
 from operators.render.composite import Canvas, Picture, rgba_to_picture, solid_yuv
-from operators.render.frames import ClipReader, Placement
+from operators.render.frames import ClipReader, Fitter, Placement, picture_of, place
 from operators.render.plan import Overlay, RenderPlan, Segment
 from operators.render.resolve import VisualLayer
 from operators.render.text import anchor, rasterize
@@ -78,38 +78,44 @@ class _Compositor:
                 self.readers[i] = reader
         return self.readers[i]
 
-    def _picture(self, i: int, layer: VisualLayer, k: int) -> tuple[Picture, Placement]:
+    def _picture(self, i: int, layer: VisualLayer, k: int) -> tuple[Any, Placement, bool]:
         reader = self._reader(i, layer, k)
         if isinstance(reader, ClipReader):
             return reader.picture(k)
-        return _placed_image(reader, layer, self.size)
+        return (*_placed_image(reader, layer, self.size), False)
 
     def frame(self, k: int) -> Any:
         """Output frame ``k``: an ``av.VideoFrame`` ready to encode."""
-        draws: list[tuple[int, Any]] = []
-        for i, layer in enumerate(self.layers):
-            if layer.start <= k < layer.end:
-                draws.append((layer.track, (i, layer)))
+        draws = [(layer.track, (i, layer)) for i, layer in enumerate(self.layers) if layer.start <= k < layer.end]
         overlays = [o for o in self.overlays if o.start <= k < o.end]
-        if len(draws) == 1 and not overlays:
+        if len(draws) == 1 and all(o.track > draws[0][0] for o in overlays):
             i, layer = draws[0][1]
-            pic, where = self._picture(i, layer, k)
-            alpha = self._alpha(layer, k)
-            if alpha >= 1.0 and where.covers(*self.size) and where.size == self.size and where.at == (0, 0):
-                return _frame(pic, self.size)  # one opaque full-canvas picture: nothing to compose
+            frame, where, fresh = self._picture(i, layer, k)
+            if self._alpha(layer, k) >= 1.0 and where.size == self.size and where.at == (0, 0) \
+                    and layer.transition_in is None and self._outgoing(layer, k) is None:
+                # One opaque full-canvas picture: titles and captions go straight onto it.
+                if not overlays:
+                    return frame
+                if not fresh:
+                    frame = av.VideoFrame.from_ndarray(frame.to_ndarray(), format="yuv420p")
+                target = Canvas.on(picture_of(frame))
+                for overlay in overlays:
+                    self._draw_overlay(overlay, k, target)
+                return frame
         self.canvas.clear()
         for track in self.order:
             for _, (i, layer) in (d for d in draws if d[0] == track):
                 self._draw_clip(i, layer, k)
             for overlay in (o for o in overlays if o.track == track):
-                self._draw_overlay(overlay, k)
+                self._draw_overlay(overlay, k, self.canvas)
         return av.VideoFrame.from_ndarray(self.canvas.buffer, format="yuv420p")
 
     def _alpha(self, layer: VisualLayer, k: int) -> float:
         return layer.clip_spec.opacity * _fade(k, layer.start, layer.end, layer.fade_in, layer.fade_out)
 
     def _draw_clip(self, i: int, layer: VisualLayer, k: int) -> None:
-        pic, where = self._picture(i, layer, k)
+        frame, where, _ = self._picture(i, layer, k)
+        pic = picture_of(frame)
         alpha = self._alpha(layer, k)
         x, y = where.at
         reveal = None
@@ -138,11 +144,11 @@ class _Compositor:
         kind, n = nxt.transition_in
         return kind, (k - nxt.start + 0.5) / n
 
-    def _draw_overlay(self, overlay: Overlay, k: int) -> None:
+    def _draw_overlay(self, overlay: Overlay, k: int, target: Canvas) -> None:
         pic = _overlay_picture(overlay.lines, overlay.style, self.ctx.storage)
         x, y = anchor(pic.size, self.size, overlay.position, overlay.offset, overlay.margin)
         alpha = overlay.opacity * _fade(k, overlay.start, overlay.end, overlay.fade_in, overlay.fade_out)
-        self.canvas.draw(pic, x, y, alpha)
+        target.draw(pic, x, y, alpha)
 
 
 def _motion(kind: str, p: float, x: int, y: int, size: tuple[int, int],
@@ -161,16 +167,6 @@ def _motion(kind: str, p: float, x: int, y: int, size: tuple[int, int],
     return x + (dx & ~1), y + (dy & ~1), None
 
 
-def _frame(pic: Picture, size: tuple[int, int]) -> Any:
-    import numpy as np
-
-    if pic.buffer is not None:
-        return av.VideoFrame.from_ndarray(pic.buffer, format="yuv420p")
-    w, h = size
-    buffer = np.concatenate([pic.y.reshape(-1), pic.u.reshape(-1), pic.v.reshape(-1)]).reshape(h * 3 // 2, w)
-    return av.VideoFrame.from_ndarray(buffer, format="yuv420p")
-
-
 @lru_cache(maxsize=16)
 def _image(local: str) -> Any:
     with av.open(local) as container:
@@ -179,18 +175,14 @@ def _image(local: str) -> Any:
                               height=frame.height - frame.height % 2)
 
 
-def _placed_image(frame: Any, layer: VisualLayer, size: tuple[int, int]) -> tuple[Picture, Placement]:
-    from operators.render.frames import _scaled, place
-
+def _placed_image(frame: Any, layer: VisualLayer, size: tuple[int, int]) -> tuple[Any, Placement]:
     placement = place(layer, layer.crop_at(layer.start, Fraction(1)), (frame.width, frame.height), size)
     return _cached_image(frame, placement), placement
 
 
 @lru_cache(maxsize=32)
-def _cached_image(frame: Any, placement: Placement) -> Picture:
-    from operators.render.frames import _scaled
-
-    return _scaled(frame, placement, {})
+def _cached_image(frame: Any, placement: Placement) -> Any:
+    return Fitter()(frame, placement)
 
 
 @lru_cache(maxsize=512)
