@@ -64,8 +64,10 @@ def main() -> int:
             clip = clip.with_audio(clip.audio.with_effects(sound))
         layers.append(clip.with_start(c["start_frame"] / fps))
     title = m["title"]
+    # MoviePy 2's label cuts off the top of the glyphs without a margin above them.
     layers.append(TextClip(font=title["font"], text=title["text"], font_size=title["size"], color="white",
-                           duration=title["frames"] / fps).with_position(("center", "top")))
+                           margin=(2, title["size"] // 4), duration=title["frames"] / fps)
+                  .with_position(("center", "top")))
     for o in m["overlays"]:
         layers.append(ImageClip(o["png"]).with_start(o["start"] / fps).with_duration((o["end"] - o["start"]) / fps)
                       .with_position((o["x"], o["y"])))

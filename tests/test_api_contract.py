@@ -67,9 +67,16 @@ def test_create_job_matches_reference(client: TestClient[Any], media_root: Path)
     fetched = client.get(f"/jobs/{job['id']}")
     assert fetched.status_code == 200
     assert set(fetched.json()) == JOB_KEYS
-    no_slash = client.post("/jobs?job_type=ingest&clip_version_id=cv_1", json=payload)
-    assert no_slash.status_code == 202 and no_slash.json()["clip_version_id"] == "cv_1"
+    # clip_version_id associates the job with an existing clip version (one must exist).
+    upload = client.post("/assets/?project_id=proj_123&filename=in.mp4", content=(media_root / source).read_bytes())
+    timeline = {"tracks": [{"type": "video", "clips": [{"asset": upload.json()["id"]}]}]}
+    cv = client.post("/clip-versions/", json={"project_id": "proj_123", "timeline": timeline}).json()["id"]
+    no_slash = client.post(f"/jobs?job_type=ingest&clip_version_id={cv}", json=payload)
+    assert no_slash.status_code == 202 and no_slash.json()["clip_version_id"] == cv
     assert no_slash.json()["priority"] == 0
+    missing = client.post("/jobs/?job_type=ingest&clip_version_id=cv_1", json=payload)
+    assert missing.status_code == 422
+    assert missing.json()["detail"][0]["loc"] == ["query", "clip_version_id"]
 
 
 def test_ingest_job_end_to_end(client: TestClient[Any], media_root: Path) -> None:
