@@ -450,7 +450,9 @@ def verify(path: Path, edit: Edit, samples: dict[int, str]) -> tuple[dict[str, A
             frames, first_pts, last_pts = 0, None, None
             for frame in c.decode(v):
                 if frames in samples:
-                    lumas[frames] = frame.to_ndarray(format="gray").copy()
+                    # The coded luma plane itself: a conversion (to "gray") would depend on the colour tags.
+                    yuv = frame if frame.format.name == "yuv420p" else frame.reformat(format="yuv420p")
+                    lumas[frames] = yuv.to_ndarray()[: frame.height].copy()
                 if frame.pts is not None:
                     first_pts = frame.pts if first_pts is None else first_pts
                     last_pts = frame.pts
@@ -464,7 +466,8 @@ def verify(path: Path, edit: Edit, samples: dict[int, str]) -> tuple[dict[str, A
                 info.update(audio_codec=a.codec_context.name, audio_rate=a.codec_context.sample_rate,
                             audio_channels=a.codec_context.layout.nb_channels, audio_bit_rate=a.bit_rate)
                 samples_n = sum(f.samples for f in c.decode(a))
-                info["audio_duration_s"] = samples_n / a.codec_context.sample_rate
+                info["audio_duration_s"] = samples_n / a.codec_context.sample_rate  # decoded, priming dropped
+                info["audio_stream_duration_s"] = float(a.duration * a.time_base) if a.duration else None
             else:
                 info["errors"].append("no audio stream")
     except Exception as exc:  # noqa: BLE001  (a file that does not decode is the finding)
@@ -624,7 +627,7 @@ def rows_and_summary(data: dict[str, Any]) -> tuple[list[list[Any]], dict[str, A
 
     def row(name: str, r: dict[str, Any], ratio: Any = "", ratio_cpu: Any = "") -> None:
         v = r.get("verify") or {}
-        rows.append([name, r["wall_s"], r["cpu_s"], ratio, ratio_cpu, v.get("frames", "-"),
+        rows.append([name, r["wall_s"], r["cpu_s"], r.get("workers_cpu_s", ""), ratio, ratio_cpu, v.get("frames", "-"),
                      v.get("video_duration_s", float("nan")), v.get("audio_duration_s", float("nan")),
                      "yes" if v.get("decodes") else "NO", r.get("foreign_cpu_s", float("nan")), r["loadavg"][0]])
 
@@ -638,7 +641,7 @@ def rows_and_summary(data: dict[str, Any]) -> tuple[list[list[Any]], dict[str, A
                 products.append((w["workers"], prod, ff))
             else:
                 rows.append([f"product, {w['workers']} worker(s) #{i + 1}", prod["wall_s"], prod["cpu_s"],
-                             prod["status"].upper(), "", "-", "-", "-", "-", prod["foreign_cpu_s"], prod["loadavg"][0]])
+                             prod["workers_cpu_s"], prod["status"].upper(), "", "-", "-", "-", "-", prod["foreign_cpu_s"], prod["loadavg"][0]])
     mp = data.get("moviepy")
     best = {n: min((p for p in products if p[0] == n), key=lambda p: p[1]["wall_s"]) for n, *_ in products}
     if mp and "wall_s" in mp:
@@ -666,9 +669,11 @@ def report(data: dict[str, Any]) -> None:
     print(f"edit: {data['edit']['seconds']:g} s, {data['edit']['width']}x{data['edit']['height']} @ {FPS} fps, "
           f"{data['edit']['frames']} frames; source {data['edit']['src_width']}x{data['edit']['src_height']}; "
           f"{data['prep']['overlays']} text states ({data['prep']['pngs']} pictures)")
-    print_table(rows, ["contender", "wall s", "CPU s", "ratio wall", "ratio CPU", "frames", "video s", "audio s",
+    print_table(rows, ["contender", "wall s", "CPU s", "workers CPU s", "ratio wall", "ratio CPU", "frames", "video s", "audio s",
                        "decodes", "others' CPU s", "load 1m"])
-    print("(ratio: product/ffmpeg for the product rows, moviepy/product (2 workers, best) for MoviePy)")
+    print("(CPU s: the ffmpeg or MoviePy process tree; the product: the server's whole tree, of which "
+          "'workers CPU s' is its children: Dask workers + redis-server.\n ratio: product/ffmpeg for the product "
+          "rows, moviepy/product (2 workers, fastest run) for MoviePy)")
     comp = data.get("frame_compare") or {}
     if comp:
         print("\nluma PSNR (dB) against the ffmpeg output at sample frames (99 = identical):")

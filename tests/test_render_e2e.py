@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import re
 from typing import Any
 
 import av
@@ -24,6 +25,7 @@ from tests.conftest import wait_for
 from tests.mediagen import make_clip, make_indexed_clip, make_text, read_index
 
 PROJECT = "proj_render"
+UNFRIENDLY = re.compile(r"Traceback|Errno|File \"|\b\w*(Error|Exception)\b")
 FAST = {"preset": "ultrafast", "crf": 30}
 
 
@@ -196,3 +198,24 @@ def test_no_timeline_and_no_clip_version_is_422(client: TestClient[Any]) -> None
     assert unknown.status_code == 422
     assert unknown.json()["detail"][0] == {"loc": ["query", "clip_version_id"], "msg": "Clip version cv_nope not found",
                                            "type": "value_error"}
+
+
+def test_a_source_damaged_after_submission_fails_naming_the_clip_and_time(
+        client: TestClient[Any], settings: Settings, tmp_path: Any) -> None:
+    good = make_clip(tmp_path / "d.mp4", seconds=2.0, size=(320, 180), fps="25", faststart=True).read_bytes()
+    asset = _upload(client, good, "damaged.mp4")
+    timeline = {"canvas": {"width": 320, "height": 180, "fps": 25},
+                "tracks": [{"type": "video", "clips": [{"asset": asset, "in": 0, "out": 2}]}]}
+    # A clip version probes the asset once and keeps what it found; then the file gets damaged.
+    cv = client.post("/clip-versions/", json={"project_id": PROJECT, "timeline": timeline})
+    assert cv.status_code == 201, cv.text
+    (stored,) = [p for p in (settings.data_dir / "media").rglob("damaged.mp4")]
+    stored.write_bytes(good[: int(len(good) * 0.5)])
+    response = _post(client, {}, f"&clip_version_id={cv.json()['id']}")
+    assert response.status_code == 202, response.text
+    job = wait_for(client, response.json()["id"], timeout=60)
+    assert job["status"] == "failed"
+    message = job["error_message"]
+    assert "track 1 clip 1" in message and asset in message, message
+    assert "truncated or" in message and re.search(r"(near|before) \d+\.\d\ds", message), message
+    assert not UNFRIENDLY.search(message), message

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from operators.errors import MediaError
-from operators.media._av import codec_threads, open_input
+from operators.media._av import codec_threads, media_error, open_input
 from operators.media.info import VideoStreamInfo
 from operators.render.composite import Picture
 from operators.render.resolve import VisualLayer
@@ -120,7 +120,7 @@ class ClipReader:
                     yield self._time(frame), frame
         except Exception as exc:  # noqa: BLE001  (any decoder failure is the source's)
             at = float(self._cur[0]) if self._cur is not None else float(start)
-            raise MediaError(f"{self.label}: the source could not be decoded near {at:.2f}s ({exc})") from None
+            raise media_error(f"{self.label}: the source could not be decoded near {at:.2f}s", exc) from None
 
     def frame_at(self, t: Fraction) -> tuple[Fraction, Any]:
         """The source frame nearest to ``t`` seconds (ties: the later one), with its time."""
@@ -129,7 +129,12 @@ class ClipReader:
         if self._cur is None and self._prev is None:
             raise MediaError(f"{self.label}: no video frame could be decoded at {float(t):.2f}s")
         if self._cur is None:
-            return self._prev  # type: ignore[return-value]
+            assert self._prev is not None
+            # The last frame shows until its own end; far past it, the file ended early.
+            if t - self._prev[0] > 2 / self.video.rate:
+                raise MediaError(f"{self.label}: the source ends at {float(self._prev[0]):.2f}s, before "
+                                 f"{float(t):.2f}s: the file is truncated or damaged there")
+            return self._prev
         if self._prev is None or self._cur[0] - t <= t - self._prev[0]:
             return self._cur
         return self._prev

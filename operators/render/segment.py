@@ -20,6 +20,7 @@ from av.video.frame import PictureType
 from pydantic import BaseModel, ConfigDict, Field
 
 from operators.context import OpContext
+from operators.errors import MediaError
 from operators.media._av import Progress, codec_threads, mp4_options
 from operators.media.info import AssetMedia
 from operators.registry import operator
@@ -69,7 +70,11 @@ class _Compositor:
     def _reader(self, i: int, layer: VisualLayer, k: int) -> ClipReader | Picture:
         if i not in self.readers:
             asset: AssetMedia = self.plan.assets[layer.asset_id]  # type: ignore[assignment]
-            local = self.stack.enter_context(self.ctx.storage.reading(layer.path))
+            try:
+                local = self.stack.enter_context(self.ctx.storage.reading(layer.path))
+            except FileNotFoundError:
+                raise MediaError(f"track {layer.track + 1} clip {layer.clip + 1}: asset {layer.asset_id}'s file is "
+                                 "missing from storage") from None
             if layer.image:
                 self.readers[i] = _image(str(local))
             else:
