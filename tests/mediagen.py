@@ -167,7 +167,7 @@ INDEX_SIZE = (160, 96)
 
 
 def make_indexed_clip(path: str | Path, frames: int, fps: str = "30", size: tuple[int, int] = INDEX_SIZE,
-                      audio: bool = False) -> Path:
+                      audio: bool = False, rotation: int | None = None) -> Path:
     """An H.264 clip whose frame ``i`` shows ``i`` in binary: ``INDEX_BITS`` black/white bars.
 
     Bars are whole-frame-high and 16 px wide, in luma only, so they survive x264 at any
@@ -183,6 +183,8 @@ def make_indexed_clip(path: str | Path, frames: int, fps: str = "30", size: tupl
         vs.width, vs.height, vs.pix_fmt = width, height, "yuv420p"
         vs.codec_context.time_base = 1 / rate
         vs.options = {"g": "12", "bf": "2", "preset": "ultrafast", "crf": "12", "threads": "1"}
+        if rotation:
+            vs.set_display_rotation(rotation)
         aus = None
         if audio:  # every stream is added before the first packet is written
             aus = out.add_stream("aac", rate=48000)

@@ -13,6 +13,7 @@ and scaled with one reusable swscale context per clip and segment.
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 from contextlib import ExitStack
 from dataclasses import dataclass
 from fractions import Fraction
@@ -100,7 +101,7 @@ class ClipReader:
         # re-stamps a frame it passes through with its output pts.
         self._prev: tuple[Fraction, Any] | None = None
         self._cur: tuple[Fraction, Any] | None = next(self._frames, None)
-        self._fit = Fitter()
+        self._fit = Fitter(video.rotation)
         self._placements: dict[Any, Placement] = {}
         self._last: tuple[Any, Any] | None = None
 
@@ -151,12 +152,18 @@ class ClipReader:
         key = (frame.width, frame.height, crop)
         placement = self._placements.get(key)
         if placement is None:
-            placement = self._placements[key] = place(self.layer, crop, (frame.width, frame.height), self.canvas)
+            # Crops and fits are in the picture as a player shows it: turned by the display matrix.
+            shown = (frame.height, frame.width) if self.video.rotation % 180 else (frame.width, frame.height)
+            placement = self._placements[key] = place(self.layer, crop, shown, self.canvas)
         if self._last is not None and self._last[0] == (when, placement):
             return self._last[1], placement, False
         pic = self._fit(frame, placement)
         self._last = ((when, placement), pic)
         return pic, placement, pic is not frame
+
+
+_TURNS: dict[int, tuple[tuple[str, str], ...]] = {
+    90: (("transpose", "cclock"),), 180: (("hflip", ""), ("vflip", "")), 270: (("transpose", "clock"),)}
 
 
 class Fitter:
@@ -167,24 +174,31 @@ class Fitter:
     3 ms outside the encoder at 1080x1920); the graph does the same work in one pass.
     """
 
-    def __init__(self) -> None:
-        self._graphs: dict[tuple[Any, ...], tuple[Any, Any, Any]] = {}
+    #: Graphs kept per clip: a crop path eased every frame makes a new one each frame.
+    KEEP = 8
+
+    def __init__(self, rotation: int = 0) -> None:
+        self.rotation = rotation
+        self._graphs: OrderedDict[tuple[Any, ...], tuple[Any, Any, Any]] = OrderedDict()
 
     def __call__(self, frame: Any, placement: Placement) -> Any:
         x, y, w, h = placement.crop
         key = (frame.width, frame.height, frame.format.name, placement.crop, placement.size)
-        if (x, y, w, h) == (0, 0, frame.width, frame.height) and (frame.width, frame.height) == placement.size \
-                and frame.format.name == "yuv420p":
+        if not self.rotation and (x, y, w, h) == (0, 0, frame.width, frame.height) \
+                and (frame.width, frame.height) == placement.size and frame.format.name == "yuv420p":
             return frame
         entry = self._graphs.get(key)
         if entry is None:
-            entry = self._graphs[key] = self._graph(frame, placement)
+            entry = self._graphs[key] = self._graph(frame, placement, self.rotation)
+            while len(self._graphs) > self.KEEP:
+                self._graphs.popitem(last=False)
+        self._graphs.move_to_end(key)
         graph, src, sink = entry
         src.push(frame)
         return sink.pull()
 
     @staticmethod
-    def _graph(frame: Any, placement: Placement) -> tuple[Any, Any, Any]:
+    def _graph(frame: Any, placement: Placement, rotation: int) -> tuple[Any, Any, Any]:
         import av.filter
 
         x, y, w, h = placement.crop
@@ -193,7 +207,11 @@ class Fitter:
         src = graph.add_buffer(width=frame.width, height=frame.height, format=frame.format.name,
                                time_base=frame.time_base or Fraction(1, 1000))
         chain = [src]
-        if (x, y, w, h) != (0, 0, frame.width, frame.height):
+        # Upright first, as ffmpeg's autorotate does (rotation is counter-clockwise).
+        for name, args in _TURNS.get(rotation, ()):
+            chain.append(graph.add(name, args or None))
+        shown = (frame.height, frame.width) if rotation % 180 else (frame.width, frame.height)
+        if (x, y, w, h) != (0, 0, *shown):
             chain.append(graph.add("crop", f"{w}:{h}:{x}:{y}:exact=1"))
         chain.append(graph.add("scale", f"{placement.size[0]}:{placement.size[1]}:flags=bicubic"))
         chain.append(graph.add("format", "yuv420p"))

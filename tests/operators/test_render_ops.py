@@ -153,3 +153,18 @@ def test_resolve_reports_every_problem_with_its_path(tmp_path: Path) -> None:
     assert set(locs) == {("tracks", 0, "clips", 0, "out"), ("tracks", 0, "clips", 1, "out"),
                          ("tracks", 0, "clips", 2, "asset")}
     assert "past the end" in locs[("tracks", 0, "clips", 1, "out")]
+
+
+@pytest.mark.parametrize("rotation", [90, 270])
+def test_a_phone_video_with_a_display_matrix_renders_upright(tmp_path: Path, rotation: int) -> None:
+    ctx = media_ctx(tmp_path)
+    make_indexed_clip(tmp_path / "p.mp4", 20, "30", rotation=rotation)
+    assets = _assets(ctx, p="p.mp4")
+    assert (assets["p"].info.video.display_width, assets["p"].info.video.display_height) == (96, 160)
+    timeline = {"canvas": {"width": 96, "height": 160, "fps": 30},
+                "tracks": [{"type": "video", "clips": [{"asset": "p", "fit": "fill"}]}]}
+    out = _render(ctx, timeline, assets)
+    frames = _gray_frames(ctx.storage.local_path(out.path))
+    assert frames[0].shape == (160, 96)
+    # A player shows the coded picture turned counter-clockwise by ``rotation``; undo that to read it.
+    assert [read_index(np.rot90(f, k=-rotation // 90)) for f in frames] == list(range(20))
