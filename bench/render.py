@@ -279,7 +279,10 @@ def prepare_overlays(edit: Edit, source: Path, transcript: Path, music: Path, fo
         x, y = anchor(size, (edit.width, edit.height), o.position, o.offset, o.margin)
         overlays.append({"png": str(png), "start": o.start, "end": o.end, "x": x, "y": y, "w": size[0], "h": size[1],
                          "title": o.track == 1})
+    # Caption lines are broken by characters (max_chars), not pixels: a long line can be wider than the canvas.
+    overflow = [o for o in overlays if o["x"] < 0 or o["x"] + o["w"] > edit.width]
     return {"overlays": overlays, "pngs": len(pngs), "plan_mismatch": mismatch,
+            "overflow": {"count": len(overflow), "widest_px": max((o["w"] for o in overflow), default=None)},
             "title": next((o for o in overlays if o["title"]), None)}
 
 
@@ -705,6 +708,10 @@ def find_problems(data: dict[str, Any]) -> list[str]:
     out = []
     if data["prep"].get("plan_mismatch"):
         out.append(f"render.plan placed the clips elsewhere than the edit: {data['prep']['plan_mismatch']}")
+    overflow = data["prep"]["overflow"]
+    if overflow["count"]:
+        out.append(f"{overflow['count']} of the product's text states are wider than the {data['edit']['width']} px "
+                   f"canvas (widest {overflow['widest_px']} px): their ends are cut off in every output")
     for w in data["workers"]:
         if w.get("warmup_failed"):
             out.append(f"{w['workers']}w warm-up render failed: {w['warmup_failed']}")
@@ -714,6 +721,11 @@ def find_problems(data: dict[str, Any]) -> list[str]:
                 if name == "product" and r["status"] != "completed":
                     out.append(f"product {w['workers']}w #{i + 1} {r['status']}: {r['error_message']}")
                     continue
+                segs = [t for t in (r.get("tasks") or {}).get("timeline", []) if t["key"].startswith("segment")]
+                used = {t["worker"] for t in segs}
+                if name == "product" and w["workers"] > 1 and len(segs) > 1 and len(used) < min(len(segs), w["workers"]):
+                    out.append(f"product {w['workers']}w #{i + 1}: its {len(segs)} segment tasks ran on "
+                               f"{len(used)} of the {w['workers']} workers")
                 v = r.get("verify") or {}
                 if v.get("errors"):
                     out.append(f"{name} {w['workers']}w #{i + 1}: {v['errors']}")
@@ -785,7 +797,8 @@ def main() -> int:
                      "src_width": edit.src_width, "src_height": edit.src_height, "fps": FPS,
                      "clips": [vars(c) for c in edit.clips], "crop_pixels": m["crop"]},
             "files": {k: {"path": str(p), "size": p.stat().st_size} for k, p in files.items()},
-            "prep": {"overlays": len(prep["overlays"]), "pngs": prep["pngs"], "plan_mismatch": prep["plan_mismatch"]},
+            "prep": {"overlays": len(prep["overlays"]), "pngs": prep["pngs"], "plan_mismatch": prep["plan_mismatch"],
+                     "overflow": prep["overflow"]},
             "args": vars(args), "skip_moviepy": skip_moviepy,
             "wall_s": time.perf_counter() - t_all,
             "loadavg_before": load_before, "loadavg_after": os.getloadavg(),

@@ -1,7 +1,12 @@
 #!/usr/bin/env bash
-# Run every benchmark in bench/ in turn: bench/api.py, then the others that exist (ingest.py, transcribe.py, ...).
-# Each one starts its own server (python -m server) in a subprocess and writes bench/out/<name>.json.
+# Run every benchmark in bench/ in turn: bench/api.py, then the others that exist (ingest.py, render.py,
+# transcribe.py, ...). Each one starts its own server (python -m server) in a subprocess and writes
+# bench/out/<name>.json.
 # Usage: bash bench/run.sh [name ...]     e.g. bash bench/run.sh api ingest
+# render.py reads BENCH_SECONDS, BENCH_HEIGHT and BENCH_SKIP_MOVIEPY=1 (see bench/README.md), e.g. a smoke run:
+#   BENCH_SECONDS=6 BENCH_HEIGHT=640 bash bench/run.sh render
+# and makes MoviePy's own venv (bench/out/venv-moviepy) on first use; render_moviepy.py is its helper, not a
+# benchmark.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -26,7 +31,7 @@ else
     [ -f bench/api.py ] && names+=(api)
     for f in bench/*.py; do
         n="$(basename "$f" .py)"
-        case "$n" in api|common|_*) continue ;; esac
+        case "$n" in api|common|render_moviepy|_*) continue ;; esac
         names+=("$n")
     done
 fi

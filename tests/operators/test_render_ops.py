@@ -168,3 +168,59 @@ def test_a_phone_video_with_a_display_matrix_renders_upright(tmp_path: Path, rot
     assert frames[0].shape == (160, 96)
     # A player shows the coded picture turned counter-clockwise by ``rotation``; undo that to read it.
     assert [read_index(np.rot90(f, k=-rotation // 90)) for f in frames] == list(range(20))
+
+
+def test_crop_keys_move_the_window_and_contain_letterboxes(tmp_path: Path) -> None:
+    ctx = media_ctx(tmp_path)
+    make_indexed_clip(tmp_path / "a.mp4", 30, "30")
+    assets = _assets(ctx, a="a.mp4")
+    # Hold the left half for 0.5 s, then the right half: each shows five of the ten bars, stretched.
+    keys = [{"t": 0, "x": 0, "width": 0.5}, {"t": 0.5, "x": 0.5, "width": 0.5}]
+    timeline = {"canvas": {"width": 160, "height": 96, "fps": 30}, "tracks": [{"type": "video", "clips": [
+        {"asset": "a", "out": 1, "fit": "fill", "crop": keys}]}]}
+    frames = _gray_frames(ctx.storage.local_path(_render(ctx, timeline, assets).path))
+
+    def bars(gray: np.ndarray) -> int:  # five 32 px bars
+        return sum(1 << b for b in range(5) if gray[48, b * 32 + 16] > 128)
+
+    assert [bars(f) for f in frames[:15]] == [k & 31 for k in range(15)]
+    assert [bars(f) for f in frames[15:]] == [k >> 5 for k in range(15, 30)]
+    # contain: a 160x96 picture in a 96x160 canvas is 96x58, centred, with background above and below
+    timeline = {"canvas": {"width": 96, "height": 160, "fps": 30, "background": "#000000"},
+                "tracks": [{"type": "video", "clips": [{"asset": "a", "out": 0.2, "fit": "contain"}]}]}
+    gray = _gray_frames(ctx.storage.local_path(_render(ctx, timeline, assets).path))[5]
+    assert gray[:45].max() < 30 and gray[116:].max() < 30, "letterbox bars are not background"
+    assert gray[52:108].max() > 200, "the picture is not in the middle"
+
+
+def test_image_clips_and_ducked_music(tmp_path: Path) -> None:
+    from PIL import Image
+
+    ctx = media_ctx(tmp_path)
+    Image.new("RGB", (64, 48), (255, 0, 0)).save(tmp_path / "red.png")
+    make_indexed_clip(tmp_path / "voice.mp4", 60, "30", audio=True)
+    assets = _assets(ctx, voice="voice.mp4")
+    assets["red"] = AssetMedia(id="red", path="red.png", kind="source", content_type="image/png",
+                               info=probe(SourceRef(path="red.png"), ctx=ctx))
+
+    def run(duck: bool) -> np.ndarray:
+        timeline = {"canvas": {"width": 64, "height": 48, "fps": 30}, "tracks": [
+            {"type": "video", "clips": [{"asset": "red", "duration": 2}]},
+            {"type": "audio", "clips": [{"asset": "voice", "at": 0, "out": 2, "volume": 0.5, "duck": duck}]},
+            {"type": "audio", "clips": [{"asset": "voice", "at": 1, "out": 0.9}]}]}
+        out = _render(ctx, timeline, assets)
+        local = ctx.storage.local_path(out.path)
+        with av.open(str(local)) as container:
+            rgb = next(container.decode(video=0)).to_ndarray(format="rgb24")
+        assert rgb[..., 0].mean() > 200 and rgb[..., 1].mean() < 60, "the image is not shown"
+        with av.open(str(local)) as container:
+            return np.concatenate([f.to_ndarray()[0] for f in container.decode(audio=0)])
+
+    plain, ducked = run(False), run(True)
+
+    def rms(samples: np.ndarray, a: float, b: float) -> float:
+        return float(np.sqrt((samples[int(a * 48000):int(b * 48000)] ** 2).mean()))
+
+    # Before the voice comes in the music is untouched; under it, the music is 12 dB lower.
+    assert abs(rms(ducked, 0.2, 0.8) - rms(plain, 0.2, 0.8)) < 0.01
+    assert rms(ducked, 1.3, 1.8) < 0.8 * rms(plain, 1.3, 1.8)
