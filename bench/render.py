@@ -63,7 +63,6 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -340,7 +339,8 @@ def ffmpeg_command(m: dict[str, Any], script: Path) -> list[str]:
     args += ["-t", f"{m['frames'] / fps:.6f}", "-i", m["music"]]
     v, a = "v0", "a0"
     for i, c in enumerate(m["clips"][1:], start=1):
-        graph.append(f"[{v}][v{i}]xfade=transition=fade:duration={tf / fps:.6f}:offset={c['start_frame'] / fps:.6f}[x{i}]")
+        graph.append(f"[{v}][v{i}]xfade=transition=fade:duration={tf / fps:.6f}:"
+                     f"offset={c['start_frame'] / fps:.6f}[x{i}]")
         graph.append(f"[{a}][a{i}]acrossfade=d={tf / fps:.6f}:c1=tri:c2=tri[ax{i}]")
         v, a = f"x{i}", f"ax{i}"
     pictures = [m["title_png"], *m["overlays"]] if m["title_png"] else list(m["overlays"])
@@ -644,7 +644,8 @@ def rows_and_summary(data: dict[str, Any]) -> tuple[list[list[Any]], dict[str, A
                 products.append((w["workers"], prod, ff))
             else:
                 rows.append([f"product, {w['workers']} worker(s) #{i + 1}", prod["wall_s"], prod["cpu_s"],
-                             prod["workers_cpu_s"], prod["status"].upper(), "", "-", "-", "-", "-", prod["foreign_cpu_s"], prod["loadavg"][0]])
+                             prod["workers_cpu_s"], prod["status"].upper(), "", "-", "-", "-", "-",
+                             prod["foreign_cpu_s"], prod["loadavg"][0]])
     mp = data.get("moviepy")
     best = {n: min((p for p in products if p[0] == n), key=lambda p: p[1]["wall_s"]) for n, *_ in products}
     if mp and "wall_s" in mp:
@@ -672,8 +673,8 @@ def report(data: dict[str, Any]) -> None:
     print(f"edit: {data['edit']['seconds']:g} s, {data['edit']['width']}x{data['edit']['height']} @ {FPS} fps, "
           f"{data['edit']['frames']} frames; source {data['edit']['src_width']}x{data['edit']['src_height']}; "
           f"{data['prep']['overlays']} text states ({data['prep']['pngs']} pictures)")
-    print_table(rows, ["contender", "wall s", "CPU s", "workers CPU s", "ratio wall", "ratio CPU", "frames", "video s", "audio s",
-                       "decodes", "others' CPU s", "load 1m"])
+    print_table(rows, ["contender", "wall s", "CPU s", "workers CPU s", "ratio wall", "ratio CPU", "frames",
+                       "video s", "audio s", "decodes", "others' CPU s", "load 1m"])
     print("(CPU s: the ffmpeg or MoviePy process tree; the product: the server's whole tree, of which "
           "'workers CPU s' is its children: Dask workers + redis-server.\n ratio: product/ffmpeg for the product "
           "rows, moviepy/product (2 workers, fastest run) for MoviePy)")
@@ -723,7 +724,8 @@ def find_problems(data: dict[str, Any]) -> list[str]:
                     continue
                 segs = [t for t in (r.get("tasks") or {}).get("timeline", []) if t["key"].startswith("segment")]
                 used = {t["worker"] for t in segs}
-                if name == "product" and w["workers"] > 1 and len(segs) > 1 and len(used) < min(len(segs), w["workers"]):
+                spread = min(len(segs), w["workers"])
+                if name == "product" and w["workers"] > 1 and len(segs) > 1 and len(used) < spread:
                     out.append(f"product {w['workers']}w #{i + 1}: its {len(segs)} segment tasks ran on "
                                f"{len(used)} of the {w['workers']} workers")
                 v = r.get("verify") or {}

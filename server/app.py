@@ -23,6 +23,7 @@ from server.deps import (
     provide_store,
 )
 from server.errors import EXCEPTION_HANDLERS
+from server.openapi import publish_payload_models
 
 __all__ = ["create_app"]
 
@@ -53,7 +54,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     from server.controllers.assets import AssetController
     from server.controllers.clip_versions import ClipVersionController
 
-    return Litestar(
+    app = Litestar(
         route_handlers=[HealthController, JobController, GraphController, AssetController, ClipVersionController],
         dependencies={
             "runtime": Provide(provide_runtime, sync_to_thread=False),
@@ -69,3 +70,5 @@ def create_app(settings: Settings | None = None) -> Litestar:
         openapi_config=OpenAPIConfig(title=APP_NAME, version="0.1.0", path="/schema"),
         request_max_body_size=None,
     )
+    publish_payload_models(app, catalog)
+    return app

@@ -219,3 +219,14 @@ def test_a_source_damaged_after_submission_fails_naming_the_clip_and_time(
     assert "track 1 clip 1" in message and asset in message, message
     assert "truncated or" in message and re.search(r"(near|before) \d+\.\d\ds", message), message
     assert not UNFRIENDLY.search(message), message
+
+
+def test_the_timeline_schema_is_published(client: TestClient[Any]) -> None:
+    graph = client.get("/graphs/render").json()
+    schema = graph["inputs"]["timeline"]["schema"]
+    assert {"canvas", "tracks", "duration"} <= set(schema["properties"])
+    openapi = client.get("/schema/openapi.json").json()
+    components = openapi["components"]["schemas"]
+    assert {"Timeline", "VideoClip", "CaptionTrack", "RenderOutput"} <= set(components)
+    assert components["ClipVersionCreate"]["properties"]["timeline"] == {"$ref": "#/components/schemas/Timeline"}
+    assert "in" in components["VideoClip"]["properties"]
