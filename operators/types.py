@@ -6,9 +6,11 @@ They are frozen pydantic models: cheap to pickle to workers, JSON-ready for
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import BaseModel, ConfigDict
 
-__all__ = ["Frozen", "SourceRef", "StoredFile"]
+__all__ = ["Frozen", "NewClipVersion", "SourceRef", "StoredFile"]
 
 
 class Frozen(BaseModel):
@@ -36,3 +38,14 @@ class StoredFile(Frozen):
     content_type: str
     size: int
     meta: dict[str, object] = {}
+
+
+class NewClipVersion(Frozen):
+    """A clip version a job proposes (a clip generate_clip found), made when its outputs are published.
+
+    In ``result_payload.outputs`` it becomes the new version's id (``cv_…``), in the job's project.
+    """
+
+    timeline: dict[str, Any]
+    name: str | None = None
+    metadata: dict[str, Any] = {}

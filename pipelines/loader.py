@@ -204,7 +204,11 @@ def _validate(spec: GraphSpec, registry: OperatorRegistry, file: str, lines: Map
         outputs[key] = parsed
 
     for i, chain in enumerate(spec.then):
-        for field_name, raw in (("when", chain.when), ("priority", chain.priority), ("payload", chain.payload)):
+        fields = [("when", chain.when), ("priority", chain.priority), ("payload", chain.payload),
+                  ("clip_version_id", chain.clip_version_id)]
+        if chain.for_each is not None:
+            fields.append(("for_each", chain.for_each))
+        for field_name, raw in fields:
             line = at("then", i, field_name) or at("then", i)
             try:
                 parsed = parse_value(raw)
@@ -224,6 +228,8 @@ def _validate(spec: GraphSpec, registry: OperatorRegistry, file: str, lines: Map
                         file=file,
                         line=line,
                     )
+                if target.scope == "item" and chain.for_each is not None and field_name != "for_each":
+                    continue
                 if target.scope in ("node", "item"):
                     raise UnresolvedReferenceError(
                         f"then[{i}].{field_name}: chained jobs see $payload, $outputs and $job, not '{target.text}'",
@@ -283,6 +289,7 @@ def _check_params(name: str, op: Any, raw: dict[str, Any], spec: GraphSpec, file
         except OperatorParamsError as exc:
             raise InvalidParamsError(f"node '{name}': {exc}", file=file, line=line) from None
     substituted: dict[str, Any] = {}
+    unknown: set[str] = set()
     for key, value in parsed.items():
         found = walk_refs(value)
         if not found:
@@ -302,10 +309,17 @@ def _check_params(name: str, op: Any, raw: dict[str, Any], spec: GraphSpec, file
         default = spec.inputs[ref.name].default
         if default is not None and not ref.path:
             substituted[key] = default
+        else:
+            unknown.add(key)  # a required input: known only per job, checked at POST
     try:
         checked = op.parse_params(substituted)
     except OperatorParamsError as exc:
-        raise InvalidParamsError(f"node '{name}': {exc}", file=file, line=line) from None
+        problems = [(where, msg) for where, msg in exc.problems if where.split(".")[0] not in unknown]
+        if problems:
+            listed = "; ".join(f"{where}: {msg}" for where, msg in problems)
+            raise InvalidParamsError(f"node '{name}': invalid params for operator '{op.name}': {listed}",
+                                     file=file, line=line) from None
+        checked = None
     return checked, parsed
 
 

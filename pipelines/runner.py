@@ -48,12 +48,15 @@ class JobInfo:
 
 
 def resolve_value(parsed: Any, *, values: dict[str, Any], job: JobInfo, results: dict[str, Any] | None = None,
-                  outputs: dict[str, Any] | None = None) -> Any:
-    """Evaluate a parsed value client-side: literals, ``$payload``, ``$job``, node results, ``$outputs``."""
+                  outputs: dict[str, Any] | None = None, item: Any = None) -> Any:
+    """Evaluate a parsed value client-side: literals, ``$payload``, ``$job``, node results, ``$outputs``,
+    and ``$item`` (a chain's ``for_each`` element)."""
     if isinstance(parsed, Literal_):
         return parsed.value
     if isinstance(parsed, Collect):
         return resolve_value(parsed.ref, values=values, job=job, results=results, outputs=outputs)
+    if isinstance(parsed, Ref) and parsed.scope == "item" and item is not None:
+        return access(item, parsed.path)
     if isinstance(parsed, Ref):
         if parsed.scope == "payload":
             return access(values.get(parsed.name), parsed.path)
@@ -68,9 +71,10 @@ def resolve_value(parsed: Any, *, values: dict[str, Any], job: JobInfo, results:
             return access(value, parsed.path)
         raise ValueError(f"'{parsed.text}' cannot be evaluated here")
     if isinstance(parsed, dict):
-        return {k: resolve_value(v, values=values, job=job, results=results, outputs=outputs) for k, v in parsed.items()}
+        return {k: resolve_value(v, values=values, job=job, results=results, outputs=outputs, item=item)
+                for k, v in parsed.items()}
     if isinstance(parsed, list):
-        return [resolve_value(v, values=values, job=job, results=results, outputs=outputs) for v in parsed]
+        return [resolve_value(v, values=values, job=job, results=results, outputs=outputs, item=item) for v in parsed]
     return parsed
 
 

@@ -110,6 +110,10 @@ class ChainSpec(_Strict):
     when: Any = True
     priority: Any = "$job.priority"
     payload: dict[str, Any] = Field(default_factory=dict)
+    #: One job per element of this list (``$outputs.clips``); ``$item`` is the element.
+    for_each: str | None = None
+    #: The chained job's ``clip_version_id`` (e.g. ``$item.clip_version_id``).
+    clip_version_id: Any = None
 
 
 class ClipVersionSpec(_Strict):

@@ -231,7 +231,8 @@ class Dispatcher:
             outputs = await run.run()
             project_id = record["payload"].get("project_id")
             published = await self._until_redis(
-                lambda: publish_outputs(outputs, self.service.assets, project_id=project_id, job_id=job_id))
+                lambda: publish_outputs(outputs, self.service.assets, project_id=project_id, job_id=job_id,
+                                        clip_versions=self.service.clip_versions))
             await self._annotate_sources(bound.sources, published)
             await self._update_clip_version(bound.graph, record, published, running)
             result: dict[str, Any] = {"outputs": published}
@@ -324,32 +325,54 @@ class Dispatcher:
         running.log(f"Added to the {spec.append} of clip version {cv_id}")
 
     async def _chain(self, graph: Any, job: JobInfo, values: dict[str, Any], outputs: dict[str, Any],
-                     running: _Running) -> dict[str, str]:
-        chained: dict[str, str] = {}
-        for chain in graph.chains:
-            from pipelines.refs import parse_value
+                     running: _Running) -> dict[str, Any]:
+        """Submit the graph's ``then`` jobs; a ``for_each`` chain submits one per item (ids as a list)."""
+        from pipelines.refs import parse_value
 
-            conditions = parse_value(chain.when)
-            when = resolve_value(conditions, values=values, job=job, outputs=outputs)
-            if isinstance(when, list):
-                # A list means all of them, e.g. [asked for a transcript, there is audio to transcribe].
-                # When the first (the request) holds but a later one does not, the log says why.
-                unmet = [c for c, v in zip(conditions, when, strict=True) if not v]
-                if unmet and when and when[0]:
-                    names = ", ".join(getattr(c, "text", "") or repr(getattr(c, "value", c)) for c in unmet)
-                    running.log(f"Did not start the {chain.job_type} job: {names} is empty")
-                when = not unmet
-            if not when:
+        chained: dict[str, Any] = {}
+        for chain in graph.chains:
+            if not self._chain_wanted(chain, values, job, outputs, running):
                 continue
-            payload = resolve_value(parse_value(chain.payload), values=values, job=job, outputs=outputs)
-            priority = resolve_value(parse_value(chain.priority), values=values, job=job, outputs=outputs)
-            payload = {k: v for k, v in payload.items() if v is not None}
-            try:
-                record = await self._until_redis(
-                    lambda: self.service.submit(chain.job_type, payload, priority=int(priority or 0)))
-            except (UnknownJobTypeError, PayloadError, SourceError) as exc:
-                running.log(f"Could not start the {chain.job_type} job: {exc}")
+            if chain.for_each is None:
+                job_id = await self._submit_chained(chain, job, values, outputs, running, None)
+                if job_id is not None:
+                    chained[chain.job_type] = job_id
                 continue
-            chained[chain.job_type] = record["id"]
-            running.log(f"Started {chain.job_type} job {record['id']}")
+            items = resolve_value(parse_value(chain.for_each), values=values, job=job, outputs=outputs) or []
+            ids = [await self._submit_chained(chain, job, values, outputs, running, item) for item in items]
+            chained[chain.job_type] = [i for i in ids if i is not None]
         return chained
+
+    def _chain_wanted(self, chain: Any, values: dict[str, Any], job: JobInfo, outputs: dict[str, Any],
+                      running: _Running) -> bool:
+        from pipelines.refs import parse_value
+
+        conditions = parse_value(chain.when)
+        when = resolve_value(conditions, values=values, job=job, outputs=outputs)
+        if isinstance(when, list):
+            # A list means all of them, e.g. [asked for a transcript, there is audio to transcribe].
+            # When the first (the request) holds but a later one does not, the log says why.
+            unmet = [c for c, v in zip(conditions, when, strict=True) if not v]
+            if unmet and when and when[0]:
+                names = ", ".join(getattr(c, "text", "") or repr(getattr(c, "value", c)) for c in unmet)
+                running.log(f"Did not start the {chain.job_type} job: {names} is empty")
+            return not unmet
+        return bool(when)
+
+    async def _submit_chained(self, chain: Any, job: JobInfo, values: dict[str, Any], outputs: dict[str, Any],
+                              running: _Running, item: Any) -> str | None:
+        from pipelines.refs import parse_value
+
+        def resolve(raw: Any) -> Any:
+            return resolve_value(parse_value(raw), values=values, job=job, outputs=outputs, item=item)
+
+        payload = {k: v for k, v in resolve(chain.payload).items() if v is not None}
+        priority, clip_version_id = resolve(chain.priority), resolve(chain.clip_version_id)
+        try:
+            record = await self._until_redis(lambda: self.service.submit(
+                chain.job_type, payload, priority=int(priority or 0), clip_version_id=clip_version_id))
+        except (UnknownJobTypeError, PayloadError, SourceError) as exc:
+            running.log(f"Could not start the {chain.job_type} job: {exc}")
+            return None
+        running.log(f"Started {chain.job_type} job {record['id']}")
+        return str(record["id"])

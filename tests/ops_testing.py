@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from operators.context import OpContext
 from operators.registry import operator
-from operators.types import StoredFile
+from operators.types import NewClipVersion, StoredFile
 
 __all__ = ["crash_once", "write_text"]
 
@@ -48,3 +48,30 @@ def write_text(*, params: WriteTextParams, ctx: OpContext) -> StoredFile:
     with ctx.storage.writing(path) as tmp:
         tmp.write_bytes(data)
     return StoredFile(path=path, kind="text", content_type="text/plain", size=len(data))
+
+
+class ProposeParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    asset: str
+    count: int = Field(2, ge=0, le=10)
+
+
+class Proposal(BaseModel):
+    """What a clip finder returns: the clip version it proposes and why."""
+
+    model_config = ConfigDict(frozen=True)
+    clip_version_id: NewClipVersion
+    start: float
+    score: float
+
+
+@operator("test.propose_clips")
+def propose_clips(*, params: ProposeParams) -> list[Proposal]:
+    """Propose ``count`` one-second clips of an asset, each as a new clip version."""
+    out = []
+    for i in range(params.count):
+        timeline = {"canvas": {"width": 320, "height": 240, "fps": 30},
+                    "tracks": [{"type": "video", "clips": [{"asset": params.asset, "in": i * 0.5, "out": i * 0.5 + 0.5}]}]}
+        out.append(Proposal(clip_version_id=NewClipVersion(timeline=timeline, name=f"Clip {i + 1}",
+                                                           metadata={"score": 90 - i}), start=i * 0.5, score=90 - i))
+    return out
