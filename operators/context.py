@@ -78,7 +78,8 @@ class OpContext:
         worker = worker or _current_worker()
         if worker is None:
             # Not inside a Dask worker (a direct call, e.g. from a test or a script).
-            _log.info("%s %s: %s", self.job_id, self.node, event.get("message", event))
+            level = logging.INFO if "message" in event else logging.DEBUG
+            _log.log(level, "%s %s: %s", self.job_id, self.node, event.get("message", event))
             return
         worker.log_event(EVENTS_TOPIC, event)
 

@@ -212,6 +212,8 @@ class GraphRun:
 
         items = await self._map_items(node, handles)
         count = len(items)
+        if count > 1:
+            await self._spread(node, handles)
         weight = node.weight / count if count else 0.0
         if count == 0:
             self._done_weight += node.weight
@@ -227,6 +229,21 @@ class GraphRun:
         done = [0]
         outcomes = await asyncio.gather(*(self._watch(node, f, (i, count), done) for i, f in enumerate(futures)))
         self._results[node.name].set_result(_Mapped(list(outcomes)))
+
+    async def _spread(self, node: Node, handles: dict[str, Any]) -> None:
+        """Copy a fan-out's shared inputs (a plan, a probe: small) to every worker first.
+
+        Dask places a task where its inputs are; with one worker holding them, a short fan-out
+        (3 render segments) queued there one after another while the other worker idled,
+        until work stealing moved one 0.5 s later.
+        """
+        shared = [h for dep, h in handles.items() if isinstance(h, Future)]
+        if not shared:
+            return
+        try:
+            await self.client.replicate(shared)
+        except Exception:  # noqa: BLE001  (an optimisation: tasks still run where the data is)
+            _log.debug("replicating the inputs of %s failed", node.name, exc_info=True)
 
     async def _map_items(self, node: Node, handles: dict[str, Any]) -> list[Any]:
         ref = node.map

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -100,6 +101,7 @@ def _caption_overlays(spec: RenderSpec, layer: CaptionLayer, ctx: OpContext) -> 
                       outline_color=parse_color(track.outline_color), outline_width=track.outline_width,
                       background=parse_color(track.background) if track.background else None,
                       max_width=int(spec.width * 0.92))
+    style = _fitting(style, states, spec.width, ctx)
     margin = round(track.margin * spec.height)
     overlays = []
     for state in states:
@@ -107,8 +109,56 @@ def _caption_overlays(spec: RenderSpec, layer: CaptionLayer, ctx: OpContext) -> 
         if end > start:
             overlays.append(Overlay(track=layer.track, start=start, end=min(end, spec.frames), lines=state.lines,
                                     style=style, position=track.position, margin=margin))
-    ctx.log(f"Captions: {len(words)} words shown of {len(transcript.words)}, {len(overlays)} {track.style} states")
+    ctx.log(f"Captions: {len(words)} words on screen from {len(transcript.words)} in the transcript (cuts drop "
+            f"or repeat words), {len(overlays)} {track.style} states at {style.size} px")
     return overlays
+
+
+def _fitting(style: TextStyle, states: list[Any], width: int, ctx: OpContext) -> TextStyle:
+    """The style, its font made smaller if the widest caption line would not fit the canvas.
+
+    Cues are laid out by characters (``max_chars``), so how wide a line is depends on the font:
+    42 characters at 56 px are ~1100 px, wider than a 1080 px portrait canvas. One size for the
+    whole track, so captions do not change size from cue to cue.
+    """
+    from dataclasses import replace
+
+    from operators.render.text import load_font
+
+    path = _local(style.font, ctx)
+    lines = {" ".join(run.text for run in line) for state in states for line in state.lines}
+    room = style.max_width - 2 * style.outline_width - (2 * style.padding if style.background else 4)
+
+    def widest(size: int) -> float:
+        font = load_font(path, size)
+        return max((font.getlength(text) for text in lines), default=0.0)
+
+    first = widest(style.size)
+    size = style.size
+    while size > 8 and widest(size) > room:  # glyph widths do not scale exactly with the size
+        size = max(8, min(size - 1, int(size * room / widest(size))))
+    if size == style.size:
+        return style
+    ctx.log(f"Captions: the widest line is {first:.0f} px at {style.size} px, wider than the canvas allows "
+            f"({room} px): drawn at {size} px")
+    return replace(style, size=size)
+
+
+def _local(font: str | None, ctx: OpContext) -> str | None:
+    if font is None:
+        return None
+    with ctx.storage.reading(font) as local:  # remote storage: measured from a temporary copy
+        return str(local) if ctx.storage.is_local else _copy_font(local)
+
+
+def _copy_font(local: Any) -> str:
+    import shutil
+    import tempfile
+
+    target = tempfile.NamedTemporaryFile(prefix="ave-font-", suffix=".ttf", delete=False)
+    target.close()
+    shutil.copyfile(local, target.name)
+    return target.name
 
 
 @operator("render.plan", weight=1)

@@ -224,3 +224,24 @@ def test_image_clips_and_ducked_music(tmp_path: Path) -> None:
     # Before the voice comes in the music is untouched; under it, the music is 12 dB lower.
     assert abs(rms(ducked, 0.2, 0.8) - rms(plain, 0.2, 0.8)) < 0.01
     assert rms(ducked, 1.3, 1.8) < 0.8 * rms(plain, 1.3, 1.8)
+
+
+def test_captions_too_wide_for_the_canvas_are_drawn_smaller(tmp_path: Path) -> None:
+    import json
+
+    from operators.render.text import rasterize
+
+    ctx = media_ctx(tmp_path)
+    make_indexed_clip(tmp_path / "a.mp4", 60, "30")
+    assets = _assets(ctx, a="a.mp4")
+    words = "extraordinarily comprehensive internationalization considerations".split()
+    body = {"language": "en", "duration": 2.0, "segments": [{"start": 0, "end": 2, "text": " ".join(words), "words": [
+        {"word": w, "start": i * 0.4, "end": i * 0.4 + 0.35, "probability": 1.0} for i, w in enumerate(words)]}]}
+    (tmp_path / "t.json").write_text(json.dumps(body))
+    assets["t"] = AssetMedia(id="t", path="t.json", kind="transcript", content_type="application/json")
+    timeline = Timeline.model_validate({"canvas": {"width": 160, "height": 96, "fps": 30}, "tracks": [
+        {"type": "video", "clips": [{"asset": "a", "out": 2}]},
+        {"type": "captions", "transcript": "t", "size": 56, "max_chars": 42}]})
+    plan = render_plan(timeline.with_assets(assets), params=PlanParams(), ctx=ctx)
+    assert plan.overlays and all(o.style.size < 56 for o in plan.overlays)
+    assert max(rasterize(o.lines, o.style).shape[1] for o in plan.overlays) <= 160
