@@ -44,7 +44,8 @@ __all__ = [
 ]
 
 # Each subpackage (media, speech, util, ...) registers its operators on import.
-_BUILTIN_PACKAGES = ("operators.util", "operators.media", "operators.speech", "operators.render")
+_BUILTIN_PACKAGES = ("operators.util", "operators.media", "operators.speech", "operators.render", "operators.clips",
+                     "operators.export")
 
 
 def _load_builtins() -> None:

@@ -29,6 +29,8 @@ class Node:
     resources: dict[str, float]
     params_template: dict[str, Any] | None = None
     timeout: float | None = None
+    #: (negated, reference) conditions, all of which must hold for the node to run.
+    when: tuple[tuple[bool, Ref], ...] = ()
 
     def bind_params(self, values: dict[str, Any]) -> BaseModel:
         """The params with ``$payload`` references filled in from a job's values."""

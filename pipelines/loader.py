@@ -244,11 +244,33 @@ def _validate(spec: GraphSpec, registry: OperatorRegistry, file: str, lines: Map
             retries=spec.nodes[name].retries,
             resources=dict(spec.nodes[name].resources),
             timeout=spec.nodes[name].timeout,
+            when=_parse_when(name, spec, file, at),
             **built[name],
         )
         for name in order
     }
     return Graph(spec=spec, file=file, nodes=nodes, outputs=outputs, chains=tuple(spec.then), input_models=input_models)
+
+
+def _parse_when(name: str, spec: GraphSpec, file: str, at: Any) -> tuple[tuple[bool, Ref], ...]:
+    """A node's ``when:``: payload (or job) references, each optionally negated with ``not``."""
+    raw = spec.nodes[name].when
+    if raw is None:
+        return ()
+    conditions = []
+    for text in [raw] if isinstance(raw, str) else raw:
+        negated = text.startswith("not ")
+        try:
+            ref = parse_ref(text[4:].strip() if negated else text.strip())
+        except ValueError as exc:
+            raise UnresolvedReferenceError(f"node '{name}', when: {exc}", file=file, line=at("nodes", name, "when")) from None
+        if ref.scope not in ("payload", "job"):
+            raise UnresolvedReferenceError(f"node '{name}', when: a condition is known when the job starts: use "
+                                           f"$payload.<input> or $job.<field>, not '{ref.text}'",
+                                           file=file, line=at("nodes", name, "when"))
+        _check_ref(ref, spec, set(), node_name=name, is_mapped=False, file=file, line=at("nodes", name, "when"))
+        conditions.append((negated, ref))
+    return tuple(conditions)
 
 
 def _check_input_types(spec: GraphSpec, registry: OperatorRegistry, file: str, at: Any) -> dict[str, Any]:

@@ -64,7 +64,7 @@ def bind_payload(graph: Graph, payload: dict[str, Any], *, fallbacks: dict[str, 
     errors: list[dict[str, Any]] = []
     for name, spec in graph.spec.inputs.items():
         if spec.type == "source":
-            request = _source_request(name, spec, payload, errors)
+            request = _source_request(name, spec, payload, errors, (fallbacks or {}).get(name))
             if request is not None:
                 sources[name] = request
             continue
@@ -176,9 +176,11 @@ def _field(spec: InputSpec) -> tuple[Any, Any]:
 
 
 def _source_request(
-    name: str, spec: InputSpec, payload: dict[str, Any], errors: list[dict[str, Any]]
+    name: str, spec: InputSpec, payload: dict[str, Any], errors: list[dict[str, Any]], fallback: Any = None
 ) -> SourceRequest | None:
     uri, asset = payload.get("source_uri"), payload.get("source_asset_id")
+    if uri is None and asset is None and isinstance(fallback, str):
+        asset = fallback  # from the job's clip version (e.g. its latest render's video)
     for key, value in (("source_uri", uri), ("source_asset_id", asset)):
         if value is not None and (not isinstance(value, str) or not value.strip()):
             errors.append({"loc": ["body", key], "msg": "Input should be a non-empty string", "type": "string_type"})

@@ -204,6 +204,13 @@ class GraphRun:
     # -- nodes --------------------------------------------------------------------------
     async def _run_node(self, node: Node) -> None:
         handles = {dep: await self._handles[dep] for dep in sorted(node.deps)}
+        if not self._wanted(node):
+            self._handles[node.name].set_result(_SKIPPED)
+            self._results[node.name].set_result(_Mapped([]) if node.mapped else None)
+            self._done_weight += node.weight
+            self._emit_log(f"{node.name}: skipped ({', '.join(('not ' if n else '') + r.text for n, r in node.when)})")
+            self._emit_progress()
+            return
         if node.map is None:
             future = self._submit(node, handles, key=f"{node.name}-{self.job.token}", weight=node.weight)
             self._handles[node.name].set_result(future)
@@ -230,6 +237,12 @@ class GraphRun:
         outcomes = await asyncio.gather(*(self._watch(node, f, (i, count), done) for i, f in enumerate(futures)))
         self._results[node.name].set_result(_Mapped(list(outcomes)))
 
+    def _wanted(self, node: Node) -> bool:
+        for negated, ref in node.when:
+            if bool(resolve_value(ref, values=self.values, job=self.job)) == negated:
+                return False
+        return True
+
     async def _spread(self, node: Node, handles: dict[str, Any]) -> None:
         """Copy a fan-out's shared inputs (a plan, a probe: small) to every worker first.
 
@@ -252,6 +265,8 @@ class GraphRun:
             value = access(self.values.get(ref.name), ref.path)
             return list(value or [])
         handle = handles[ref.name]
+        if handle is _SKIPPED:
+            return []
         if isinstance(handle, list):  # mapping over a mapped node: item i is that node's future i
             return [_FutureItem(f) for f in handle]
         result = await self._results[ref.name]
@@ -285,9 +300,13 @@ class GraphRun:
         if isinstance(parsed, Literal_):
             return parsed.value
         if isinstance(parsed, Collect):
+            if handles[parsed.ref.name] is _SKIPPED:
+                return []
             args.append(handles[parsed.ref.name])
             return Each(len(args) - 1, parsed.ref.path)
         if isinstance(parsed, Ref):
+            if parsed.scope == "node" and handles[parsed.name] is _SKIPPED:
+                return None
             if parsed.scope == "node":
                 args.append(handles[parsed.name])
                 return Slot(len(args) - 1, parsed.path)
@@ -345,6 +364,9 @@ class GraphRun:
     def _emit_log(self, message: str) -> None:
         if self._on_log is not None:
             _call(self._on_log, message)
+
+
+_SKIPPED = object()  # the handle of a node whose ``when:`` did not hold
 
 
 @dataclass(frozen=True, slots=True)

@@ -93,6 +93,9 @@ class NodeSpec(_Strict):
     #: Seconds one task of this node may run (each task of a fan-out); past it the job fails
     #: with a message naming the node and the limit, and its tasks are cancelled.
     timeout: float | None = Field(None, gt=0, le=7 * 24 * 3600)
+    #: Run the node only if this holds: ``$payload.x``, ``not $payload.x``, or a list (all must).
+    #: A skipped node's result is null (an empty list for a mapped one), for its dependents too.
+    when: str | list[str] | None = None
     description: str = ""
 
     @field_validator("map")

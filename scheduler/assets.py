@@ -55,7 +55,8 @@ class AssetStore:
 
     async def create(self, *, path: str, kind: str, content_type: str, size: int, project_id: str | None,
                      filename: str | None = None, sha256: str | None = None, job_id: str | None = None,
-                     meta: dict[str, Any] | None = None, asset_id: str | None = None) -> dict[str, Any]:
+                     meta: dict[str, Any] | None = None, asset_id: str | None = None,
+                     derived_from: list[str] | None = None) -> dict[str, Any]:
         record: dict[str, Any] = {
             "id": asset_id or self.new_id(),
             "project_id": project_id,
@@ -70,6 +71,10 @@ class AssetStore:
         }
         if meta:
             record["meta"] = meta
+        if derived_from:
+            # Lineage: the assets this one was made from, nearest first (a transcript of ingest's
+            # audio names the audio, then the video it came from).
+            record["derived_from"] = derived_from
         await self.save(record)
         return record
 
@@ -112,7 +117,8 @@ class AssetStore:
         await self.save(record)
         return record
 
-    async def register_output(self, stored: StoredFile, *, project_id: str | None, job_id: str) -> dict[str, Any]:
+    async def register_output(self, stored: StoredFile, *, project_id: str | None, job_id: str,
+                              derived_from: list[str] | None = None) -> dict[str, Any]:
         """Register a file a job wrote; return the public record."""
         record = await self.create(
             path=stored.path,
@@ -122,5 +128,20 @@ class AssetStore:
             project_id=project_id,
             job_id=job_id,
             meta=dict(stored.meta) or None,
+            derived_from=derived_from,
         )
         return public_asset(record)
+
+    async def lineage(self, asset_ids: list[str]) -> list[str]:
+        """``asset_ids`` and everything they were made from, without repeats, nearest first."""
+        seen: list[str] = []
+        for asset_id in asset_ids:
+            if asset_id in seen:
+                continue
+            seen.append(asset_id)
+            try:
+                record = await self.get(asset_id)
+            except AssetNotFoundError:
+                continue
+            seen += [a for a in record.get("derived_from") or () if a not in seen]
+        return seen

@@ -231,8 +231,7 @@ class Dispatcher:
             outputs = await run.run()
             project_id = record["payload"].get("project_id")
             published = await self._until_redis(
-                lambda: publish_outputs(outputs, self.service.assets, project_id=project_id, job_id=job_id,
-                                        clip_versions=self.service.clip_versions))
+                lambda: self._publish(outputs, bound.sources, project_id, job_id))
             await self._annotate_sources(bound.sources, published)
             await self._update_clip_version(bound.graph, record, published, running)
             result: dict[str, Any] = {"outputs": published}
@@ -297,6 +296,13 @@ class Dispatcher:
     def _release(self, job_id: str) -> None:
         self._running.pop(job_id, None)
         self._slot_free.set()
+
+    async def _publish(self, outputs: dict[str, Any], sources: dict[str, Any], project_id: str | None,
+                       job_id: str) -> Any:
+        source_ids = [s.asset_id for s in sources.values() if getattr(s, "asset_id", None)]
+        derived = await self.service.assets.lineage(source_ids) if source_ids else None
+        return await publish_outputs(outputs, self.service.assets, project_id=project_id, job_id=job_id,
+                                     clip_versions=self.service.clip_versions, derived_from=derived)
 
     async def _annotate_sources(self, sources: dict[str, Any], outputs: dict[str, Any]) -> None:
         """A job's ``media_info`` output describes its source: keep it on the source asset."""

@@ -19,14 +19,18 @@ __all__ = ["publish_outputs"]
 
 
 async def publish_outputs(value: Any, assets: AssetStore, *, project_id: str | None, job_id: str,
-                          clip_versions: ClipVersionStore | None = None) -> Any:
-    """Outputs as JSON: files become asset records, proposed clip versions become their ids."""
+                          clip_versions: ClipVersionStore | None = None, derived_from: list[str] | None = None) -> Any:
+    """Outputs as JSON: files become asset records, proposed clip versions become their ids.
+
+    ``derived_from`` (the job's source assets and their own lineage) is kept on every new asset.
+    """
 
     async def publish(item: Any) -> Any:
-        return await publish_outputs(item, assets, project_id=project_id, job_id=job_id, clip_versions=clip_versions)
+        return await publish_outputs(item, assets, project_id=project_id, job_id=job_id, clip_versions=clip_versions,
+                                     derived_from=derived_from)
 
     if isinstance(value, StoredFile):
-        return await assets.register_output(value, project_id=project_id, job_id=job_id)
+        return await assets.register_output(value, project_id=project_id, job_id=job_id, derived_from=derived_from)
     if isinstance(value, NewClipVersion):
         if clip_versions is None or project_id is None:
             raise ValueError("a job that proposes clip versions needs a project_id")

@@ -80,7 +80,8 @@ async def _describe(asset_id: str, role: str, project_id: str | None, storage: S
             return None
     return AssetMedia(id=record["id"], path=record["path"], kind=str(record.get("kind") or "source"),
                       content_type=str(record.get("content_type") or "application/octet-stream"),
-                      project_id=record.get("project_id"), info=info)
+                      project_id=record.get("project_id"), info=info,
+                      derived_from=tuple(record.get("derived_from") or ()))
 
 
 async def _media_info(record: dict[str, Any], storage: Storage, assets: AssetStore) -> MediaInfo:

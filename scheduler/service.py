@@ -52,9 +52,11 @@ class JobService:
             name: await resolve_source(request, self.storage, self.assets) for name, request in bound.sources.items()
         }
         project_id = payload.get("project_id") if isinstance(payload.get("project_id"), str) else None
+        # Models that name assets also see the job's resolved sources (a transcript must be of the source).
+        context = {**self.limits, "sources": sources}
         resolved = {
             name: await resolve_payload_assets(value, loc=["body", name], project_id=project_id, storage=self.storage,
-                                               assets=self.assets, limits=self.limits)
+                                               assets=self.assets, limits=context)
             for name, value in bound.values.items() if names_assets(value)
         }
         return BoundJob(graph=graph, bound=bound, sources=sources, resolved=resolved)
@@ -97,5 +99,15 @@ class JobService:
         if project_id is not None and record.get("project_id") != project_id:
             raise PayloadError([{"loc": ["query", "clip_version_id"], "type": "value_error",
                                  "msg": f"Clip version {clip_version_id} belongs to another project"}])
-        return {name: record.get(spec.from_clip_version) for name, spec in graph.spec.inputs.items()
+        return {name: _field_path(record, spec.from_clip_version) for name, spec in graph.spec.inputs.items()
                 if spec.from_clip_version}
+
+
+def _field_path(record: dict[str, Any], path: str) -> Any:
+    """``timeline`` or a dotted path such as ``renders.-1.outputs.video.id`` (None where it is missing)."""
+    from pipelines.task import access
+
+    try:
+        return access(record, tuple(path.split(".")))
+    except (KeyError, IndexError, TypeError):
+        return None

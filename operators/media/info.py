@@ -211,6 +211,8 @@ class AssetMedia(Frozen):
     content_type: str
     project_id: str | None = None
     info: MediaInfo | None = None
+    #: The assets this one was made from, nearest first (a transcript: its audio, then the video).
+    derived_from: tuple[str, ...] = ()
 
     @property
     def is_image(self) -> bool:
