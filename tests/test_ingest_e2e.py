@@ -122,6 +122,8 @@ def test_outputs_are_verified_assets_with_progress(client: TestClient[Any], tmp_
     result = done["result_payload"]
     outputs = result["outputs"]
     assert {"media_info", "proxy", "poster", "sprite", "audio", "waveform"} <= set(outputs)
+    # Every output remembers what it was made from (a transcript of the audio can be traced to the video).
+    assert client.get(f"/assets/{outputs['audio']['id']}").json()["derived_from"] == [uploaded["id"]]
 
     # Progress moved per chunk: non-decreasing, with values strictly between 0 and 1 seen.
     progress = [r["result_payload"]["progress"] for r in seen if r.get("result_payload")]
@@ -275,6 +277,9 @@ def test_transcript_chains_a_transcribe_job(client: TestClient[Any], media_root:
     assert transcribe["payload"] == {"project_id": "proj_e2e",
                                      "source_asset_id": done["result_payload"]["outputs"]["audio"]["id"]}
     text_asset = transcribe["result_payload"]["outputs"]["text"]
+    # Lineage crosses the chain: the transcript is of the audio, and so of its video (a source_uri, no asset).
+    assert client.get(f"/assets/{text_asset['id']}").json()["derived_from"] == [
+        done["result_payload"]["outputs"]["audio"]["id"]]
     assert text_asset["kind"] and text_asset["content_type"].startswith("text/plain")
     response = client.get(f"/assets/{text_asset['id']}/content")  # empty for a sine: no speech
     assert response.status_code == 200 and len(response.content) == text_asset["size"]
