@@ -283,6 +283,19 @@ def _range(loc: Loc, clip: VideoClip | AudioClip, asset: AssetMedia, fps: Fracti
     return src_in, min(out, max(length, src_in))
 
 
+def _sourced(loc: Loc, clip: VideoClip | AudioClip, assets: dict[str, AssetMedia], role: str, fps: Fraction,
+             problems: list[tuple[Loc, str]]) -> tuple[AssetMedia, tuple[Fraction, Fraction]] | None:
+    """A clip's asset, checked for its role, and its source range; None (with the problem noted) if unusable."""
+    asset = assets.get(clip.asset)
+    problem = _kind_problem(asset, clip.asset, role)
+    if problem:
+        problems.append(((*loc, "asset"), problem))
+        return None
+    assert asset is not None
+    span = _range(loc, clip, asset, fps, problems)
+    return None if span is None else (asset, span)
+
+
 def _placed(clip: Any, previous_end: int, fps: Fraction, overlap: int) -> int:
     at = to_seconds(clip.at, fps)
     return frame_of(at, fps) if at is not None else max(0, previous_end - overlap)
@@ -292,15 +305,11 @@ def _video_track(t: int, track: VideoTrack, assets: dict[str, AssetMedia], fps: 
                  problems: list[tuple[Loc, str]]) -> list[VisualLayer]:
     layers: list[VisualLayer] = []
     for c, clip in enumerate(track.clips):
+        found = _sourced(("tracks", t, "clips", c), clip, assets, "visual", fps, problems)
+        if found is None:
+            continue
         loc: Loc = ("tracks", t, "clips", c)
-        asset = assets.get(clip.asset)
-        problem = _kind_problem(asset, clip.asset, "visual")
-        if problem:
-            problems.append(((*loc, "asset"), problem))
-            continue
-        span = _range(loc, clip, asset, fps, problems)
-        if span is None:
-            continue
+        asset, span = found
         tf = frame_of(to_seconds(clip.transition.duration, fps), fps) if clip.transition else 0
         prev = layers[-1] if layers and layers[-1].clip == c - 1 else None
         start = _placed(clip, prev.end if prev else 0, fps, tf)
@@ -363,15 +372,10 @@ def _audio_track(t: int, track: AudioTrack, assets: dict[str, AssetMedia], fps: 
     layers: list[AudioLayer] = []
     end = Fraction(0)
     for c, clip in enumerate(track.clips):
-        loc: Loc = ("tracks", t, "clips", c)
-        asset = assets.get(clip.asset)
-        problem = _kind_problem(asset, clip.asset, "audio")
-        if problem:
-            problems.append(((*loc, "asset"), problem))
+        found = _sourced(("tracks", t, "clips", c), clip, assets, "audio", fps, problems)
+        if found is None:
             continue
-        span = _range(loc, clip, asset, fps, problems)
-        if span is None:
-            continue
+        asset, span = found
         start = Fraction(_placed(clip, frame_of(end, fps), fps, 0)) / fps
         end = start + span[1] - span[0]
         layers.append(AudioLayer(

@@ -103,7 +103,22 @@ _TIME_SCHEMA = WithJsonSchema(
      "description": "Seconds, an exact fraction of seconds ('1001/30000'), or frames at the timeline's fps ('45f')"}
 )
 Time = Annotated[Any, PlainValidator(_non_negative_time), _TIME_SCHEMA,
-                 PlainSerializer(lambda v: f"{int(v)}f" if isinstance(v, Frames) else _fraction_json(v))]
+                 PlainSerializer(lambda v: _time_json(v))]
+
+
+def _positive_time(value: Any) -> Fraction | Frames:
+    parsed = _time(value)
+    if parsed <= 0:
+        raise ValueError("a duration must be above 0")
+    return parsed
+
+
+PositiveTime = Annotated[Any, PlainValidator(_positive_time), _TIME_SCHEMA,
+                         PlainSerializer(lambda v: _time_json(v))]
+
+
+def _time_json(value: Fraction | Frames) -> int | float | str:
+    return f"{int(value)}f" if isinstance(value, Frames) else _fraction_json(value)
 
 
 def _fraction_json(value: Fraction) -> int | float | str:
@@ -218,14 +233,7 @@ class Transition(_Model):
     """How a clip comes in over the clip before it on the same track: they overlap by ``duration``."""
 
     type: Literal[TRANSITIONS] = "fade"  # type: ignore[valid-type]
-    duration: Time = Fraction(1, 2)
-
-    @field_validator("duration")
-    @classmethod
-    def _positive(cls, value: Fraction | Frames) -> Fraction | Frames:
-        if value <= 0:
-            raise ValueError("a transition needs a duration above 0")
-        return value
+    duration: PositiveTime = Fraction(1, 2)
 
 
 class _Timed(_Model):
@@ -272,7 +280,7 @@ class TextClip(_Timed):
     """A title or label: rasterised once, drawn on the frames where it shows."""
 
     text: str = Field(min_length=1, max_length=2000)
-    duration: Time
+    duration: PositiveTime
     #: "default" (the bundled scalable font) or the id of a font asset (TTF/OTF).
     font: str = "default"
     size: int = Field(64, ge=4, le=1000, description="Font size in pixels of the canvas")
@@ -287,13 +295,6 @@ class TextClip(_Timed):
     position: Position = "center"
     offset: Offset = Offset()
     opacity: float = Field(1.0, ge=0, le=1)
-
-    @field_validator("duration")
-    @classmethod
-    def _positive(cls, value: Fraction | Frames) -> Fraction | Frames:
-        if value <= 0:
-            raise ValueError("a text clip needs a duration above 0")
-        return value
 
 
 class AudioClip(_Timed):
