@@ -245,3 +245,31 @@ def test_captions_too_wide_for_the_canvas_are_drawn_smaller(tmp_path: Path) -> N
     plan = render_plan(timeline.with_assets(assets), params=PlanParams(), ctx=ctx)
     assert plan.overlays and all(o.style.size < 56 for o in plan.overlays)
     assert max(rasterize(o.lines, o.style).shape[1] for o in plan.overlays) <= 160
+
+
+@pytest.mark.parametrize("kind", ["fade", "wipeleft", "wiperight", "wipeup", "wipedown", "slideleft", "slideright",
+                                  "slideup", "slidedown"])
+def test_every_transition_moves_from_one_clip_to_the_next(tmp_path: Path, kind: str) -> None:
+    from PIL import Image
+
+    ctx = media_ctx(tmp_path)
+    assets = {}
+    for name, colour in (("red", (255, 0, 0)), ("blue", (0, 0, 255))):
+        Image.new("RGB", (64, 64), colour).save(tmp_path / f"{name}.png")
+        assets[name] = AssetMedia(id=name, path=f"{name}.png", kind="source", content_type="image/png",
+                                  info=probe(SourceRef(path=f"{name}.png"), ctx=ctx))
+    timeline = {"canvas": {"width": 64, "height": 64, "fps": 20}, "tracks": [{"type": "video", "clips": [
+        {"asset": "red", "duration": 1}, {"asset": "blue", "duration": 1, "transition": {"type": kind, "duration": 1}}]}]}
+    with av.open(str(ctx.storage.local_path(_render(ctx, timeline, assets, segment_seconds=0.5).path))) as container:
+        frames = [f.to_ndarray(format="rgb24").astype(int) for f in container.decode(video=0)]
+    assert len(frames) == 20  # the whole second is the transition
+    blue_share = [float((f[..., 2] > f[..., 0]).mean()) for f in frames]
+    assert blue_share[0] < 0.15 and blue_share[-1] > 0.85, blue_share
+    mid = frames[10]
+    if kind == "fade":
+        assert 90 < mid[..., 0].mean() < 170 and 90 < mid[..., 2].mean() < 170  # both, half and half
+    else:
+        assert 0.35 < blue_share[10] < 0.65, blue_share  # half the picture is the new clip
+        side = {"left": mid[:, 48:], "right": mid[:, :16], "up": mid[48:], "down": mid[:16]}[
+            kind.removeprefix("wipe").removeprefix("slide")]
+        assert (side[..., 2] > side[..., 0]).mean() > 0.9, f"{kind}: the new clip comes in from the wrong side"
