@@ -21,6 +21,7 @@ async def _main(settings: Settings) -> None:
         await runtime.start_dispatcher()
         if runtime.dispatcher is None:
             raise SystemExit("no Dask cluster: see the log above")
+        await runtime.start_webhooks()
         logging.getLogger("scheduler").info("dispatcher %s running", runtime.dispatcher.owner)
         await stop.wait()
     finally:

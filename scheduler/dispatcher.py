@@ -24,6 +24,7 @@ from pipelines.errors import JobFailedError, PayloadError
 from pipelines.graph import Graph
 from pipelines.runner import GraphRun, JobInfo, resolve_value
 from scheduler.clip_versions import ClipVersionNotFoundError
+from scheduler.eta import EtaEstimator
 from scheduler.errors import (
     InvalidTransitionError,
     JobNotFoundError,
@@ -55,6 +56,7 @@ class _Running:
         self.pending_messages.append((now_ts(), message))
     pending_progress: float | None = None
     cancelled: bool = False
+    eta: EtaEstimator = field(default_factory=EtaEstimator)
 
 
 class Dispatcher:
@@ -196,8 +198,10 @@ class Dispatcher:
             return
         messages, progress = running.pending_messages, running.pending_progress
         running.pending_messages, running.pending_progress = [], None
+        # The ETA is written with the progress it was estimated from.
+        eta = running.eta.update(time.monotonic(), progress) if progress is not None else ...
         try:
-            await self.store.report(running.job_id, progress=progress, messages=messages)
+            await self.store.report(running.job_id, progress=progress, messages=messages, eta=eta)
         except QueueUnavailableError:
             # Keep them for the next try; progress only matters as its newest value.
             running.pending_messages = messages + running.pending_messages
@@ -216,6 +220,7 @@ class Dispatcher:
         outcome: tuple[str, Any]
         try:
             fields = await self._until_redis(lambda: self.store.internal(job_id))
+            running.eta.start(time.monotonic(), float(fields.get("progress") or 0))
             record = await self._until_redis(lambda: self.store.get(job_id))
             bound = await self._until_redis(lambda: self.service.bind(
                 record["job_type"], record["payload"], clip_version_id=record.get("clip_version_id")))

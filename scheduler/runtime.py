@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlparse
@@ -14,11 +16,13 @@ from scheduler.assets import AssetStore
 from scheduler.clip_versions import ClipVersionStore
 from scheduler.cluster import ClusterHandle
 from scheduler.dispatcher import Dispatcher
+from scheduler.events import JobEvents
 from scheduler.graphs import GraphCatalog
 from scheduler.redis_server import EmbeddedRedis
 from scheduler.service import JobService
 from scheduler.settings import Settings
 from scheduler.store import JobStore
+from scheduler.webhooks import WebhookDeliverer, WebhookStore
 
 __all__ = ["Runtime", "broker_display"]
 
@@ -45,6 +49,8 @@ class Runtime:
     embedded: EmbeddedRedis | None = None
     cluster: ClusterHandle | None = None
     dispatcher: Dispatcher | None = None
+    events: JobEvents | None = None
+    deliverer: WebhookDeliverer | None = None
     extras: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -95,6 +101,11 @@ class Runtime:
         return ClipVersionStore(self.redis)
 
     @property
+    def webhooks(self) -> WebhookStore:
+        assert self.redis is not None
+        return WebhookStore(self.redis, self.store)
+
+    @property
     def service(self) -> JobService:
         return JobService(store=self.store, assets=self.assets, catalog=self.catalog, storage=self.storage,
                           clip_versions=self.clip_versions,
@@ -114,7 +125,28 @@ class Runtime:
         self.dispatcher = Dispatcher(self.service, self.cluster.client, self.settings)
         await self.dispatcher.start()
 
+    async def start_events(self, encode: Callable[[Any], bytes] | None = None) -> JobEvents:
+        """The hub of live job updates for this process's WebSocket and SSE clients."""
+        assert self.redis is not None
+        if self.events is None:
+            self.events = JobEvents(self.redis, self.store, encode=encode or _encode_json,
+                                    queue_limit=self.settings.live_client_queue)
+            await self.events.start()
+        return self.events
+
+    async def start_webhooks(self) -> None:
+        """Deliver due webhooks from this process (any number of processes may)."""
+        if self.settings.run_webhooks and self.deliverer is None:
+            self.deliverer = WebhookDeliverer(self.webhooks, self.settings)
+            await self.deliverer.start()
+
     async def close(self) -> None:
+        if self.deliverer is not None:
+            await self.deliverer.stop()
+            self.deliverer = None
+        if self.events is not None:
+            await self.events.close()
+            self.events = None
         if self.dispatcher is not None:
             await self.dispatcher.stop()
             self.dispatcher = None
@@ -127,3 +159,7 @@ class Runtime:
         if self.embedded is not None:
             self.embedded.stop()
             self.embedded = None
+
+
+def _encode_json(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()

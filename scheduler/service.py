@@ -62,10 +62,14 @@ class JobService:
         return BoundJob(graph=graph, bound=bound, sources=sources, resolved=resolved)
 
     async def submit(self, job_type: str, payload: dict[str, Any], *, priority: int = 0,
-                     clip_version_id: str | None = None) -> dict[str, Any]:
-        """Validate and enqueue; the record keeps the payload as the client sent it."""
+                     clip_version_id: str | None = None, callback_url: str | None = None) -> dict[str, Any]:
+        """Validate and enqueue; the record keeps the payload as the client sent it.
+
+        ``callback_url`` (already checked by the caller) gets the job's terminal webhook.
+        """
         await self.bind(job_type, payload, clip_version_id=clip_version_id)
-        return await self.store.create(job_type, payload, priority=priority, clip_version_id=clip_version_id)
+        return await self.store.create(job_type, payload, priority=priority, clip_version_id=clip_version_id,
+                                       callback_url=callback_url)
 
     async def check_timeline(self, project_id: str, timeline: Any, *, loc: tuple[Any, ...] = ("body", "timeline")
                              ) -> dict[str, Any]:

@@ -49,6 +49,20 @@ class Settings(BaseSettings):
                            description="Level of the server's and dispatcher's logs")
     max_render_seconds: float = Field(3 * 3600, gt=0, description="Longest timeline a render job accepts, in seconds")
     access_log: bool = Field(False, description="Log every HTTP request (costs ~10% of peak request rate)")
+    # -- live updates and webhooks ------------------------------------------------------
+    sse_heartbeat_seconds: float = Field(15.0, gt=0, description="Seconds between SSE heartbeat comments")
+    live_client_queue: int = Field(
+        16, ge=1, description="Messages queued per WebSocket/SSE client; a full queue collapses into the newest record"
+    )
+    webhook_secret: str | None = Field(None, description="HMAC-SHA256 key of the Webhook-Signature header")
+    webhook_max_attempts: int = Field(8, ge=1, le=50, description="Tries of one webhook delivery")
+    webhook_retry_base_seconds: float = Field(5.0, gt=0, description="Delay before the first retry of a webhook")
+    webhook_retry_factor: float = Field(5.0, ge=1, description="Each next retry delay is this many times the last")
+    webhook_timeout_seconds: float = Field(10.0, gt=0, description="Timeout of one webhook POST")
+    webhook_allow_private: bool = Field(
+        False, description="Allow callback URLs that resolve to loopback, link-local or private addresses"
+    )
+    run_webhooks: bool = Field(True, description="Deliver due webhooks from this process")
 
     @property
     def media_url(self) -> str:

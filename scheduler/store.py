@@ -8,9 +8,14 @@ Layout (prefix ``ave:``):
 - ``jobs``            sorted set of every job by creation time, for listing
 - ``running``         hash job id -> dispatcher id, for recovery after a crash
 - ``wake``            list a dispatcher blocks on, so a new job starts at once
+- ``events:<id>``     pub/sub channel: ``"<rev> <status>"`` after every change of the job
+                      (``rev`` counts the job's changes; the SSE event id)
+- ``webhooks:due``    sorted set of webhook deliveries by due time (see scheduler/webhooks.py)
 
 Every status change runs in a Lua script that checks the current status first, so
-two dispatchers (or a dispatcher and a cancel) can never both win a transition.
+two dispatchers (or a dispatcher and a cancel) can never both win a transition. The same
+script bumps the job's ``rev`` and publishes it, and a terminal transition of a job with a
+``callback_url`` enqueues its webhook: a change is never written without its notification.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from __future__ import annotations
 import json
 import secrets
 from collections.abc import Awaitable, Iterable
+from types import EllipsisType
 from typing import Any, TypeVar
 
 from redis import asyncio as aioredis
@@ -27,16 +33,21 @@ from scheduler.errors import InvalidTransitionError, JobNotFoundError, QueueUnav
 from scheduler.settings import QUEUE_NAME
 from scheduler.timefmt import now_ts
 
-__all__ = ["ACTIVE", "JobStore", "STATUSES", "TERMINAL", "guard"]
+__all__ = ["ACTIVE", "EVENTS_PREFIX", "JobStore", "STATUSES", "TERMINAL", "guard"]
 
 STATUSES = ("pending", "queued", "in_progress", "completed", "failed", "cancelled")
 TERMINAL = frozenset({"completed", "failed", "cancelled"})
 ACTIVE = frozenset({"pending", "queued", "in_progress"})
 PRIORITY_LIMIT = 1_000_000
 _P = "ave:"
+EVENTS_PREFIX = f"{_P}events:"
+WEBHOOKS_DUE_KEY = f"{_P}webhooks:due"
+WEBHOOK_KEY_PREFIX = f"{_P}webhook:"
 T = TypeVar("T")
 
-# KEYS: job, queue, running ; ARGV: allowed-from (comma list), to, now, n, field1, value1, ...
+# KEYS: job, queue, running, log, webhooks-due
+# ARGV: allowed-from (comma list), to, now, now-epoch, channel, log-entry ('' none), log-limit,
+#       webhook-key-prefix, n, field1, value1, ...
 _TRANSITION = """
 local cur = redis.call('HGET', KEYS[1], 'status')
 if not cur then return {err = 'NOTFOUND'} end
@@ -44,13 +55,27 @@ local ok = false
 for s in string.gmatch(ARGV[1], '[^,]+') do if s == cur then ok = true end end
 if not ok then return {err = 'BADSTATE ' .. cur} end
 redis.call('HSET', KEYS[1], 'status', ARGV[2], 'updated_at', ARGV[3])
-local n = tonumber(ARGV[4])
-for i = 0, n - 1 do redis.call('HSET', KEYS[1], ARGV[5 + 2 * i], ARGV[6 + 2 * i]) end
+local n = tonumber(ARGV[9])
+for i = 0, n - 1 do redis.call('HSET', KEYS[1], ARGV[10 + 2 * i], ARGV[11 + 2 * i]) end
+if ARGV[6] ~= '' then
+  redis.call('RPUSH', KEYS[4], ARGV[6])
+  redis.call('LTRIM', KEYS[4], -tonumber(ARGV[7]), -1)
+end
 local id = redis.call('HGET', KEYS[1], 'id')
 if ARGV[2] == 'completed' or ARGV[2] == 'failed' or ARGV[2] == 'cancelled' then
   redis.call('HDEL', KEYS[3], id)
   redis.call('ZREM', KEYS[2], id)
+  local url = redis.call('HGET', KEYS[1], 'callback_url')
+  if url and url ~= '' then
+    local seq = redis.call('HINCRBY', KEYS[1], 'webhook_seq', 1)
+    local did = id .. '.' .. seq
+    redis.call('HSET', ARGV[8] .. did, 'id', did, 'job_id', id, 'event', 'job.' .. ARGV[2], 'url', url,
+               'attempts', '0', 'state', 'pending', 'created_at', ARGV[3], 'replay', '0', 'next_attempt_at', ARGV[3])
+    redis.call('ZADD', KEYS[5], ARGV[4], did)
+  end
 end
+local rev = redis.call('HINCRBY', KEYS[1], 'rev', 1)
+redis.call('PUBLISH', ARGV[5], rev .. ' ' .. ARGV[2])
 return cur
 """
 
@@ -65,30 +90,61 @@ while true do
     redis.call('HSET', key, 'status', 'in_progress', 'updated_at', ARGV[1], 'owner', ARGV[2])
     if redis.call('HGET', key, 'started_at') == '' then redis.call('HSET', key, 'started_at', ARGV[1]) end
     redis.call('HINCRBY', key, 'attempts', 1)
+    redis.call('HSET', key, 'eta', 'null')
     redis.call('HSET', KEYS[2], id, ARGV[2])
+    local rev = redis.call('HINCRBY', key, 'rev', 1)
+    redis.call('PUBLISH', ARGV[3] .. 'events:' .. id, rev .. ' in_progress')
     return id
   end
 end
 """
 
-# KEYS: job ; ARGV: progress, now
-_PROGRESS = """
-if redis.call('HGET', KEYS[1], 'status') ~= 'in_progress' then return 0 end
-local cur = tonumber(redis.call('HGET', KEYS[1], 'progress') or '0') or 0
-local new = tonumber(ARGV[1])
-if new > cur then redis.call('HSET', KEYS[1], 'progress', ARGV[1], 'updated_at', ARGV[2]) return 1 end
-return 0
+# KEYS: job, log ; ARGV: now, progress ('' none), eta ('' keep, 'null', seconds), result ('' none),
+#                       log-limit, channel, entry1, entry2, ...
+# Progress never goes down and moves only while in_progress; nothing changed: no rev, no notification.
+_REPORT = """
+local status = redis.call('HGET', KEYS[1], 'status')
+if not status then return 0 end
+local changed = false
+if #ARGV > 6 then
+  for i = 7, #ARGV do redis.call('RPUSH', KEYS[2], ARGV[i]) end
+  redis.call('LTRIM', KEYS[2], -tonumber(ARGV[5]), -1)
+  changed = true
+end
+if ARGV[4] ~= '' then
+  redis.call('HSET', KEYS[1], 'result', ARGV[4])
+  changed = true
+end
+if status == 'in_progress' then
+  if ARGV[2] ~= '' then
+    local cur = tonumber(redis.call('HGET', KEYS[1], 'progress') or '0') or 0
+    if tonumber(ARGV[2]) > cur then
+      redis.call('HSET', KEYS[1], 'progress', ARGV[2])
+      changed = true
+    end
+  end
+  if ARGV[3] ~= '' and changed and redis.call('HGET', KEYS[1], 'eta') ~= ARGV[3] then
+    redis.call('HSET', KEYS[1], 'eta', ARGV[3])
+  end
+end
+if not changed then return 0 end
+redis.call('HSET', KEYS[1], 'updated_at', ARGV[1])
+local rev = redis.call('HINCRBY', KEYS[1], 'rev', 1)
+redis.call('PUBLISH', ARGV[6], rev .. ' ' .. status)
+return rev
 """
 
-# KEYS: job, queue, running ; ARGV: now, score, message-entry, log-limit ; KEYS[4]: log
+# KEYS: job, queue, running ; ARGV: now, score, message-entry, log-limit, channel ; KEYS[4]: log
 _REQUEUE = """
 if redis.call('HGET', KEYS[1], 'status') ~= 'in_progress' then return 0 end
 local id = redis.call('HGET', KEYS[1], 'id')
-redis.call('HSET', KEYS[1], 'status', 'queued', 'updated_at', ARGV[1], 'owner', '')
+redis.call('HSET', KEYS[1], 'status', 'queued', 'updated_at', ARGV[1], 'owner', '', 'eta', 'null')
 redis.call('HDEL', KEYS[3], id)
 redis.call('ZADD', KEYS[2], ARGV[2], id)
 redis.call('RPUSH', KEYS[4], ARGV[3])
 redis.call('LTRIM', KEYS[4], -tonumber(ARGV[4]), -1)
+local rev = redis.call('HINCRBY', KEYS[1], 'rev', 1)
+redis.call('PUBLISH', ARGV[5], rev .. ' queued')
 return 1
 """
 
@@ -117,7 +173,7 @@ class JobStore:
         self._queue_key = f"{_P}queue:{queue_name}"
         self._transition = redis.register_script(_TRANSITION)
         self._claim = redis.register_script(_CLAIM)
-        self._progress = redis.register_script(_PROGRESS)
+        self._report = redis.register_script(_REPORT)
         self._requeue = redis.register_script(_REQUEUE)
 
     # -- keys -------------------------------------------------------------------------
@@ -129,14 +185,22 @@ class JobStore:
     def _log_key(job_id: str) -> str:
         return f"{_P}job:{job_id}:log"
 
+    @staticmethod
+    def channel(job_id: str) -> str:
+        """The pub/sub channel that carries ``"<rev> <status>"`` after every change of the job."""
+        return f"{EVENTS_PREFIX}{job_id}"
+
     async def _score(self, priority: int) -> int:
         seq = await self.redis.incr(f"{_P}seq")
         return -priority * 2**32 + seq
 
     # -- create and read --------------------------------------------------------------
     async def create(self, job_type: str, payload: dict[str, Any], *, priority: int = 0,
-                     clip_version_id: str | None = None) -> dict[str, Any]:
-        """Store a new job and put it on the queue: ``pending`` then ``queued``, in one transaction."""
+                     clip_version_id: str | None = None, callback_url: str | None = None) -> dict[str, Any]:
+        """Store a new job and put it on the queue: ``pending`` then ``queued``, in one transaction.
+
+        ``callback_url`` stays internal (not in the record): its webhook is enqueued by the terminal transition.
+        """
         if not -PRIORITY_LIMIT <= priority <= PRIORITY_LIMIT:
             raise ValueError(f"priority must be between {-PRIORITY_LIMIT} and {PRIORITY_LIMIT}")
         job_id = f"job_{secrets.token_hex(12)}"
@@ -157,6 +221,9 @@ class JobStore:
             "result": "",
             "attempts": "0",
             "owner": "",
+            "rev": "0",
+            "eta": "null",
+            "callback_url": callback_url or "",
         }
 
         async def write() -> None:
@@ -174,17 +241,22 @@ class JobStore:
 
     async def get(self, job_id: str) -> dict[str, Any]:
         """The job record with exactly the reference's fields."""
+        return (await self.snapshot(job_id))[0]
+
+    async def snapshot(self, job_id: str) -> tuple[dict[str, Any], int]:
+        """The job record and its ``rev`` (how many changes it has had), read together."""
         async def read() -> tuple[dict[str, str], list[str]]:
-            async with self.redis.pipeline(transaction=False) as pipe:
+            async with self.redis.pipeline(transaction=True) as pipe:
                 pipe.hgetall(self._key(job_id))
                 pipe.lrange(self._log_key(job_id), 0, -1)
                 fields, log = await pipe.execute()
             return fields, log
 
-        fields, log = await guard(read())
-        if not fields:
+        raw, log = await guard(read())
+        if not raw:
             raise JobNotFoundError(job_id)
-        return _record(_decode(fields), [json.loads(x) for x in log], self.queue_name)
+        fields = _decode(raw)
+        return _record(fields, [json.loads(x) for x in log], self.queue_name), int(fields.get("rev") or 0)
 
     async def status(self, job_id: str) -> str | None:
         value = await guard(self.redis.hget(self._key(job_id), "status"))
@@ -228,16 +300,20 @@ class JobStore:
         return [i.decode() if isinstance(i, bytes) else i for i in ids]
 
     # -- transitions ------------------------------------------------------------------
-    async def _move(self, job_id: str, allowed: Iterable[str], to: str, **fields: str) -> str:
+    async def _move(self, job_id: str, allowed: Iterable[str], to: str, *, message: str | None = None,
+                    **fields: str) -> str:
         flat: list[str] = []
         for k, v in fields.items():
             flat += [k, v]
         now = now_ts()
+        entry = _json({"timestamp": now, "message": message}) if message else ""
         try:
             previous = await guard(
                 self._transition(
-                    keys=[self._key(job_id), self._queue_key, f"{_P}running"],
-                    args=[",".join(allowed), to, now, len(fields), *flat],
+                    keys=[self._key(job_id), self._queue_key, f"{_P}running", self._log_key(job_id),
+                          WEBHOOKS_DUE_KEY],
+                    args=[",".join(allowed), to, now, _epoch(now), self.channel(job_id), entry, self.log_limit,
+                          WEBHOOK_KEY_PREFIX, len(fields), *flat],
                 )
             )
         except ResponseError as exc:
@@ -272,9 +348,13 @@ class JobStore:
             fields["result"] = _json(result)
         await self._move(job_id, allowed, "failed", **fields)
 
-    async def cancel(self, job_id: str) -> str:
-        """Cancel a job that has not finished; return the status it had."""
-        return await self._move(job_id, ["pending", "queued", "in_progress"], "cancelled", completed_at=now_ts())
+    async def cancel(self, job_id: str, message: str | None = None) -> str:
+        """Cancel a job that has not finished; return the status it had.
+
+        ``message`` is logged in the same transition, so the terminal notification already carries it.
+        """
+        return await self._move(job_id, ["pending", "queued", "in_progress"], "cancelled", message=message,
+                                completed_at=now_ts())
 
     async def requeue(self, job_id: str, message: str) -> bool:
         """Put an interrupted in_progress job back on the queue (recovery only)."""
@@ -284,7 +364,7 @@ class JobStore:
         done = await guard(
             self._requeue(
                 keys=[self._key(job_id), self._queue_key, f"{_P}running", self._log_key(job_id)],
-                args=[now_ts(), score, entry, self.log_limit],
+                args=[now_ts(), score, entry, self.log_limit, self.channel(job_id)],
             )
         )
         if done:
@@ -293,26 +373,24 @@ class JobStore:
 
     # -- progress and log -------------------------------------------------------------
     async def report(self, job_id: str, *, progress: float | None = None,
-                     messages: Iterable[str | tuple[str, str]] = (), extra: dict[str, Any] | None = None) -> None:
-        """Write progress (never lower) and log lines in one round trip.
+                     messages: Iterable[str | tuple[str, str]] = (), extra: dict[str, Any] | None = None,
+                     eta: float | None | EllipsisType = ...) -> int:
+        """Write progress (never lower), log lines and the ETA in one atomic round trip.
 
         A message is a string, stamped now, or a ``(timestamp, message)`` pair stamped when it happened.
+        ``eta`` (seconds, or None for "not known yet") is kept only with a progress or log change.
+        Returns the job's new ``rev``, or 0 when nothing changed (then nobody is notified).
         """
         stamped = [(now_ts(), m) if isinstance(m, str) else m for m in messages]
         entries = [_json({"timestamp": ts, "message": m}) for ts, m in stamped]
-        async def write() -> None:
-            async with self.redis.pipeline(transaction=False) as pipe:
-                if entries:
-                    pipe.rpush(self._log_key(job_id), *entries)
-                    pipe.ltrim(self._log_key(job_id), -self.log_limit, -1)
-                    pipe.hset(self._key(job_id), "updated_at", now_ts())
-                if extra:
-                    pipe.hset(self._key(job_id), "result", _json(extra))
-                await pipe.execute()
-            if progress is not None:
-                await self._progress(keys=[self._key(job_id)], args=[repr(min(1.0, max(0.0, progress))), now_ts()])
-
-        await guard(write())
+        progress_arg = "" if progress is None else repr(min(1.0, max(0.0, progress)))
+        eta_arg = "" if eta is ... else "null" if eta is None else repr(round(float(eta), 1))
+        rev = await guard(self._report(
+            keys=[self._key(job_id), self._log_key(job_id)],
+            args=[now_ts(), progress_arg, eta_arg, _json(extra) if extra else "", self.log_limit,
+                  self.channel(job_id), *entries],
+        ))
+        return int(rev or 0)
 
     # -- dispatchers ------------------------------------------------------------------
     async def heartbeat(self, owner: str, ttl: int) -> None:
@@ -354,16 +432,27 @@ def _epoch(ts: str) -> float:
     return datetime.fromisoformat(ts).timestamp()
 
 
+def _eta(fields: dict[str, str]) -> float | None:
+    """Seconds left, estimated by the dispatcher from the progress rate; 0 once completed, else null."""
+    status = fields.get("status")
+    if status == "completed":
+        return 0.0
+    raw = fields.get("eta") or "null"
+    if status != "in_progress" or raw == "null":
+        return None
+    return float(raw)
+
+
 def _record(fields: dict[str, str], log: list[dict[str, Any]], queue_name: str) -> dict[str, Any]:
     """Assemble the public record: exactly the reference's fields, in its order."""
     status = fields["status"]
     result_payload: dict[str, Any] | None = None
     if fields.get("started_at") or fields.get("result") or log:
-        result_payload = {"progress": float(fields.get("progress") or 0), "log": log}
+        result_payload = {"progress": float(fields.get("progress") or 0), "eta_seconds": _eta(fields), "log": log}
         if fields.get("result"):
             extra = json.loads(fields["result"])
-            extra.pop("progress", None)
-            extra.pop("log", None)
+            for key in ("progress", "eta_seconds", "log"):
+                extra.pop(key, None)
             result_payload.update(extra)
     return {
         "id": fields["id"],

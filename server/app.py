@@ -10,6 +10,7 @@ from litestar import Litestar
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
+from litestar.serialization import encode_json
 
 from scheduler.runtime import Runtime
 from scheduler.settings import APP_NAME, Settings
@@ -43,6 +44,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
         runtime.storage_root_ready()
         runtime.open_redis()
         app.state.runtime = runtime
+        # Live updates are encoded as the HTTP responses are, so a WebSocket message is GET /jobs/{id}'s body.
+        await runtime.start_events(encode=encode_json)
+        await runtime.start_webhooks()
         await runtime.start_cluster()
         if settings.run_dispatcher:
             await runtime.start_dispatcher()
@@ -53,9 +57,11 @@ def create_app(settings: Settings | None = None) -> Litestar:
 
     from server.controllers.assets import AssetController
     from server.controllers.clip_versions import ClipVersionController
+    from server.controllers.live import job_events, job_updates
 
     app = Litestar(
-        route_handlers=[HealthController, JobController, GraphController, AssetController, ClipVersionController],
+        route_handlers=[HealthController, JobController, GraphController, AssetController, ClipVersionController,
+                        job_events, job_updates],
         dependencies={
             "runtime": Provide(provide_runtime, sync_to_thread=False),
             "settings": Provide(provide_settings, sync_to_thread=False),

@@ -7,6 +7,7 @@ from typing import Any
 from litestar import Controller, get
 from litestar.exceptions import NotFoundException
 
+from scheduler.diagram import graph_dag, mermaid
 from scheduler.runtime import Runtime
 
 __all__ = ["GraphController"]
@@ -22,7 +23,10 @@ class GraphController(Controller):
 
     @get("/{job_type:str}", summary="One job type's graph")
     async def get_graph(self, runtime: Runtime, job_type: str) -> dict[str, Any]:
+        """Its inputs, nodes and outputs; ``dag`` (layers, edges with their kind) and ``mermaid``, a
+        Mermaid flowchart of it (``ave graphs show JOB_TYPE`` draws the same in a terminal)."""
         graph = runtime.catalog.graphs.get(job_type)
         if graph is None:
             raise NotFoundException(detail=f"Job type {job_type} not found")
-        return graph.describe()
+        dag = graph_dag(graph)
+        return {**graph.describe(), "dag": dag, "mermaid": mermaid(dag)}
