@@ -69,22 +69,31 @@ def bind_payload(graph: Graph, payload: dict[str, Any], *, fallbacks: dict[str, 
                 sources[name] = request
             continue
         if name in graph.input_models:
-            raw = payload.get(name, (fallbacks or {}).get(name))
+            if spec.nullable and name in payload and payload[name] is None:
+                models[name] = None  # asked for explicitly: null, not the default
+                continue
+            raw = payload.get(name, _filled((fallbacks or {}).get(name)))
             models[name] = check_model_value(name, spec, graph.input_models[name], raw, payload, errors)
             continue
         fields[name] = _field(spec)
     model = create_model(f"{graph.name}_payload", __config__=ConfigDict(extra="allow"), **fields)
+    # Plain inputs may come from the clip version too (its name), checked like the payload's own.
+    filled = {name: _filled((fallbacks or {}).get(name)) for name in fields
+              if graph.spec.inputs[name].from_clip_version and name not in payload}
     try:
-        checked = model.model_validate(payload)
+        checked = model.model_validate({**payload, **{k: v for k, v in filled.items() if v is not None}})
     except ValidationError as exc:
         errors.extend(
             {"loc": ["body", *map(str, err["loc"])], "msg": err["msg"], "type": err["type"]} for err in exc.errors()
         )
         checked = None
+    if checked is not None and not errors:
+        # Only once each input is fine on its own: an invalid timeline is not also a missing one.
+        values = {name: getattr(checked, name) for name in fields} | models
+        errors.extend(_linked_inputs(graph, values, sources, named_clip_version=bool(fallbacks)))
     if errors:
         raise PayloadError(errors)
     assert checked is not None
-    values = {name: getattr(checked, name) for name in fields} | models
     _check_node_params(graph, values)
     merged = dict(payload)
     for name, value in values.items():
@@ -117,6 +126,47 @@ def check_model_value(name: str, spec: InputSpec, model: type[BaseModel], raw: A
             msg = err["msg"].removeprefix("Value error, ")
             errors.append({"loc": ["body", name, *loc], "msg": msg, "type": err["type"]})
         return None
+
+
+def _filled(value: Any) -> Any:
+    """A clip version's field as a fallback: an empty one (``{}``) counts as missing."""
+    return None if value in ({}, [], "") else value
+
+
+def _has_value(name: str, values: dict[str, Any], sources: dict[str, SourceRequest]) -> bool:
+    """Set, and not empty (a model may say it is empty with ``__bool__``)."""
+    value = sources.get(name, values.get(name))
+    return value is not None and bool(value)
+
+
+def _linked_inputs(graph: Graph, values: dict[str, Any],
+                   sources: dict[str, SourceRequest], *, named_clip_version: bool) -> list[dict[str, Any]]:
+    """``required_unless`` and ``requires``: inputs that only make sense together, checked at POST."""
+    errors: list[dict[str, Any]] = []
+    inputs = graph.spec.inputs
+    for name, spec in inputs.items():
+        other = spec.required_unless
+        if other is not None and not _has_value(name, values, sources) and not _has_value(other, values, sources):
+            fields = "source_uri or source_asset_id" if spec.type == "source" else name
+            where = (" The job's clip version has neither." if named_clip_version and
+                     (inputs[name].from_clip_version or inputs[other].from_clip_version) else "")
+            errors.append({"loc": ["body", "source_uri" if spec.type == "source" else name], "type": "missing",
+                           "msg": f"Field required: give {fields}, or {other}{_clip_version_hint(inputs, name, other)}."
+                                  f"{where}"})
+        if spec.requires and _has_value(name, values, sources):
+            for needed in spec.requires:
+                if not _has_value(needed, values, sources):
+                    hint = " (or name a clip version with clip_version_id)" if inputs[needed].from_clip_version else ""
+                    errors.append({"loc": ["body", name], "type": "missing",
+                                   "msg": f"{name} needs {needed}: give {needed}{hint}"})
+    return errors
+
+
+def _clip_version_hint(inputs: dict[str, InputSpec], *names: str) -> str:
+    fields = [f"{inputs[n].from_clip_version.split('.')[0]}" for n in names if inputs[n].from_clip_version]
+    if not fields:
+        return ""
+    return f" (or a clip_version_id whose clip version has {' or '.join(dict.fromkeys(fields))})"
 
 
 def _is_branch_name(part: Any) -> bool:
@@ -168,6 +218,8 @@ def _field(spec: InputSpec) -> tuple[Any, Any]:
         from typing import Literal
 
         annotated = Literal[tuple(spec.enum)]  # type: ignore[valid-type]
+    if spec.nullable:
+        annotated = annotated | None
     if spec.is_required:
         return annotated, Field(..., description=spec.description)
     if spec.default is None:

@@ -45,6 +45,8 @@ InputType = Literal[
 INPUT_TYPES: tuple[str, ...] = InputType.__args__  # type: ignore[attr-defined]
 
 _NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
+#: Output names may also hold dashes: ``result_payload.outputs.mp4-1080p`` (a $reference cannot name them).
+_OUTPUT_NAME = r"^[A-Za-z_][A-Za-z0-9_-]*$"
 
 
 class _Strict(BaseModel):
@@ -72,6 +74,14 @@ class InputSpec(_Strict):
     #: When the payload leaves this input out and the job names a ``clip_version_id``, take
     #: the value from that clip version's field (``timeline``).
     from_clip_version: str | None = None
+    #: An explicit ``null`` in the payload is kept as null instead of taking the default
+    #: (``loudness: null`` leaves the audio alone; leaving the field out takes the default).
+    nullable: bool = False
+    #: Required unless this other input has a value (a source, or else a timeline to render).
+    required_unless: str | None = None
+    #: When this input is set (and not empty), these inputs must have values too
+    #: (``timeline_formats`` needs a timeline).
+    requires: list[str] | None = None
 
     @property
     def is_required(self) -> bool:
@@ -139,13 +149,25 @@ class GraphSpec(_Strict):
 
     @field_validator("nodes", "inputs", "outputs")
     @classmethod
-    def _names(cls, value: dict[str, Any]) -> dict[str, Any]:
+    def _names(cls, value: dict[str, Any], info: Any) -> dict[str, Any]:
         import re
 
         reserved = {"payload", "item", "job", "outputs"}
+        pattern, allowed = (_OUTPUT_NAME, "letters, digits, _ and -") if info.field_name == "outputs" else \
+            (_NAME, "letters, digits and _")
         for key in value:
-            if not re.match(_NAME, key):
-                raise ValueError(f"'{key}' is not a valid name (letters, digits and _)")
+            if not re.match(pattern, key):
+                raise ValueError(f"'{key}' is not a valid name ({allowed})")
             if key in reserved:
                 raise ValueError(f"'{key}' is reserved; choose another name")
+        return value
+
+    @field_validator("inputs")
+    @classmethod
+    def _input_links(cls, value: dict[str, InputSpec]) -> dict[str, InputSpec]:
+        """``required_unless`` and ``requires`` name other declared inputs."""
+        for key, spec in value.items():
+            for other in [spec.required_unless, *(spec.requires or [])]:
+                if other is not None and (other not in value or other == key):
+                    raise ValueError(f"input '{key}': '{other}' is not another declared input")
         return value

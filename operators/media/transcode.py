@@ -30,7 +30,7 @@ from operators.media.thumbnails import TileGrabber, TileParams
 from operators.registry import operator
 from operators.types import SourceRef
 
-__all__ = ["TranscodeParams", "rendition_sizes", "transcode_chunk"]
+__all__ = ["TranscodeParams", "packets_from_keyframe", "rendition_sizes", "transcode_chunk"]
 
 
 class TranscodeParams(BaseModel):
@@ -153,6 +153,10 @@ def _packets_from_keyframe(container: Any, stream: Any, chunk: Chunk) -> Iterato
         yield packet
         yield from packets
         return
+
+
+#: Public for the other media operators that decode a chunk (export's encoder).
+packets_from_keyframe = _packets_from_keyframe
 
 
 @operator("media.transcode_chunk", weight=10)

@@ -1,0 +1,60 @@
+"""``export.collect``: the export's outputs, one field per built-in preset, custom ones by name.
+
+``result_payload.outputs.<preset>`` is each built-in preset's file (for ``hls`` its master
+playlist), null when it was not asked for or had nothing to export (the log says why);
+``custom.<name>`` holds the custom presets' files, ``hls_files.<name>`` every playlist and
+segment of each HLS package, and ``loudness`` the measured loudness of the source and of every
+normalised output.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from operators.context import OpContext
+from operators.export.audio import AudioTrack
+from operators.export.hls import HlsOutput
+from operators.export.loudness import LoudnessMeasurement, LoudnessTarget
+from operators.export.plan import ExportPlan
+from operators.export.presets import BUILTIN, output_key
+from operators.registry import operator
+from operators.types import StoredFile
+
+__all__ = ["collect_exports"]
+
+
+@operator("export.collect", weight=0.1)
+def collect_exports(plan: ExportPlan, deliveries: list[StoredFile], hls: list[HlsOutput], gifs: list[StoredFile],
+                    audio: list[AudioTrack], measured: LoudnessMeasurement | None = None,
+                    loudness: LoudnessTarget | None = None, *, ctx: OpContext) -> dict[str, Any]:
+    """Files by preset name, HLS packages' files, and the loudness report."""
+    files: dict[str, Any] = {}
+    for stored in [*deliveries, *gifs]:
+        files[str(stored.meta.get("preset"))] = stored
+    hls_files: dict[str, list[StoredFile]] = {}
+    for package in hls:
+        name = str(package.master.meta.get("preset"))
+        files[name] = package.master
+        hls_files[name] = package.files
+    out: dict[str, Any] = {output_key(name): files.get(name) for name in BUILTIN}
+    out["custom"] = {name: files.get(name) for name in plan.names if name not in BUILTIN}
+    out["hls_files"] = hls_files
+    out["loudness"] = _report(plan, audio, measured, loudness)
+    missing = [n for n in plan.names if files.get(n) is None and n not in plan.skipped]
+    if missing:
+        ctx.log(f"No file for {', '.join(missing)}")
+    ctx.progress(1.0)
+    return out
+
+
+def _report(plan: ExportPlan, audio: list[AudioTrack], measured: LoudnessMeasurement | None,
+            loudness: LoudnessTarget | None) -> dict[str, Any] | None:
+    if loudness is None or measured is None:
+        return None
+    measured_by_key = {t.key: t.loudness for t in audio if t.loudness is not None}
+    users = [(d.preset.name, d.audio) for d in plan.deliveries] + [(h.preset.name, h.audio) for h in plan.hls]
+    outputs = {name: measured_by_key[key] for name, key in users if key in measured_by_key}
+    return {"target": loudness.target, "true_peak_ceiling": loudness.true_peak,
+            "input": {"integrated": round(measured.integrated, 2), "true_peak": round(measured.true_peak, 2),
+                      "lra": round(measured.lra, 2), "threshold": round(measured.threshold, 2)},
+            "outputs": outputs, "normalised": bool(outputs)}

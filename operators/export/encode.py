@@ -1,0 +1,270 @@
+"""``export.encode_chunk``: decode one chunk of the source once and encode it to several renditions.
+
+Decoding starts at the chunk's keyframe and keeps the frames the chunk owns (ingest's seek,
+:func:`operators.media.transcode.packets_from_keyframe`). Phone video is turned upright once per
+frame (deliveries carry no display matrix: GIFs, WebM and many players ignore it), then each
+rendition scales (or pads / crops with libavfilter) and encodes. Keyframes are forced every
+``gop_frames`` from the chunk's start and scene-cut keyframes are off, so every rendition of a
+ladder has its keyframes on the same frames, which HLS needs to switch between them.
+
+A rendition at the source's rate keeps the source's timestamps (as ingest's proxies do); one at
+another rate numbers its frames ``k`` in ``1/fps`` and shows the last source frame at or before
+``k / fps``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack
+from fractions import Fraction
+from typing import Any
+
+import av
+import av.filter
+from av.video.frame import PictureType
+
+from operators.context import OpContext
+from operators.errors import MediaError
+from operators.export.loudness import drain
+from operators.export.plan import Rendition, VideoTask, output_frames
+from operators.media._av import Progress, Scaler, codec_threads, mp4_options, open_input
+from operators.media.info import Chunk, MediaInfo, VideoStreamInfo
+from operators.media.transcode import packets_from_keyframe
+from operators.registry import operator
+from operators.types import Frozen, SourceRef
+
+__all__ = ["ChunkEncodes", "EncodedPart", "FrameFilter", "encode_chunk", "encoder_options", "upright_filter"]
+
+os.environ.setdefault("SVT_LOG", "1")  # SVT-AV1 prints its whole configuration otherwise (errors only)
+ENCODERS = {"h264": "libx264", "hevc": "libx265", "vp9": "libvpx-vp9", "av1": "libsvtav1"}
+
+
+class EncodedPart(Frozen):
+    """One rendition of one chunk: a file of video packets, and which frames it holds."""
+
+    rendition: str
+    chunk: int
+    chunks: int
+    path: str
+    frames: int
+    #: First and last frame pts, in ``time_base`` (the source's, or ``1/fps``).
+    first: int
+    last: int
+    time_base: str
+
+
+class ChunkEncodes(Frozen):
+    task: int
+    chunk: Chunk
+    parts: list[EncodedPart]
+    cpu_seconds: float = 0.0
+
+
+def encoder_options(r: Rendition, threads: int) -> dict[str, str]:
+    """The encoder's options: quality, the bitrate cap, fixed keyframe intervals without scene cuts."""
+    # Keyframes are forced on the grid (and at chunk starts); the encoder's own interval only backs it up.
+    g = str(2 * r.gop_frames)
+    cap = r.max_bitrate
+    if r.codec == "h264":
+        opts = {"preset": r.encoder_preset, "crf": str(r.crf), "profile": "high", "g": g, "keyint_min": "1",
+                "sc_threshold": "0", "forced-idr": "1", "threads": str(threads)}
+        if cap:
+            opts.update(maxrate=str(cap), bufsize=str(2 * cap))
+        return opts
+    if r.codec == "hevc":
+        params = (f"keyint={g}:min-keyint=1:scenecut=0:open-gop=0:log-level=error:pools={threads}"
+                  f":frame-threads={min(threads, 2)}")
+        if cap:
+            params += f":vbv-maxrate={cap // 1000}:vbv-bufsize={2 * cap // 1000}"
+        return {"preset": r.encoder_preset, "crf": str(r.crf), "forced-idr": "1", "x265-params": params}
+    if r.codec == "vp9":
+        # Constrained quality: crf, with b as the ceiling (0: unconstrained).
+        return {"deadline": "good", "cpu-used": r.encoder_preset, "crf": str(r.crf), "b": str(cap or 0),
+                "g": g, "keyint_min": "1", "row-mt": "1", "threads": str(threads)}
+    params = f"lp={threads}:scd=0" + (f":mbr={cap // 1000}" if cap else "")
+    return {"preset": r.encoder_preset, "crf": str(r.crf), "g": g, "svtav1-params": params}
+
+
+def upright_filter(rotation: int) -> str | None:
+    """The libavfilter chain that turns a coded picture the way its display matrix says."""
+    return {90: "transpose=cclock", 180: "hflip,vflip", 270: "transpose=clock"}.get(rotation % 360)
+
+
+class FrameFilter:
+    """A one-input libavfilter chain for video frames, built on the first frame it sees."""
+
+    def __init__(self, chain: str) -> None:
+        self.chain = chain
+        self.graph: Any = None
+        self.source: Any = None
+        self.sink: Any = None
+
+    def __call__(self, frame: Any) -> list[Any]:
+        if self.graph is None:
+            self.graph = av.filter.Graph()
+            self.source = self.graph.add_buffer(width=frame.width, height=frame.height, format=frame.format.name,
+                                                time_base=frame.time_base or Fraction(1, 1000))
+            node = self.source
+            for part in self.chain.split(","):
+                name, _, args = part.partition("=")
+                nxt = self.graph.add(name, args or None)
+                node.link_to(nxt)
+                node = nxt
+            self.sink = self.graph.add("buffersink")
+            node.link_to(self.sink)
+            self.graph.configure()
+        self.source.push(frame)
+        return list(drain(self.graph, self.sink))
+
+
+class _Encoder:
+    """One rendition's encoder and chunk file."""
+
+    def __init__(self, path: Any, r: Rendition, video: VideoStreamInfo, threads: int) -> None:
+        self.r = r
+        self.tb = video.tb if r.rate is None else 1 / r.rate
+        rate = video.rate if r.rate is None else r.rate
+        self.container = av.open(str(path), "w", format=r.container,
+                                 options=mp4_options(self.tb) if r.container == "mp4" else {})
+        self.stream = self.container.add_stream(ENCODERS[r.codec], rate=rate)
+        cc = self.stream.codec_context
+        cc.width, cc.height, cc.pix_fmt = r.width, r.height, "yuv420p"
+        cc.time_base = self.tb
+        self.stream.time_base = self.tb
+        self.stream.options = encoder_options(r, threads)
+        if r.codec == "hevc":
+            self.stream.codec_tag = "hvc1"  # Apple players want the parameter sets out of band
+        self.scale = FrameFilter(r.vf) if r.vf else Scaler(r.width, r.height, "yuv420p", "BICUBIC", 1)
+        self.count = 0
+        #: Seconds between keyframes on the output's grid, and the grid cell of the last frame.
+        self.gop = Fraction(r.gop_frames) / rate
+        self._cell: int | None = None
+        self.first: int | None = None
+        self.last = 0
+        self._colors = False
+
+    def encode(self, frame: Any, pts: int) -> None:
+        if not self._colors:
+            cc = self.stream.codec_context
+            cc.color_primaries, cc.color_trc, cc.colorspace = frame.color_primaries, frame.color_trc, frame.colorspace
+            self._colors = True
+        if isinstance(self.scale, FrameFilter):
+            (out,) = self.scale(frame) or (None,)
+            if out is None:
+                raise MediaError(f"The {self.r.width}x{self.r.height} filter chain gave no picture")
+        elif frame.width == self.r.width and frame.height == self.r.height and frame.format.name == "yuv420p":
+            out = frame
+        else:
+            out = self.scale(frame)
+        out.pts, out.time_base = pts, self.tb
+        # Keyframes at the chunk's start and on a grid of gop_frames over the whole output: the same
+        # frames in every rendition of a task, and regular segments wherever the chunks were cut.
+        cell = math.floor(pts * self.tb / self.gop) if self.r.rate is None else (pts // self.r.gop_frames)
+        out.pict_type = PictureType.I if self.count == 0 or cell != self._cell else PictureType.NONE
+        self._cell = cell
+        self.container.mux(self.stream.encode(out))
+        self.first = pts if self.first is None else self.first
+        self.last = pts
+        self.count += 1
+
+    def close(self) -> None:
+        self.container.mux(self.stream.encode(None))
+        self.container.close()
+
+
+def _source_frames(container: Any, stream: Any, task: VideoTask, turn: FrameFilter | None) -> Iterator[Any]:
+    """The chunk's frames, in pts order, upright."""
+    chunk = task.chunk
+    count = 0
+    for packet in packets_from_keyframe(container, stream, chunk):
+        for frame in packet.decode():
+            if frame.pts is None:
+                raise MediaError(f"A video frame near {chunk.start:.2f}s has no timestamp")
+            if frame.pts < chunk.start_pts:
+                continue
+            if frame.pts >= chunk.end_pts:
+                return
+            pts = frame.pts
+            for upright in (turn(frame) if turn is not None else [frame]):
+                upright.pts = pts
+                yield upright
+            count += 1
+            if count == chunk.frame_count:
+                return
+
+
+@operator("export.encode_chunk", weight=10)
+def encode_chunk(source: SourceRef, task: VideoTask, info: MediaInfo, *, ctx: OpContext) -> ChunkEncodes:
+    """Encode one chunk to every rendition of its task (video only)."""
+    video = info.video
+    if video is None:
+        raise MediaError("The source has no video stream to encode")
+    chunk = task.chunk
+    origin = video.start_pts
+    tb = video.tb
+    threads = codec_threads(None)
+    progress = Progress(ctx)
+    started, cpu = time.monotonic(), time.process_time()
+    paths = {r.key: ctx.output_path(f"export/chunks/{r.key}/{chunk.index:05d}.{r.container}") for r in task.renditions}
+    # Output frames of the renditions at another rate that this chunk owns.
+    spans = {r.key: output_frames((chunk.start_pts - origin) * tb, (chunk.end_pts - origin) * tb, r.rate, r.frames)
+             for r in task.renditions if r.rate is not None}
+    counted = 0
+    with ExitStack() as stack:
+        local = stack.enter_context(ctx.storage.reading(source.path))
+        container = stack.enter_context(open_input(local))
+        stream = container.streams[video.index]
+        stream.thread_type = "AUTO"
+        stream.codec_context.thread_count = threads
+        encoders = [_Encoder(stack.enter_context(ctx.storage.writing(paths[r.key])), r, video, threads)
+                    for r in task.renditions]
+        held: Any = None
+        rotation = upright_filter(video.rotation)
+        for frame in _source_frames(container, stream, task, FrameFilter(rotation) if rotation else None):
+            t = (frame.pts - origin) * tb
+            for enc in encoders:
+                if enc.r.rate is None:
+                    enc.encode(frame, frame.pts)
+                elif held is not None:
+                    _hold(enc, held, spans[enc.r.key], t)
+            held = frame
+            counted += 1
+            progress(counted / max(1, chunk.frame_count))
+        if counted != chunk.frame_count:
+            raise MediaError(
+                f"Chunk {chunk.index + 1}/{chunk.count} ({chunk.start:.2f}s–{chunk.end:.2f}s) decoded to {counted} "
+                f"frames but the source holds {chunk.frame_count} there: the source is damaged in that range")
+        for enc in encoders:
+            if enc.r.rate is not None:
+                _hold(enc, held, spans[enc.r.key], None)
+            enc.close()
+    parts = []
+    for enc in encoders:
+        r = enc.r
+        expected = chunk.frame_count if r.rate is None else spans[r.key][1] - spans[r.key][0]
+        if enc.count != expected:
+            raise MediaError(f"Chunk {chunk.index + 1}: the {r.width}x{r.height} {r.codec} rendition got "
+                             f"{enc.count} frames, not {expected}")
+        out_tb = tb if r.rate is None else 1 / r.rate
+        parts.append(EncodedPart(rendition=r.key, chunk=chunk.index, chunks=chunk.count, path=paths[r.key],
+                                 frames=enc.count, first=enc.first if enc.first is not None else 0, last=enc.last,
+                                 time_base=f"{out_tb.numerator}/{out_tb.denominator}"))
+    used = time.process_time() - cpu
+    names = ", ".join(f"{r.codec} {r.width}x{r.height}" for r in task.renditions)
+    ctx.log(f"Encoded chunk {chunk.index + 1}/{chunk.count} ({counted} frames) to {names} at "
+            f"{counted / max(time.monotonic() - started, 1e-6):.0f} fps, {used:.2f} CPU-s")
+    progress.done()
+    return ChunkEncodes(task=task.index, chunk=chunk, parts=parts, cpu_seconds=used)
+
+
+def _hold(enc: _Encoder, frame: Any, span: tuple[int, int], until: Fraction | None) -> None:
+    """Encode the output frames in ``span`` whose time is before ``until`` (None: all left) from ``frame``."""
+    rate = enc.r.rate
+    assert rate is not None
+    k = span[0] + enc.count
+    while k < span[1] and (until is None or Fraction(k) / rate < until):
+        enc.encode(frame, k)
+        k += 1

@@ -1,0 +1,121 @@
+"""Checks every exported file goes through before it is handed out.
+
+:func:`measure` reads a file's packets (no decode): frames, spans, keyframes, the codec tag.
+:func:`check_timing` holds it to the source: the exact frame count, the duration within one
+frame, audio and video within one frame of each other at both ends (against the source's own
+offset, so a source whose sound starts late is not "fixed"). :func:`decoded_frames` decodes it
+all, for the codecs whose files we cannot otherwise trust (VP9, AV1).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from operators.errors import MediaError
+from operators.media._av import open_input
+from operators.media.info import MediaInfo
+
+__all__ = ["Measured", "check_timing", "decoded_frames", "faststart", "measure"]
+
+
+@dataclass
+class Measured:
+    frames: int = 0
+    video_start: float = 0.0
+    video_end: float = 0.0
+    keyframes: list[float] = field(default_factory=list)
+    codec_tag: str = ""
+    audio_start: float | None = None
+    audio_end: float | None = None
+
+    @property
+    def video_duration(self) -> float:
+        return self.video_end - self.video_start
+
+    @property
+    def audio_duration(self) -> float:
+        return (self.audio_end or 0.0) - (self.audio_start or 0.0)
+
+
+def _span(container: Any, stream: Any, keys: list[float] | None = None) -> tuple[int, float, float]:
+    count, start, end = 0, None, None
+    tb = stream.time_base
+    for packet in container.demux(stream):
+        if not packet.size or packet.pts is None or packet.is_discard:
+            continue
+        count += 1
+        t0 = float(packet.pts * tb)
+        start = t0 if start is None else min(start, t0)
+        end = max(end or t0, float((packet.pts + (packet.duration or 0)) * tb))
+        if keys is not None and packet.is_keyframe:
+            keys.append(t0)
+    return count, start or 0.0, end or 0.0
+
+
+def measure(local: Path | str, what: str = "The exported file") -> Measured:
+    """Frames, keyframes and spans (seconds) of a written file, from its packets."""
+    out = Measured()
+    with open_input(local, f"{what} could not be read back") as c:
+        if c.streams.video:
+            stream = c.streams.video[0]
+            out.codec_tag = stream.codec_tag or ""
+            out.frames, out.video_start, out.video_end = _span(c, stream, out.keyframes)
+            out.keyframes.sort()
+    with open_input(local, f"{what} could not be read back") as c:
+        if c.streams.audio:
+            _, out.audio_start, out.audio_end = _span(c, c.streams.audio[0])
+    return out
+
+
+def check_timing(name: str, measured: Measured, info: MediaInfo, *, frames: int, fps: float, duration: float,
+                 with_audio: bool, max_drift_frames: float = 1.0) -> None:
+    """The exact frame count, the duration within a frame of the source's, A/V drift under a frame."""
+    video = info.video
+    assert video is not None
+    frame = 1.0 / fps
+    if measured.frames != frames:
+        raise MediaError(f"{name} has {measured.frames} frames, not {frames}")
+    if abs(measured.video_duration - duration) > frame + 1e-3:
+        raise MediaError(f"{name} lasts {measured.video_duration:.3f}s but the source {duration:.3f}s "
+                         f"(allowed: one frame, {frame * 1000:.1f} ms)")
+    if not with_audio or info.audio is None:
+        return
+    if measured.audio_start is None:
+        raise MediaError(f"{name} lost its audio track")
+    src_offset = info.audio.start_seconds - float(video.start_pts * video.tb)
+    src_end = src_offset + info.audio.duration - video.duration
+    out_offset = measured.audio_start - measured.video_start
+    out_end = out_offset + measured.audio_duration - measured.video_duration
+    drift = max(abs(out_offset - src_offset), abs(out_end - src_end))
+    if drift >= frame * max_drift_frames:
+        raise MediaError(f"{name} drifts out of sync: audio moves {drift * 1000:.1f} ms against video "
+                         f"(allowed: under {frame * max_drift_frames * 1000:.1f} ms)")
+
+
+def decoded_frames(local: Path | str, what: str = "The exported file") -> int:
+    """Every video frame decoded (a file that does not decode fails here, with the decoder's words)."""
+    with open_input(local, f"{what} does not decode") as c:
+        if not c.streams.video:
+            return 0
+        stream = c.streams.video[0]
+        stream.thread_type = "AUTO"
+        return sum(1 for _ in c.decode(stream))
+
+
+def faststart(local: Path | str) -> bool:
+    """True when an MP4's index (moov) comes before its media data, so players start at once."""
+    with open(local, "rb") as f:
+        while header := f.read(8):
+            if len(header) < 8:
+                return False
+            size, kind = int.from_bytes(header[:4], "big"), header[4:8]
+            if kind in (b"moov", b"mdat"):
+                return kind == b"moov"
+            if size == 1:
+                size = int.from_bytes(f.read(8), "big") - 8
+            if size < 8:
+                return False
+            f.seek(size - 8, 1)
+    return False
