@@ -44,6 +44,8 @@ class NewClipVersion(Frozen):
     """A clip version a job proposes (a clip generate_clip found), made when its outputs are published.
 
     In ``result_payload.outputs`` it becomes the new version's id (``cv_…``), in the job's project.
+    A :class:`StoredFile` inside ``timeline`` (a transcript the job made, for the captions) is
+    published as an asset first and replaced by its id: one asset, however often it is named.
     """
 
     timeline: dict[str, Any]

@@ -23,35 +23,63 @@ async def publish_outputs(value: Any, assets: AssetStore, *, project_id: str | N
     """Outputs as JSON: files become asset records, proposed clip versions become their ids.
 
     ``derived_from`` (the job's source assets and their own lineage) is kept on every new asset.
+    A file named twice (an output, and inside a proposed clip version's timeline) is one asset.
     """
+    return await _Publisher(assets, clip_versions, project_id, job_id, derived_from).publish(value)
 
-    async def publish(item: Any) -> Any:
-        return await publish_outputs(item, assets, project_id=project_id, job_id=job_id, clip_versions=clip_versions,
-                                     derived_from=derived_from)
 
-    if isinstance(value, StoredFile):
-        return await assets.register_output(value, project_id=project_id, job_id=job_id, derived_from=derived_from)
-    if isinstance(value, NewClipVersion):
-        if clip_versions is None or project_id is None:
+@dataclasses.dataclass
+class _Publisher:
+    assets: AssetStore
+    clip_versions: ClipVersionStore | None
+    project_id: str | None
+    job_id: str
+    derived_from: list[str] | None
+    registered: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+
+    async def publish(self, value: Any) -> Any:
+        if isinstance(value, StoredFile):
+            return await self._file(value)
+        if isinstance(value, NewClipVersion):
+            return await self._clip_version(value)
+        if isinstance(value, BaseModel):
+            fields = {name: getattr(value, name) for name in type(value).model_fields}
+            if any(_holds_file(v) for v in fields.values()):
+                return {k: await self.publish(v) for k, v in fields.items()}
+            return value.model_dump(mode="json")
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            return await self.publish(dataclasses.asdict(value))
+        if isinstance(value, dict):
+            return {str(k): await self.publish(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [await self.publish(v) for v in value]
+        if value is None or isinstance(value, str | int | float | bool):
+            return value
+        return str(value)
+
+    async def _file(self, stored: StoredFile) -> dict[str, Any]:
+        if stored.path not in self.registered:
+            self.registered[stored.path] = await self.assets.register_output(
+                stored, project_id=self.project_id, job_id=self.job_id, derived_from=self.derived_from)
+        return self.registered[stored.path]
+
+    async def _clip_version(self, proposed: NewClipVersion) -> str:
+        if self.clip_versions is None or self.project_id is None:
             raise ValueError("a job that proposes clip versions needs a project_id")
-        metadata = {**value.metadata, "job_id": job_id}
-        record = await clip_versions.create(project_id=project_id, timeline=value.timeline, name=value.name,
-                                            metadata=metadata)
-        return record["id"]
-    if isinstance(value, BaseModel):
-        fields = {name: getattr(value, name) for name in type(value).model_fields}
-        if any(_holds_file(v) for v in fields.values()):
-            return {k: await publish(v) for k, v in fields.items()}
-        return value.model_dump(mode="json")
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return await publish(dataclasses.asdict(value))
-    if isinstance(value, dict):
-        return {str(k): await publish(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [await publish(v) for v in value]
-    if value is None or isinstance(value, str | int | float | bool):
+        # A file the job made, named in the timeline (a transcript for its captions), becomes its asset id.
+        timeline = await self._ids(proposed.timeline)
+        record = await self.clip_versions.create(project_id=self.project_id, timeline=timeline, name=proposed.name,
+                                                 metadata={**proposed.metadata, "job_id": self.job_id})
+        return str(record["id"])
+
+    async def _ids(self, value: Any) -> Any:
+        if isinstance(value, StoredFile):
+            return (await self._file(value))["id"]
+        if isinstance(value, dict):
+            return {k: await self._ids(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [await self._ids(v) for v in value]
         return value
-    return str(value)
 
 
 def _holds_file(value: Any) -> bool:

@@ -96,8 +96,9 @@ def check_first_job(client: TestClient[Any], talk: cg.Talk, source: str, job: di
         shown = video["clips"][0]
         assert (shown["asset"], shown["in"], shown["out"]) == (source, clip["start"], clip["end"])
         assert title["type"] == "text" and captions["type"] == "captions"
-        # Made in this job, the transcript had no id yet: the captions name a merge field the renders fill.
-        assert captions["transcript"] == "{{TRANSCRIPT}}" and captions["style"] == "word-highlight"
+        # Made in this job, the transcript is one asset: the output, and what the captions name.
+        assert captions["transcript"] == job["result_payload"]["outputs"]["transcript"]["id"]
+        assert captions["style"] == "word-highlight"
         assert version["timeline"]["canvas"] == {"aspect_ratio": "9:16", "height": 640, "fps": "10",
                                                  "background": "#000000"}
 

@@ -5,12 +5,9 @@ keys, held; a plain rectangle when the clip is one framing), a title over the fi
 seconds, and a captions track of the transcript's words, mapped through the clip's cut.
 
 The captions name the transcript *asset*. When the payload gave one, that is its id. When
-the graph transcribed the source itself, the transcript becomes an asset only when the job's
-outputs are published, after this step, so its id is not known yet: the captions then name
-the merge field ``{{TRANSCRIPT}}``, which the chained renders fill from
-``$outputs.transcript.id`` (and a client rendering the clip version later passes
-``merge: {"TRANSCRIPT": <outputs.transcript.id>}``, also kept in the version's metadata
-as ``merge_fields``). See the README's generate_clip section.
+the graph transcribed the source itself, the transcript's file (a ``StoredFile``) stands in
+the timeline: publishing the job's outputs registers it once, as ``outputs.transcript``, and
+puts its asset id there before the clip version is created.
 """
 
 from __future__ import annotations
@@ -26,11 +23,9 @@ from operators.errors import OperatorError
 from operators.media.info import MediaInfo
 from operators.registry import operator
 from operators.render.timeline import Timeline
-from operators.types import NewClipVersion, SourceRef
+from operators.types import NewClipVersion, SourceRef, StoredFile
 
-__all__ = ["BuildParams", "TRANSCRIPT_FIELD", "build", "clip_timeline"]
-
-TRANSCRIPT_FIELD = "TRANSCRIPT"
+__all__ = ["BuildParams", "build", "clip_timeline"]
 
 
 class BuildParams(BaseModel):
@@ -54,7 +49,7 @@ def _literal(text: str) -> str:
     return text.replace("{{", "{ {").replace("}}", "} }")
 
 
-def clip_timeline(clip: FoundClip, plan: Reframe | None, asset_id: str, transcript_id: str | None,
+def clip_timeline(clip: FoundClip, plan: Reframe | None, asset_id: str, transcript_id: str | StoredFile,
                   info: MediaInfo, params: BuildParams) -> dict[str, Any]:
     video: dict[str, Any] = {"asset": asset_id, "in": round(clip.start, 3), "out": round(clip.end, 3)}
     windows = plan.crops if plan is not None else ()
@@ -74,7 +69,7 @@ def clip_timeline(clip: FoundClip, plan: Reframe | None, asset_id: str, transcri
         }]})
     if params.captions != "none":
         tracks.append({
-            "type": "captions", "transcript": transcript_id or f"{{{{{TRANSCRIPT_FIELD}}}}}", "media": asset_id,
+            "type": "captions", "transcript": transcript_id, "media": asset_id,
             "style": params.captions, "size": max(8, round(h * 0.036)), "position": "bottom", "margin": 0.16,
             "outline_width": max(1, round(h / 640)), "max_chars": 24 if params.aspect_ratio == "9:16" else 32,
         })
@@ -96,7 +91,8 @@ def build(found: list[FoundClip], frames: list[Reframe], transcript: TranscriptU
         raise OperatorError(f"{len(found)} clips but {len(plans)} reframe plans")
     out = []
     for clip, plan in zip(found, plans, strict=True):
-        timeline = clip_timeline(clip, plan, source.asset_id, transcript.asset_id, info, params)
+        made = transcript.asset if isinstance(transcript.asset, StoredFile) else None
+        timeline = clip_timeline(clip, plan, source.asset_id, transcript.asset_id or made, info, params)
         check = timeline if transcript.asset_id else {**timeline, "tracks": [
             {**t, "transcript": "pending"} if t["type"] == "captions" else t for t in timeline["tracks"]]}
         Timeline.model_validate(check)  # a bug here must fail the job, not the render
@@ -105,8 +101,6 @@ def build(found: list[FoundClip], frames: list[Reframe], transcript: TranscriptU
             "start": clip.start, "end": clip.end, "rank": clip.rank, "title": clip.title,
             "source_asset_id": source.asset_id,
         }
-        if transcript.asset_id is None and params.captions != "none":
-            metadata["merge_fields"] = {TRANSCRIPT_FIELD: "outputs.transcript.id of the generate_clip job"}
         out.append(ClipOut(
             clip_version_id=NewClipVersion(timeline=timeline, name=clip.title, metadata=metadata),
             rank=clip.rank, start=clip.start, end=clip.end, duration=round(clip.duration, 3), score=clip.score,
