@@ -231,6 +231,11 @@ def _source_request(
     name: str, spec: InputSpec, payload: dict[str, Any], errors: list[dict[str, Any]], fallback: Any = None
 ) -> SourceRequest | None:
     uri, asset = payload.get("source_uri"), payload.get("source_asset_id")
+    if spec.asset_only and uri is not None:
+        errors.append({"loc": ["body", "source_uri"], "type": "value_error",
+                       "msg": f"'{name}' must be an asset: give source_asset_id (upload the file with POST /assets/ "
+                              "first); this job's outputs refer to its source by asset id"})
+        return None
     if uri is None and asset is None and isinstance(fallback, str):
         asset = fallback  # from the job's clip version (e.g. its latest render's video)
     for key, value in (("source_uri", uri), ("source_asset_id", asset)):

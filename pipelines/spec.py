@@ -77,6 +77,9 @@ class InputSpec(_Strict):
     #: An explicit ``null`` in the payload is kept as null instead of taking the default
     #: (``loudness: null`` leaves the audio alone; leaving the field out takes the default).
     nullable: bool = False
+    #: For a ``source``: only ``source_asset_id`` will do (the job's outputs name the source as an
+    #: asset, e.g. generate_clip's clip versions); a ``source_uri`` is a 422 at POST.
+    asset_only: bool = False
     #: Required unless this other input has a value (a source, or else a timeline to render).
     required_unless: str | None = None
     #: When this input is set (and not empty), these inputs must have values too

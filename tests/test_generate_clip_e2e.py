@@ -169,13 +169,13 @@ def test_no_speech_and_a_short_source_complete_with_no_clips(client: TestClient[
     assert any("less than min_seconds (15 s): no clips" in m for m in messages(job)), messages(job)
 
 
-def test_a_source_uri_fails_at_once_asking_for_an_asset(client: TestClient[Any], media_root: Path,
-                                                        talk_video: bytes) -> None:
+def test_a_source_uri_is_a_422_asking_for_an_asset(client: TestClient[Any], media_root: Path,
+                                                   talk_video: bytes) -> None:
     (media_root / "talk.mp4").write_bytes(talk_video)
-    job = run(client, source_uri="talk.mp4", timeout=60)
-    assert job["status"] == "failed"
-    assert "give the source as source_asset_id" in job["error_message"], job["error_message"]
-    assert not any(m.startswith("Merged") for m in messages(job))
+    response = client.post("/jobs/?job_type=generate_clip", json={"project_id": PROJECT, "source_uri": "talk.mp4"})
+    assert response.status_code == 422, response.text
+    (error,) = response.json()["detail"]
+    assert error["loc"] == ["body", "source_uri"] and "give source_asset_id" in error["msg"], error
 
 
 def test_the_job_type_is_listed_with_its_inputs(client: TestClient[Any]) -> None:
