@@ -19,6 +19,13 @@ Phases, in order:
                  client-observed time (POST sent -> completed seen) and the server's own timestamps
                  (created_at -> started_at -> completed_at).
 Every phase has a request cap and a deadline, so the script always ends by itself.
+
+Then the cost of issue 12's layers (``--no-cost`` skips it), on servers without a dispatcher (RUN_DISPATCHER=false,
+so nothing else competes for the CPU): the same GET /jobs/{id} load against the bare baseline (bench/bare_app.py:
+Litestar + one redis GET of the same record bytes), the real server with auth off and with API_TOKENS (both on the
+same Redis), and POST /jobs/ with auth off and on, with a new Idempotency-Key per request and with one key replayed.
+The targets are measured in turn, ``--cost-rounds`` times, and each one's best round is kept. Last, bench/api_profile.py
+(``--no-profile`` skips it) profiles one GET /jobs/{id} in-process and says where its time goes.
 """
 
 from __future__ import annotations
@@ -266,6 +273,140 @@ async def run(args: argparse.Namespace, server: ServerProcess) -> dict[str, Any]
     return results
 
 
+class BareProcess:
+    """bench/bare_app.py in a subprocess on a free port; CPU seconds like ServerProcess.cpu_seconds()."""
+
+    def __init__(self, redis_url: str) -> None:
+        from common import free_port
+
+        self.port = free_port()
+        self.redis_url = redis_url
+        self.proc: Any = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        import subprocess
+
+        self.proc = subprocess.Popen([sys.executable, str(Path(__file__).resolve().parent / "bare_app.py"),
+                                      "--port", str(self.port), "--redis-url", self.redis_url],
+                                     start_new_session=True)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{self.base_url}/health/", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        raise TimeoutError("bare app not ready")
+
+    def cpu_seconds(self) -> dict[str, float]:
+        import psutil
+
+        t = psutil.Process(self.proc.pid).cpu_times()
+        return {"server_main": t.user + t.system, "server_children": 0.0}
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+
+
+async def run_costs(args: argparse.Namespace) -> dict[str, Any]:
+    """Auth off/on and Idempotency-Key against the bare baseline (see the module's docstring)."""
+    import redis as redis_sync
+
+    token = "bench-token-7f3a9c51"
+    env = {"RUN_DISPATCHER": "false", "RUN_WEBHOOKS": "false"}
+    off = ServerProcess(extra_graphs=[NOOP_GRAPH], dask_workers=1, env=env)
+    servers: list[Any] = [off]
+    try:
+        off.start()
+        diag = off.wait_ready()
+        redis_url = f"redis://{diag['queue']['broker_url']}"
+        on = ServerProcess(extra_graphs=[NOOP_GRAPH], dask_workers=1,
+                           env={**env, "REDIS_URL": redis_url, "API_TOKENS": token,
+                                "DASK_SCHEDULER_ADDRESS": diag["cluster"]["scheduler_address"]})
+        servers.append(on)
+        on.start()
+        bare = BareProcess(redis_url)
+        servers.append(bare)
+        bare.start()
+        print(f"[bench] cost: auth off {off.base_url}, auth on {on.base_url}, bare {bare.base_url}", flush=True)
+        limits = httpx.Limits(max_connections=args.concurrency + 4, max_keepalive_connections=args.concurrency + 4)
+        clients = {
+            "bare": httpx.AsyncClient(base_url=bare.base_url, timeout=30, limits=limits),
+            "off": httpx.AsyncClient(base_url=off.base_url, timeout=30, limits=limits),
+            "on": httpx.AsyncClient(base_url=on.base_url, timeout=30, limits=limits,
+                                    headers={"Authorization": f"Bearer {token}"}),
+        }
+        procs = {"bare": bare, "off": off, "on": on}
+        ids = []
+        for i in range(200):
+            response = await clients["off"].post("/v1/jobs/", params={"job_type": "noop"}, json={"value": f"g{i}"})
+            ids.append(response.json()["id"])
+        with redis_sync.Redis.from_url(redis_url) as r:
+            for job_id in ids:
+                r.set(f"bare:job:{job_id}", (await clients["off"].get(f"/v1/jobs/{job_id}")).content)
+        n = len(ids)
+        round_no = 0
+        targets: list[tuple[str, str, Any, int]] = [
+            ("GET /jobs/{id}: bare Litestar + redis GET", "bare", lambda c, i: c.get(f"/jobs/{ids[i % n]}"), 200),
+            ("GET /v1/jobs/{id}: auth off", "off", lambda c, i: c.get(f"/v1/jobs/{ids[i % n]}"), 200),
+            ("GET /v1/jobs/{id}: auth on", "on", lambda c, i: c.get(f"/v1/jobs/{ids[i % n]}"), 200),
+            ("POST /v1/jobs/: auth off", "off",
+             lambda c, i: c.post("/v1/jobs/", params={"job_type": "noop"}, json={"value": f"p{i}"}), 202),
+            ("POST /v1/jobs/: auth on", "on",
+             lambda c, i: c.post("/v1/jobs/", params={"job_type": "noop"}, json={"value": f"p{i}"}), 202),
+            ("POST /v1/jobs/: auth off, a new Idempotency-Key each", "off",
+             lambda c, i: c.post("/v1/jobs/", params={"job_type": "noop"}, json={"value": f"k{i}"},
+                                 headers={"Idempotency-Key": f"key-{round_no}-{i}"}), 202),
+            ("POST /v1/jobs/: auth off, one Idempotency-Key replayed", "off",
+             lambda c, i: c.post("/v1/jobs/", params={"job_type": "noop"}, json={"value": "same"},
+                                 headers={"Idempotency-Key": "replayed-key"}), 202),
+        ]
+        best: dict[str, dict[str, Any]] = {}
+        for round_no in range(args.cost_rounds):
+            for label, which, make, expect in targets:
+                client = clients[which]
+                with CpuMeter(procs[which]) as cpu:
+                    result = await load(client, lambda i, c=client, m=make: m(c, i), total=args.cost_requests,
+                                        concurrency=args.concurrency, deadline_s=args.phase_deadline, expect=expect)
+                result.pop("_bodies")
+                result["cpu"] = cpu.result
+                result["server_cpu_ms_per_request"] = (
+                    (cpu.result["server_main_cpu_s"] + cpu.result["server_children_cpu_s"])
+                    / max(1, result["requests"]) * 1000)
+                result["round"] = round_no + 1
+                if label not in best or result["throughput_rps"] > best[label]["throughput_rps"]:
+                    best[label] = result
+                print(f"[bench] cost round {round_no + 1}: {label}: {result['throughput_rps']:.0f} req/s", flush=True)
+        for client in clients.values():
+            await client.aclose()
+        bare_rps = best[targets[0][0]]["throughput_rps"]
+        post_rps = best[targets[3][0]]["throughput_rps"]
+        for label, entry in best.items():
+            entry["ratio"] = entry["throughput_rps"] / (bare_rps if label.startswith("GET") else post_rps)
+        return {"rounds": args.cost_rounds, "requests": args.cost_requests, "concurrency": args.concurrency,
+                "targets": best}
+    finally:
+        for server in reversed(servers):
+            server.stop()
+
+
+def report_costs(cost: dict[str, Any]) -> None:
+    print(f"\nthe cost of auth and Idempotency-Key (no dispatcher; best of {cost['rounds']} rounds; ratio: to the "
+          "bare GET for GETs, to POST with auth off for POSTs):")
+    rows = []
+    for label, r in cost["targets"].items():
+        lat = r["latency_ms"]
+        rows.append([label, r["requests"], r["throughput_rps"], r["ratio"], lat.get("p50", float("nan")),
+                     lat.get("p99", float("nan")), r["server_cpu_ms_per_request"], sum(r["errors"].values())])
+    print_table(rows, ["request", "n", "req/s", "ratio", "p50 ms", "p99 ms", "server cpu ms/req", "errors"])
+
+
 def report(results: dict[str, Any]) -> None:
     print()
     rows = []
@@ -326,6 +467,10 @@ def main() -> int:
                         help="server with RUN_DISPATCHER=false: POST and GET only, the API without the dispatcher's "
                              "load; writes bench/out/api_nodispatcher.json")
     parser.add_argument("--keep-tmp", action="store_true", help="keep the server's temp folder (and log)")
+    parser.add_argument("--no-cost", action="store_true", help="skip the auth / Idempotency-Key / bare baseline phases")
+    parser.add_argument("--cost-requests", type=int, default=1500, help="requests per cost target and round")
+    parser.add_argument("--cost-rounds", type=int, default=2, help="rounds of the cost targets (best kept)")
+    parser.add_argument("--no-profile", action="store_true", help="skip bench/api_profile.py")
     args = parser.parse_args()
 
     t_all = time.perf_counter()
@@ -342,6 +487,17 @@ def main() -> int:
         results = asyncio.run(run(args, server))
     finally:
         exit_code = server.stop()
+    if not args.no_cost:
+        results["cost"] = asyncio.run(run_costs(args))
+    if not args.no_profile:
+        import subprocess
+
+        subprocess.run([sys.executable, str(Path(__file__).resolve().parent / "api_profile.py")], check=False)
+        profile = Path(__file__).resolve().parent / "out" / "api_profile.json"
+        if profile.exists():
+            import json
+
+            results["profile"] = json.loads(profile.read_text())
     data = {
         "benchmark": "api",
         "machine": machine_info(),
@@ -354,6 +510,8 @@ def main() -> int:
         **results,
     }
     report(results)
+    if "cost" in results:
+        report_costs(results["cost"])
     path = write_json("api_nodispatcher.json" if args.no_dispatcher else "api.json", data)
     warn_if_loaded([load_before[0], data["loadavg_after"][0]], "the figures are pessimistic and noisy")
     print(f"\nserver exit code {exit_code}; total {data['wall_s']:.1f}s; results in {path}")

@@ -90,9 +90,11 @@ def _check(response: httpx.Response, what: str) -> Any:
 class Api:
     """The HTTP API, with errors turned into CliError."""
 
-    def __init__(self, base_url: str, timeout: float = 30.0) -> None:
+    def __init__(self, base_url: str, timeout: float = 30.0, token: str | None = None) -> None:
         self.base_url = base_url.rstrip("/")
-        self.client = httpx.Client(base_url=self.base_url, timeout=timeout)
+        #: ``Authorization: Bearer <token>`` for a server with API tokens (``--token`` or ``$AVE_TOKEN``).
+        self.headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.client = httpx.Client(base_url=self.base_url, timeout=timeout, headers=self.headers)
 
     def request(self, method: str, path: str, what: str, **kwargs: Any) -> Any:
         try:
@@ -207,7 +209,8 @@ async def _follow_ws(api: Api, job_id: str, reporter: Reporter, *, retries: int 
     while True:
         try:
             async with websockets.connect(url, open_timeout=10, max_size=64 * 1024 * 1024,
-                                          ping_interval=20, ping_timeout=60) as ws:
+                                          ping_interval=20, ping_timeout=60,
+                                          additional_headers=api.headers or None) as ws:
                 failures, delay = 0, 0.5
                 try:
                     async for raw in ws:
@@ -636,12 +639,15 @@ def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--url", default=argparse.SUPPRESS,
                         help=f"the server (default: $AVE_URL or {DEFAULT_URL})")
+    common.add_argument("--token", default=argparse.SUPPRESS,
+                        help="bearer token for a server with API_TOKENS (default: $AVE_TOKEN)")
     common.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
                         help="machine-readable output on stdout")
 
     parser = _Parser(prog="ave", description="The AI video editor backend's command line.",
                      epilog="Exit codes: 0 completed, 1 failed, 2 usage error, 130 interrupted.")
     parser.add_argument("--url", default=None, help=f"the server (default: $AVE_URL or {DEFAULT_URL})")
+    parser.add_argument("--token", default=None, help="bearer token for a server with API_TOKENS (default: $AVE_TOKEN)")
     parser.add_argument("--json", action="store_true", default=False, help="machine-readable output on stdout")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
@@ -709,7 +715,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     url = getattr(args, "url", None) or os.environ.get("AVE_URL") or DEFAULT_URL
-    api = Api(url)
+    api = Api(url, token=getattr(args, "token", None) or os.environ.get("AVE_TOKEN") or None)
     try:
         return int(args.func(api, args))
     except CliError as exc:

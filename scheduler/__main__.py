@@ -22,6 +22,7 @@ async def _main(settings: Settings) -> None:
         if runtime.dispatcher is None:
             raise SystemExit("no Dask cluster: see the log above")
         await runtime.start_webhooks()
+        await runtime.start_metrics()
         logging.getLogger("scheduler").info("dispatcher %s running", runtime.dispatcher.owner)
         await stop.wait()
     finally:

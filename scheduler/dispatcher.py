@@ -32,9 +32,11 @@ from scheduler.errors import (
     SourceError,
     UnknownJobTypeError,
 )
+from scheduler.metrics import RETRIES_KEY, RETRY_TOPIC, RetryEvents
 from scheduler.outputs import publish_outputs
 from scheduler.service import JobService
 from scheduler.settings import Settings
+from scheduler.store import guard
 from scheduler.timefmt import now_ts
 
 __all__ = ["Dispatcher"]
@@ -56,6 +58,7 @@ class _Running:
         self.pending_messages.append((now_ts(), message))
     pending_progress: float | None = None
     cancelled: bool = False
+    job_type: str = ""
     eta: EtaEstimator = field(default_factory=EtaEstimator)
 
 
@@ -70,10 +73,17 @@ class Dispatcher:
         self._stopping = asyncio.Event()
         self._slot_free = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._background: set[asyncio.Task[None]] = set()
 
     # -- lifecycle ----------------------------------------------------------------------
     async def start(self) -> None:
         self.client.subscribe_topic(EVENTS_TOPIC, self._on_event)
+        self.client.subscribe_topic(RETRY_TOPIC, self._on_retry)
+        try:
+            # Tells us of tasks Dask runs again after they raised (a node's retries:), for /metrics.
+            await self.client.register_plugin(RetryEvents(), name=RetryEvents.name)
+        except Exception as exc:  # noqa: BLE001  (a scheduler without this package: no retry counts)
+            _log.warning("task retries will not be counted: the Dask scheduler did not take the plugin (%s)", exc)
         for coro in (self._claim_loop(), self._heartbeat_loop(), self._watch_loop(), self._flush_loop()):
             self._tasks.append(asyncio.create_task(coro))
 
@@ -88,6 +98,8 @@ class Dispatcher:
         await asyncio.gather(*self._tasks, *(r.task for r in self._running.values() if r.task), return_exceptions=True)
         with contextlib.suppress(Exception):
             self.client.unsubscribe_topic(EVENTS_TOPIC)
+        with contextlib.suppress(Exception):
+            self.client.unsubscribe_topic(RETRY_TOPIC)
         with contextlib.suppress(QueueUnavailableError):
             await self.store.release_owner(self.owner)
 
@@ -215,6 +227,21 @@ class Dispatcher:
         if running is not None and running.run is not None:
             running.run.handle_event(msg)
 
+    def _on_retry(self, event: tuple[float, dict[str, Any]]) -> None:
+        """A task was retried on the cluster: count it if it is one of our jobs'."""
+        msg = event[1] if isinstance(event, tuple) else event
+        key = str(msg.get("key", "")) if isinstance(msg, dict) else ""
+        for running in self._running.values():
+            if running.job_id in key and running.job_type:
+                task = asyncio.create_task(self._count_retry(running.job_type))
+                self._background.add(task)
+                task.add_done_callback(self._background.discard)
+                return
+
+    async def _count_retry(self, job_type: str) -> None:
+        with contextlib.suppress(Exception):
+            await guard(self.store.redis.hincrby(RETRIES_KEY, job_type, 1))
+
     async def _run_job(self, running: _Running) -> None:
         job_id = running.job_id
         outcome: tuple[str, Any]
@@ -222,6 +249,7 @@ class Dispatcher:
             fields = await self._until_redis(lambda: self.store.internal(job_id))
             running.eta.start(time.monotonic(), float(fields.get("progress") or 0))
             record = await self._until_redis(lambda: self.store.get(job_id))
+            running.job_type = record["job_type"]
             bound = await self._until_redis(lambda: self.service.bind(
                 record["job_type"], record["payload"], clip_version_id=record.get("clip_version_id")))
             job = JobInfo(id=job_id, type=record["job_type"], priority=record["priority"],

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-import logging
+import asyncio
+import contextlib
 import json
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,6 +20,9 @@ from scheduler.cluster import ClusterHandle
 from scheduler.dispatcher import Dispatcher
 from scheduler.events import JobEvents
 from scheduler.graphs import GraphCatalog
+from scheduler.idempotency import IdempotencyStore
+from scheduler.limits import PayloadBounds
+from scheduler.metrics import flush_redis_errors
 from scheduler.redis_server import EmbeddedRedis
 from scheduler.service import JobService
 from scheduler.settings import Settings
@@ -52,6 +57,9 @@ class Runtime:
     events: JobEvents | None = None
     deliverer: WebhookDeliverer | None = None
     extras: dict[str, Any] = field(default_factory=dict)
+    #: The stores and the service, built once per Redis client (they hold registered Lua scripts).
+    _built: dict[str, Any] = field(default_factory=dict, repr=False)
+    _metrics_task: asyncio.Task[None] | None = field(default=None, repr=False)
 
     @classmethod
     def prepare(cls, settings: Settings) -> Runtime:
@@ -77,39 +85,71 @@ class Runtime:
                 _log.error("embedded Redis did not start: %s", exc)
                 url = f"redis://127.0.0.1:{self.settings.embedded_redis_port or 6379}/0"
         self.redis_url = url
+        self._built.clear()
+        # No socket_timeout (redis-py's default is 5 s): with one, redis-py wraps every command's write in
+        # asyncio.wait_for, a new Task per command (a tenth of GET /jobs/{id}'s cost on Python 3.11).
+        # store.guard() bounds each call with one asyncio.timeout instead (REDIS_CALL_TIMEOUT).
         self.redis = aioredis.Redis.from_url(
-            url, socket_connect_timeout=2, socket_timeout=10, health_check_interval=10, retry_on_timeout=False
+            url, socket_timeout=None, socket_connect_timeout=2, socket_keepalive=True, health_check_interval=10,
+            retry_on_timeout=False
         )
 
     @property
     def storage(self) -> Storage:
         return Storage(self.settings.media_url)
 
+    def _once(self, name: str, build: Callable[[], Any]) -> Any:
+        value = self._built.get(name)
+        if value is None:
+            value = self._built[name] = build()
+        return value
+
     @property
     def store(self) -> JobStore:
         assert self.redis is not None
-        return JobStore(self.redis, log_limit=self.settings.job_log_limit)
+        return self._once("store", lambda: JobStore(self.redis, log_limit=self.settings.job_log_limit))  # type: ignore[no-any-return]
 
     @property
     def assets(self) -> AssetStore:
         assert self.redis is not None
-        return AssetStore(self.redis)
+        return self._once("assets", lambda: AssetStore(self.redis))  # type: ignore[no-any-return]
 
     @property
     def clip_versions(self) -> ClipVersionStore:
         assert self.redis is not None
-        return ClipVersionStore(self.redis)
+        return self._once("clip_versions", lambda: ClipVersionStore(self.redis))  # type: ignore[no-any-return]
 
     @property
     def webhooks(self) -> WebhookStore:
         assert self.redis is not None
-        return WebhookStore(self.redis, self.store)
+        return self._once("webhooks", lambda: WebhookStore(self.redis, self.store))  # type: ignore[no-any-return]
+
+    @property
+    def idempotency(self) -> IdempotencyStore:
+        assert self.redis is not None
+        return self._once("idempotency", lambda: IdempotencyStore(  # type: ignore[no-any-return]
+            self.redis, ttl_seconds=self.settings.idempotency_ttl_seconds))
 
     @property
     def service(self) -> JobService:
-        return JobService(store=self.store, assets=self.assets, catalog=self.catalog, storage=self.storage,
-                          clip_versions=self.clip_versions,
-                          limits={"max_render_seconds": self.settings.max_render_seconds})
+        settings = self.settings
+        return self._once("service", lambda: JobService(  # type: ignore[no-any-return]
+            store=self.store, assets=self.assets, catalog=self.catalog, storage=self.storage,
+            clip_versions=self.clip_versions,
+            limits={"max_render_seconds": settings.max_render_seconds},
+            bounds=PayloadBounds(max_string=settings.max_payload_string, max_items=settings.max_payload_items,
+                                 max_depth=settings.max_payload_depth)))
+
+    async def start_metrics(self) -> None:
+        """Add this process's Redis error count to Redis every few seconds (see scheduler/metrics.py)."""
+        if self._metrics_task is None:
+            self._metrics_task = asyncio.create_task(self._flush_metrics_loop(), name="metrics-flush")
+
+    async def _flush_metrics_loop(self) -> None:
+        while True:
+            await asyncio.sleep(5)
+            if self.redis is not None:
+                await flush_redis_errors(self.redis)
 
     async def start_cluster(self) -> None:
         self.cluster = ClusterHandle(self.settings)
@@ -141,6 +181,11 @@ class Runtime:
             await self.deliverer.start()
 
     async def close(self) -> None:
+        if self._metrics_task is not None:
+            self._metrics_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._metrics_task
+            self._metrics_task = None
         if self.deliverer is not None:
             await self.deliverer.stop()
             self.deliverer = None
@@ -154,8 +199,11 @@ class Runtime:
             await self.cluster.close()
             self.cluster = None
         if self.redis is not None:
+            with contextlib.suppress(Exception):
+                await flush_redis_errors(self.redis)
             await self.redis.aclose()
             self.redis = None
+            self._built.clear()
         if self.embedded is not None:
             self.embedded.stop()
             self.embedded = None

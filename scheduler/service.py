@@ -13,6 +13,7 @@ from pipelines.payload import BoundPayload, bind_payload
 from scheduler.assets import AssetStore
 from scheduler.clip_versions import ClipVersionNotFoundError, ClipVersionStore
 from scheduler.graphs import GraphCatalog
+from scheduler.limits import PayloadBounds
 from scheduler.payload_assets import names_assets, resolve_payload_assets
 from scheduler.sources import resolve_source
 from scheduler.store import JobStore
@@ -42,16 +43,20 @@ class JobService:
     clip_versions: ClipVersionStore
     #: Limits payload models check against (``max_render_seconds``), from the settings.
     limits: dict[str, Any] = field(default_factory=dict)
+    #: Default bounds on a payload's strings, lists and nesting (where its graph declares none).
+    bounds: PayloadBounds = field(default_factory=PayloadBounds)
 
     async def bind(self, job_type: str, payload: dict[str, Any], *, clip_version_id: str | None = None) -> BoundJob:
         """Everything a job needs to run, or a named error (UnknownJobType, Payload, Source)."""
         graph = self.catalog.get(job_type)
+        self.bounds.check(payload, declared=graph.spec.inputs)
         fallbacks = await self._clip_version_fallbacks(graph, payload, clip_version_id)
         bound = bind_payload(graph, payload, fallbacks=fallbacks)
-        sources = {
-            name: await resolve_source(request, self.storage, self.assets) for name, request in bound.sources.items()
-        }
         project_id = payload.get("project_id") if isinstance(payload.get("project_id"), str) else None
+        sources = {
+            name: await resolve_source(request, self.storage, self.assets, project_id=project_id)
+            for name, request in bound.sources.items()
+        }
         # Models that name assets also see the job's resolved sources (a transcript must be of the source).
         context = {**self.limits, "sources": sources}
         resolved = {
@@ -80,6 +85,7 @@ class JobService:
 
         model = REGISTRY.model("timeline")
         assert model is not None
+        self.bounds.check(timeline, loc=tuple(loc))
         errors: list[dict[str, Any]] = []
         value = check_model_value(loc[-1], InputSpec(type="timeline"), model, timeline, {}, errors)
         if errors:

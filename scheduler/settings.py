@@ -63,6 +63,36 @@ class Settings(BaseSettings):
         False, description="Allow callback URLs that resolve to loopback, link-local or private addresses"
     )
     run_webhooks: bool = Field(True, description="Deliver due webhooks from this process")
+    # -- limits, auth, idempotency, metrics --------------------------------------------------
+    max_json_bytes: int = Field(
+        1024 * 1024, ge=1024, description="Largest JSON request body (every route but the upload); past it: 413"
+    )
+    max_payload_string: int = Field(
+        10_000, ge=1, description="Longest string anywhere in a job payload or timeline, where a graph declares no max_length"
+    )
+    max_payload_items: int = Field(
+        10_000, ge=1, description="Most items of a list (or keys of an object) in a payload, where a graph declares no max_items"
+    )
+    max_payload_depth: int = Field(32, ge=2, description="Deepest nesting of lists and objects in a payload")
+    api_tokens: str | None = Field(None, description="Comma-separated bearer tokens; set: every route but /health needs one")
+    api_tokens_file: Path | None = Field(None, description="A file of bearer tokens, one a line (# comments)")
+    metrics_public: bool = Field(False, description="Serve /metrics without a token while auth is on")
+    idempotency_ttl_seconds: int = Field(
+        24 * 3600, ge=60, description="How long an Idempotency-Key is remembered (its record and status code)"
+    )
+    models_dir: Path | None = Field(
+        None, description="Folder of CTranslate2 Whisper model folders that `model` may name (unset: bundled models only)"
+    )
+
+    def tokens(self) -> list[str]:
+        """The configured bearer tokens: API_TOKENS and the lines of API_TOKENS_FILE, without blanks."""
+        found = [t.strip() for t in (self.api_tokens or "").split(",")]
+        if self.api_tokens_file is not None:
+            for line in Path(self.api_tokens_file).read_text().splitlines():
+                line = line.strip()
+                if line and not line.startswith("#"):
+                    found.append(line)
+        return list(dict.fromkeys(t for t in found if t))
 
     @property
     def media_url(self) -> str:

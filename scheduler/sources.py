@@ -12,13 +12,22 @@ from scheduler.errors import SourceError
 __all__ = ["resolve_source"]
 
 
-async def resolve_source(request: SourceRequest, storage: Storage, assets: AssetStore) -> SourceRef:
-    """Resolve and check a source; raise :class:`SourceError` naming the payload field."""
+async def resolve_source(request: SourceRequest, storage: Storage, assets: AssetStore, *,
+                         project_id: str | None = None) -> SourceRef:
+    """Resolve and check a source; raise :class:`SourceError` naming the payload field.
+
+    An asset must belong to the payload's ``project_id`` (when it names one): another project's asset
+    is refused in the same words as a timeline's (``not found in project``), so ids of other projects
+    cannot be probed for.
+    """
     if request.source_asset_id is not None:
         try:
             record = await assets.get(request.source_asset_id)
         except AssetNotFoundError:
             raise SourceError("source_asset_id", f"Asset {request.source_asset_id} not found") from None
+        if project_id is not None and record.get("project_id") != project_id:
+            raise SourceError("source_asset_id",
+                              f"Asset {request.source_asset_id} not found in project {project_id}")
         return SourceRef(path=record["path"], asset_id=record["id"])
     uri = request.source_uri or ""
     try:

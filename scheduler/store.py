@@ -20,16 +20,19 @@ script bumps the job's ``rev`` and publishes it, and a terminal transition of a 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import secrets
-from collections.abc import Awaitable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from types import EllipsisType
 from typing import Any, TypeVar
 
+import msgspec
 from redis import asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
 
 from scheduler.errors import InvalidTransitionError, JobNotFoundError, QueueUnavailableError
+from scheduler.metrics import DURATION_KEY, FINISHED_KEY, SUBMITTED_KEY, lua_buckets, note_redis_error
 from scheduler.settings import QUEUE_NAME
 from scheduler.timefmt import now_ts
 
@@ -66,6 +69,20 @@ if ARGV[2] == 'completed' or ARGV[2] == 'failed' or ARGV[2] == 'cancelled' then
   redis.call('HDEL', KEYS[3], id)
   redis.call('ZREM', KEYS[2], id)
   local url = redis.call('HGET', KEYS[1], 'callback_url')
+  -- metrics (scheduler/metrics.py): the outcome by job type, and the seconds since the job started
+  local jt = redis.call('HGET', KEYS[1], 'job_type') or 'unknown'
+  redis.call('HINCRBY', '__FINISHED__', jt .. '|' .. ARGV[2], 1)
+  local started = tonumber(redis.call('HGET', KEYS[1], 'started_epoch') or '')
+  if started then
+    local d = tonumber(ARGV[4]) - started
+    if d < 0 then d = 0 end
+    local base = jt .. '|' .. ARGV[2] .. '|'
+    for _, le in ipairs(__BUCKETS__) do
+      if d <= le then redis.call('HINCRBY', '__DURATION__', base .. le, 1) end
+    end
+    redis.call('HINCRBY', '__DURATION__', base .. '+Inf', 1)
+    redis.call('HINCRBYFLOAT', '__DURATION__', base .. 'sum', d)
+  end
   if url and url ~= '' then
     local seq = redis.call('HINCRBY', KEYS[1], 'webhook_seq', 1)
     local did = id .. '.' .. seq
@@ -75,11 +92,14 @@ if ARGV[2] == 'completed' or ARGV[2] == 'failed' or ARGV[2] == 'cancelled' then
   end
 end
 local rev = redis.call('HINCRBY', KEYS[1], 'rev', 1)
+redis.call('DEL', KEYS[1] .. ':json')  -- the cached JSON of the record (get_json)
 redis.call('PUBLISH', ARGV[5], rev .. ' ' .. ARGV[2])
 return cur
 """
+_TRANSITION = (_TRANSITION.replace("__FINISHED__", FINISHED_KEY).replace("__DURATION__", DURATION_KEY)
+               .replace("__BUCKETS__", lua_buckets()))
 
-# KEYS: queue, running ; ARGV: now, owner, prefix
+# KEYS: queue, running ; ARGV: now, owner, prefix, now-epoch
 _CLAIM = """
 while true do
   local top = redis.call('ZPOPMIN', KEYS[1])
@@ -88,11 +108,14 @@ while true do
   local key = ARGV[3] .. 'job:' .. id
   if redis.call('HGET', key, 'status') == 'queued' then
     redis.call('HSET', key, 'status', 'in_progress', 'updated_at', ARGV[1], 'owner', ARGV[2])
-    if redis.call('HGET', key, 'started_at') == '' then redis.call('HSET', key, 'started_at', ARGV[1]) end
+    if redis.call('HGET', key, 'started_at') == '' then
+      redis.call('HSET', key, 'started_at', ARGV[1], 'started_epoch', ARGV[4])
+    end
     redis.call('HINCRBY', key, 'attempts', 1)
     redis.call('HSET', key, 'eta', 'null')
     redis.call('HSET', KEYS[2], id, ARGV[2])
     local rev = redis.call('HINCRBY', key, 'rev', 1)
+    redis.call('DEL', key .. ':json')
     redis.call('PUBLISH', ARGV[3] .. 'events:' .. id, rev .. ' in_progress')
     return id
   end
@@ -130,6 +153,7 @@ end
 if not changed then return 0 end
 redis.call('HSET', KEYS[1], 'updated_at', ARGV[1])
 local rev = redis.call('HINCRBY', KEYS[1], 'rev', 1)
+redis.call('DEL', KEYS[1] .. ':json')  -- the cached JSON of the record (get_json)
 redis.call('PUBLISH', ARGV[6], rev .. ' ' .. status)
 return rev
 """
@@ -144,19 +168,60 @@ redis.call('ZADD', KEYS[2], ARGV[2], id)
 redis.call('RPUSH', KEYS[4], ARGV[3])
 redis.call('LTRIM', KEYS[4], -tonumber(ARGV[4]), -1)
 local rev = redis.call('HINCRBY', KEYS[1], 'rev', 1)
+redis.call('DEL', KEYS[1] .. ':json')  -- the cached JSON of the record (get_json)
 redis.call('PUBLISH', ARGV[5], rev .. ' queued')
 return 1
 """
 
 
+# KEYS: job, log. The record's fields (_READ_FIELDS) joined by NUL, then NUL and the log entries joined by
+# newlines, as one string: one command and one bulk reply for GET /jobs/{id} (stored JSON never holds a raw
+# NUL or newline, and ids and timestamps neither). A missing job: false.
+_READ_FIELDS = ("id", "created_at", "updated_at", "clip_version_id", "job_type", "status", "priority", "payload",
+                "result", "error_message", "started_at", "completed_at", "progress", "eta", "rev")
+_READ = """
+local f = redis.call('HMGET', KEYS[1], __FIELDS__)
+if not f[1] then return false end
+local parts = {}
+for i = 1, __N__ do parts[i] = f[i] or '' end
+return table.concat(parts, '\\0') .. '\\0' .. table.concat(redis.call('LRANGE', KEYS[2], 0, -1), '\\n')
+""".replace("__FIELDS__", ", ".join(f"'{name}'" for name in _READ_FIELDS)).replace("__N__", str(len(_READ_FIELDS)))
+
+# KEYS: job, log, json. GET /jobs/{id}: the record's cached JSON when it has not changed since it was cached
+# (every script that changes a record deletes it, in the same script), else what _READ returns. A record's JSON
+# starts with '{', the fields with the job's id.
+_READ_CACHED = "local j = redis.call('GET', KEYS[3])\nif j then return j end\n" + _READ
+
+# KEYS: job, json ; ARGV: rev, body, ttl. Cache a record's JSON, unless the record changed since it was read.
+_CACHE = """
+if redis.call('HGET', KEYS[1], 'rev') == ARGV[1] then redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[3]) end
+return 0
+"""
+#: Seconds a record's cached JSON is kept (clients poll a job while it runs; then it is only memory).
+JSON_CACHE_SECONDS = 60
+
+
+#: Seconds one guarded Redis call may take before it counts as Redis being unreachable.
+REDIS_CALL_TIMEOUT = 10.0
+
+
 async def guard(call: Awaitable[T]) -> T:
-    """Await a Redis call, turning connection problems into :class:`QueueUnavailableError`."""
+    """Await a Redis call, turning connection problems (and a call past :data:`REDIS_CALL_TIMEOUT`)
+    into :class:`QueueUnavailableError`."""
     try:
-        return await call
+        async with asyncio.timeout(REDIS_CALL_TIMEOUT):
+            return await call
     except ResponseError:
         raise
+    except TimeoutError as exc:  # asyncio's (builtin TimeoutError, an OSError), from the timeout above
+        note_redis_error()
+        raise QueueUnavailableError(f"Timeout: no answer from Redis in {REDIS_CALL_TIMEOUT:g} s") from exc
     except (RedisError, OSError) as exc:
+        note_redis_error()
         raise QueueUnavailableError(str(exc) or type(exc).__name__) from exc
+
+
+_decode_json = msgspec.json.decode
 
 
 def _json(value: Any) -> str:
@@ -175,8 +240,15 @@ class JobStore:
         self._claim = redis.register_script(_CLAIM)
         self._report = redis.register_script(_REPORT)
         self._requeue = redis.register_script(_REQUEUE)
+        self._read = redis.register_script(_READ)
+        self._read_cached = redis.register_script(_READ_CACHED)
+        self._cache = redis.register_script(_CACHE)
 
     # -- keys -------------------------------------------------------------------------
+    @property
+    def queue_key(self) -> str:
+        return self._queue_key
+
     @staticmethod
     def _key(job_id: str) -> str:
         return f"{_P}job:{job_id}"
@@ -232,6 +304,7 @@ class JobStore:
                 pipe.hset(self._key(job_id), mapping=fields)
                 pipe.zadd(self._queue_key, {job_id: score})
                 pipe.zadd(f"{_P}jobs", {job_id: _epoch(now)})
+                pipe.hincrby(SUBMITTED_KEY, job_type, 1)
                 pipe.lpush(f"{_P}wake", "1")
                 pipe.ltrim(f"{_P}wake", 0, 0)
                 await pipe.execute()
@@ -243,20 +316,33 @@ class JobStore:
         """The job record with exactly the reference's fields."""
         return (await self.snapshot(job_id))[0]
 
-    async def snapshot(self, job_id: str) -> tuple[dict[str, Any], int]:
-        """The job record and its ``rev`` (how many changes it has had), read together."""
-        async def read() -> tuple[dict[str, str], list[str]]:
-            async with self.redis.pipeline(transaction=True) as pipe:
-                pipe.hgetall(self._key(job_id))
-                pipe.lrange(self._log_key(job_id), 0, -1)
-                fields, log = await pipe.execute()
-            return fields, log
-
-        raw, log = await guard(read())
+    async def get_json(self, job_id: str, encode: Callable[[Any], bytes]) -> bytes:
+        """``encode(record)``, from the record's cached JSON when it has not changed since (one round trip and
+        no decoding: what a polling client asks for again and again); else read, encoded and cached."""
+        key = self._key(job_id)
+        raw = await guard(self._read_cached(keys=[key, self._log_key(job_id), f"{key}:json"]))
         if not raw:
             raise JobNotFoundError(job_id)
-        fields = _decode(raw)
-        return _record(fields, [json.loads(x) for x in log], self.queue_name), int(fields.get("rev") or 0)
+        if raw[:1] == b"{":
+            return raw  # type: ignore[no-any-return]
+        record, rev = self._parse(raw)
+        body = encode(record)
+        await guard(self._cache(keys=[key, f"{key}:json"], args=[str(rev), body, JSON_CACHE_SECONDS]))
+        return body
+
+    async def snapshot(self, job_id: str) -> tuple[dict[str, Any], int]:
+        """The job record and its ``rev`` (how many changes it has had), read together."""
+        raw = await guard(self._read(keys=[self._key(job_id), self._log_key(job_id)]))
+        if not raw:
+            raise JobNotFoundError(job_id)
+        return self._parse(raw)
+
+    def _parse(self, raw: bytes) -> tuple[dict[str, Any], int]:
+        values = raw.decode().split("\0", len(_READ_FIELDS))
+        fields = dict(zip(_READ_FIELDS, values))
+        log_text = values[-1]
+        log = _decode_json(f"[{log_text.replace(chr(10), ',')}]") if log_text else []
+        return _record(fields, log, self.queue_name), int(fields.get("rev") or 0)
 
     async def status(self, job_id: str) -> str | None:
         value = await guard(self.redis.hget(self._key(job_id), "status"))
@@ -327,7 +413,8 @@ class JobStore:
 
     async def claim(self, owner: str) -> str | None:
         """Take the next queued job (highest priority, oldest first) and mark it in_progress."""
-        job_id = await guard(self._claim(keys=[self._queue_key, f"{_P}running"], args=[now_ts(), owner, _P]))
+        now = now_ts()
+        job_id = await guard(self._claim(keys=[self._queue_key, f"{_P}running"], args=[now, owner, _P, _epoch(now)]))
         if not job_id:
             return None
         return job_id.decode() if isinstance(job_id, bytes) else job_id
@@ -343,7 +430,8 @@ class JobStore:
 
     async def fail(self, job_id: str, message: str, result: dict[str, Any] | None = None,
                    allowed: Iterable[str] = ("in_progress",)) -> None:
-        fields = {"completed_at": now_ts(), "error_message": message}
+        # No NUL in the stored message: the record is read back NUL-separated (see _READ).
+        fields = {"completed_at": now_ts(), "error_message": message.replace("\0", "")}
         if result is not None:
             fields["result"] = _json(result)
         await self._move(job_id, allowed, "failed", **fields)
@@ -450,7 +538,7 @@ def _record(fields: dict[str, str], log: list[dict[str, Any]], queue_name: str) 
     if fields.get("started_at") or fields.get("result") or log:
         result_payload = {"progress": float(fields.get("progress") or 0), "eta_seconds": _eta(fields), "log": log}
         if fields.get("result"):
-            extra = json.loads(fields["result"])
+            extra = _decode_json(fields["result"])
             for key in ("progress", "eta_seconds", "log"):
                 extra.pop(key, None)
             result_payload.update(extra)
@@ -458,12 +546,12 @@ def _record(fields: dict[str, str], log: list[dict[str, Any]], queue_name: str) 
         "id": fields["id"],
         "created_at": fields["created_at"],
         "updated_at": fields["updated_at"],
-        "clip_version_id": json.loads(fields.get("clip_version_id") or "null"),
+        "clip_version_id": _decode_json(fields.get("clip_version_id") or "null"),
         "job_type": fields["job_type"],
         "status": status,
         "queue_name": queue_name,
         "priority": int(fields.get("priority") or 0),
-        "payload": json.loads(fields.get("payload") or "{}"),
+        "payload": _decode_json(fields.get("payload") or "{}"),
         "result_payload": result_payload,
         "error_message": fields.get("error_message") or None,
         "started_at": fields.get("started_at") or None,

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from litestar import Litestar
+from litestar import Litestar, Router
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
@@ -23,8 +24,9 @@ from server.deps import (
     provide_settings,
     provide_store,
 )
+from server.auth import TokenAuth, auth_middleware
 from server.errors import EXCEPTION_HANDLERS
-from server.openapi import publish_payload_models
+from server.openapi import finish_openapi
 
 __all__ = ["create_app"]
 
@@ -37,6 +39,15 @@ def create_app(settings: Settings | None = None) -> Litestar:
     from scheduler.graphs import GraphCatalog
 
     catalog = GraphCatalog.load(settings.graphs_dir)
+    if settings.models_dir is not None:
+        # Read by the transcribe model check here and, through the environment, by LocalCluster workers.
+        os.environ["MODELS_DIR"] = str(settings.models_dir)
+    auth = TokenAuth(settings.tokens())
+    if auth.enabled:
+        _log.info("API auth on: %d bearer token(s)", len(auth))
+    elif settings.app_env.lower() == "production":
+        _log.warning("APP_ENV=production but no API_TOKENS / API_TOKENS_FILE: the API is open to anyone who "
+                     "can reach it")
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -47,6 +58,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         # Live updates are encoded as the HTTP responses are, so a WebSocket message is GET /jobs/{id}'s body.
         await runtime.start_events(encode=encode_json)
         await runtime.start_webhooks()
+        await runtime.start_metrics()
         await runtime.start_cluster()
         if settings.run_dispatcher:
             await runtime.start_dispatcher()
@@ -58,10 +70,16 @@ def create_app(settings: Settings | None = None) -> Litestar:
     from server.controllers.assets import AssetController
     from server.controllers.clip_versions import ClipVersionController
     from server.controllers.live import job_events, job_updates
+    from server.controllers.metrics import metrics_handler
 
+    handlers = [HealthController, JobController, GraphController, AssetController, ClipVersionController,
+                job_events, job_updates, metrics_handler(public=settings.metrics_public)]
+    allow: dict[str, str] = {}
     app = Litestar(
-        route_handlers=[HealthController, JobController, GraphController, AssetController, ClipVersionController,
-                        job_events, job_updates],
+        # /v1/ is the stable prefix (and the one in the OpenAPI document); the unprefixed routes are the
+        # reference's, and answer the same.
+        route_handlers=[Router(path="/v1", route_handlers=handlers),
+                        Router(path="/", route_handlers=handlers, include_in_schema=False)],
         dependencies={
             "runtime": Provide(provide_runtime, sync_to_thread=False),
             "settings": Provide(provide_settings, sync_to_thread=False),
@@ -70,11 +88,26 @@ def create_app(settings: Settings | None = None) -> Litestar:
             "clip_versions": Provide(provide_clip_versions, sync_to_thread=False),
             "service": Provide(provide_service, sync_to_thread=False),
         },
+        middleware=[auth_middleware(auth, allow)],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=[lifespan],
         state=State({"settings": settings}),
         openapi_config=OpenAPIConfig(title=APP_NAME, version="0.1.0", path="/schema"),
-        request_max_body_size=None,
+        # JSON bodies; the upload handler streams its body under MAX_UPLOAD_BYTES instead.
+        request_max_body_size=settings.max_json_bytes,
     )
-    publish_payload_models(app, catalog)
+    allow.update(_allowed_methods(app))
+    public = {"health", "diagnostics"} | ({"getMetrics"} if settings.metrics_public else set())
+    finish_openapi(app, catalog, auth=auth.enabled, public_operations=public)
     return app
+
+
+def _allowed_methods(app: Litestar) -> dict[str, str]:
+    """Each HTTP route's path template and every method its handlers answer (HEAD with GET, OPTIONS)."""
+    from litestar.routes import HTTPRoute
+
+    found: dict[str, set[str]] = {}
+    for route in app.routes:
+        if isinstance(route, HTTPRoute):
+            found.setdefault(route.path_format, set()).update(route.methods)
+    return {path: ", ".join(sorted(methods | {"OPTIONS"})) for path, methods in found.items()}

@@ -8,12 +8,14 @@ from typing import Any
 
 from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException, ValidationException
+from litestar.exceptions.http_exceptions import RequestEntityTooLarge
 from litestar.status_codes import HTTP_400_BAD_REQUEST, HTTP_422_UNPROCESSABLE_ENTITY, HTTP_500_INTERNAL_SERVER_ERROR
 
 from pipelines.errors import PayloadError
 from scheduler.assets import AssetNotFoundError
 from scheduler.clip_versions import ClipVersionNotFoundError
 from scheduler.errors import JobNotFoundError, QueueUnavailableError, SourceError, UnknownJobTypeError
+from scheduler.idempotency import IdempotencyBusyError, IdempotencyMismatchError
 
 __all__ = ["EXCEPTION_HANDLERS", "queue_error_detail", "unprocessable"]
 
@@ -62,10 +64,27 @@ def _validation(_: Request[Any, Any, Any], exc: ValidationException) -> Response
     return _detail(HTTP_422_UNPROCESSABLE_ENTITY, errors)
 
 
-def _http(_: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
+def _http(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
     if exc.status_code == HTTP_422_UNPROCESSABLE_ENTITY and isinstance(exc.extra, list):
         return _detail(exc.status_code, exc.extra)
+    if isinstance(exc, RequestEntityTooLarge):
+        settings = request.app.state.get("settings")
+        limit = getattr(settings, "max_json_bytes", None)
+        detail = (f"Request body over the limit of {limit} bytes (MAX_JSON_BYTES)" if limit
+                  else "Request body over the limit")
+        return _detail(413, detail)
     return _detail(exc.status_code, exc.detail, headers=exc.headers)
+
+
+def _idempotency_mismatch(_: Request[Any, Any, Any], exc: IdempotencyMismatchError) -> Response[Any]:
+    return _detail(HTTP_422_UNPROCESSABLE_ENTITY, [{
+        "loc": ["header", "Idempotency-Key"], "type": "value_error",
+        "msg": "This Idempotency-Key was already used with a different request (other parameters or another "
+               "body); use a new key for a new request"}])
+
+
+def _idempotency_busy(_: Request[Any, Any, Any], exc: IdempotencyBusyError) -> Response[Any]:
+    return _detail(409, "A request with this Idempotency-Key is still being processed; retry it later")
 
 
 def _payload(_: Request[Any, Any, Any], exc: PayloadError) -> Response[Any]:
@@ -103,5 +122,7 @@ EXCEPTION_HANDLERS: dict[Any, Any] = {
     AssetNotFoundError: _not_found,
     ClipVersionNotFoundError: _not_found,
     QueueUnavailableError: _queue,
+    IdempotencyMismatchError: _idempotency_mismatch,
+    IdempotencyBusyError: _idempotency_busy,
     Exception: _internal,
 }

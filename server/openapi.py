@@ -1,10 +1,21 @@
-"""Structured payload models (the timeline) published in the OpenAPI document.
+"""The OpenAPI document, exact enough for a client generator and for Schemathesis ``--checks all``.
 
-Job payloads and clip-version timelines are checked by the graphs' own models (so errors carry
-nested paths), which Litestar cannot see: the handlers take plain JSON objects. Here each
-payload model a graph declares is added to ``components.schemas`` with its pydantic JSON
-Schema, and the clip-version body's ``timeline`` points at it, so a client generator gets the
-whole timeline type.
+Handlers declare their answers with :func:`responses` (the success model and every error status they
+can give, each with the ``{"detail"}`` schema). :func:`finish_openapi` then does what a decorator
+cannot, once the graphs are loaded and the settings known:
+
+- ``JobType``, an enum of the loaded graphs' names, for the record's ``job_type`` and the
+  ``job_type`` parameters (``JobStatus`` for ``status``);
+- the payload models the graphs declare (the timeline), in ``components.schemas``, and the clip-version
+  body's ``timeline`` pointing at it;
+- ``401`` on every operation but the public ones, and the bearer security scheme, when tokens are
+  configured; ``413`` wherever a body is read;
+- the upload's request body (raw bytes, or ``multipart/form-data`` with ``file``), which the handler
+  streams itself and so does not declare;
+- Litestar's generated ``400`` (a schema requiring ``status_code``, never sent) replaced with ours.
+
+Only the ``/v1/`` routes are in the document: the unprefixed ones answer the same, for the reference's
+clients, but a generated client should use the stable prefix.
 """
 
 from __future__ import annotations
@@ -12,16 +23,53 @@ from __future__ import annotations
 from typing import Any
 
 from litestar import Litestar
-from litestar.openapi.spec import Reference
+from litestar.openapi import ResponseSpec
+from litestar.openapi.spec import (
+    Components,
+    Link,
+    OpenAPIHeader,
+    OpenAPIMediaType,
+    OpenAPIResponse,
+    Reference,
+    RequestBody,
+    Schema,
+    SecurityScheme,
+)
+from litestar.openapi.spec.enums import OpenAPIType
 
 from scheduler.graphs import GraphCatalog
+from server.schemas import ErrorDetail
 
-__all__ = ["publish_payload_models"]
+__all__ = ["ERROR_DESCRIPTIONS", "finish_openapi", "publish_payload_models", "responses"]
 
 _REF = "#/components/schemas/{model}"
 
+ERROR_DESCRIPTIONS = {
+    400: "Malformed request: a body that is not JSON, or a broken multipart body",
+    401: "Missing or wrong bearer token (only when the server has API tokens)",
+    404: "Not found",
+    409: "Conflicts with the resource's state",
+    413: "Request body over the limit (MAX_JSON_BYTES, or MAX_UPLOAD_BYTES for uploads)",
+    416: "Range not satisfiable",
+    422: "Invalid parameters or payload: the detail lists each problem with its location",
+    503: "Redis is unreachable",
+}
+
+
+def responses(status: int | None = None, model: Any = None, *errors: int, description: str = "",
+              media_type: str = "application/json") -> dict[int, ResponseSpec]:
+    """``responses=`` for a handler: its success answer (``model`` at ``status``) and its error statuses."""
+    found: dict[int, ResponseSpec] = {}
+    if status is not None and model is not None:
+        found[status] = ResponseSpec(model, description=description or "OK", generate_examples=False,
+                                     media_type=media_type)
+    for code in errors:
+        found[code] = ResponseSpec(ErrorDetail, description=ERROR_DESCRIPTIONS[code], generate_examples=False)
+    return found
+
 
 def publish_payload_models(app: Litestar, catalog: GraphCatalog) -> None:
+    """Each payload model a graph declares (the timeline), with its pydantic JSON Schema."""
     document = app.openapi_schema
     if document.components is None or document.components.schemas is None:
         return
@@ -34,3 +82,127 @@ def publish_payload_models(app: Litestar, catalog: GraphCatalog) -> None:
     body = schemas.get("ClipVersionCreate")
     if body is not None and "Timeline" in schemas and body.properties:
         body.properties["timeline"] = Reference(ref=_REF.format(model="Timeline"))
+
+
+def _error_response(code: int) -> OpenAPIResponse:
+    headers = None
+    if code == 401:
+        headers = {"WWW-Authenticate": OpenAPIHeader(schema=Schema(type=OpenAPIType.STRING),
+                                                     description="Bearer (the scheme to authenticate with)")}
+    return OpenAPIResponse(
+        description=ERROR_DESCRIPTIONS.get(code, "Error"),
+        content={"application/json": OpenAPIMediaType(schema=Reference(ref=_REF.format(model="ErrorDetail")))},
+        headers=headers,
+    )
+
+
+def _upload_body() -> RequestBody:
+    binary = Schema(type=OpenAPIType.STRING, format="binary")  # type: ignore[arg-type]
+    return RequestBody(
+        required=True,
+        description="The file: the raw body (any media type; Content-Type gives the asset's type), or "
+                    "multipart/form-data with the file in the field 'file'. Streamed to storage, at most "
+                    "MAX_UPLOAD_BYTES.",
+        content={
+            "application/octet-stream": OpenAPIMediaType(schema=Schema(
+                type=OpenAPIType.STRING, format="binary", min_length=1)),  # type: ignore[arg-type]
+            "multipart/form-data": OpenAPIMediaType(schema=Schema(
+                type=OpenAPIType.OBJECT, required=["file"], properties={"file": binary})),
+        },
+    )
+
+
+#: What a creating operation's answer leads to: (operation, its status, the path parameter its id fills, targets).
+_LINKS = (
+    ("createJob", "202", "job_id", ("getJob", "cancelJob", "jobEvents", "listJobWebhooks", "replayJobWebhook")),
+    ("uploadAsset", "201", "asset_id", ("getAsset", "getAssetContent")),
+    ("createClipVersion", "201", "cv_id", ("getClipVersion",)),
+)
+
+
+def _add_links(operations: dict[str, Any]) -> None:
+    """OpenAPI links from each created resource's ``id`` to the operations that read it."""
+    for source, status, parameter, targets in _LINKS:
+        operation = operations.get(source)
+        answer = (operation.responses or {}).get(status) if operation is not None else None
+        if not isinstance(answer, OpenAPIResponse):
+            continue
+        answer.links = {
+            target: Link(operation_id=target, parameters={parameter: "$response.body#/id"},
+                         description=f"The created resource's id as {parameter}")
+            for target in targets if target in operations
+        }
+
+
+def _sse_events(operation: Any) -> None:
+    """Each server-sent event of ``/jobs/{id}/events``: ``id`` (the job's change count) and ``data``, the job
+    record as JSON (the same as ``GET /jobs/{id}``)."""
+    answer = (operation.responses or {}).get("200")
+    if not isinstance(answer, OpenAPIResponse) or not answer.content:
+        return
+    event = {
+        "type": "object",
+        "required": ["data"],
+        "properties": {
+            "id": {"type": "string", "pattern": "^[0-9]+$", "description": "The job's change count"},
+            "event": {"type": "string", "enum": ["message"]},
+            "data": {"type": "string", "contentMediaType": "application/json",
+                     "contentSchema": {"$ref": _REF.format(model="JobRecord")},
+                     "description": "The job record, as GET /jobs/{job_id} answers it"},
+            "retry": {"type": "integer", "description": "Reconnection delay (ms), sent first"},
+        },
+    }
+    answer.content = {"text/event-stream": OpenAPIMediaType(schema=event)}  # type: ignore[arg-type]
+
+
+def finish_openapi(app: Litestar, catalog: GraphCatalog, *, auth: bool, public_operations: set[str]) -> None:
+    """Complete the document (see the module's docstring)."""
+    publish_payload_models(app, catalog)
+    document = app.openapi_schema
+    if document.components is None:
+        document.components = Components()
+    if document.components.schemas is None:
+        document.components.schemas = {}
+    schemas: dict[str, Any] = document.components.schemas  # type: ignore[assignment]
+    job_types = sorted(catalog.graphs)
+    schemas["JobType"] = Schema(type=OpenAPIType.STRING, enum=job_types,  # type: ignore[arg-type]
+                                description="The job types of the graphs this server has loaded")
+    record = schemas.get("JobRecord")
+    if isinstance(record, Schema) and record.properties:
+        record.properties["job_type"] = Reference(ref=_REF.format(model="JobType"))
+    if auth:
+        document.components.security_schemes = {
+            "bearer": SecurityScheme(type="http", scheme="bearer",
+                                     description="A token of API_TOKENS / API_TOKENS_FILE"),
+        }
+        document.security = [{"bearer": []}]
+    operations: dict[str, Any] = {}
+    for path, item in (document.paths or {}).items():
+        for method in ("get", "put", "post", "delete", "patch", "head"):
+            operation = getattr(item, method, None)
+            if operation is None:
+                continue
+            operations[operation.operation_id] = operation
+            public = operation.operation_id in public_operations
+            for parameter in operation.parameters or []:
+                name = getattr(parameter, "name", None)
+                if name == "job_type":
+                    parameter.schema = Reference(ref=_REF.format(model="JobType"))
+                elif name == "status":
+                    parameter.schema = Reference(ref=_REF.format(model="JobStatus"))
+            if operation.operation_id == "uploadAsset":
+                operation.request_body = _upload_body()
+            if operation.operation_id == "jobEvents":
+                _sse_events(operation)
+            answers = operation.responses or {}
+            for code in list(answers):
+                if code.isdigit() and int(code) >= 400:
+                    answers[code] = _error_response(int(code))
+            if auth and not public:
+                answers["401"] = _error_response(401)
+            if operation.request_body is not None:
+                answers.setdefault("413", _error_response(413))
+            if auth and public:
+                operation.security = []
+            operation.responses = answers
+    _add_links(operations)

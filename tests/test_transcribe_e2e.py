@@ -236,18 +236,24 @@ def test_a_video_without_audio_fails_with_a_readable_message(client: TestClient[
 
 
 def test_a_folder_that_is_not_a_model_is_refused_at_submit(client: TestClient[Any], media_root: Path,
-                                                          tmp_path: Path) -> None:
+                                                          tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     sg.write_wav(media_root / "hello.wav", sg.espeak(sg.SENTENCES[0]))
-    folder = tmp_path / "not_a_model"
-    folder.mkdir()
+    models = tmp_path / "models"
+    folder = models / "not_a_model"
+    folder.mkdir(parents=True)
     (folder / "notes.txt").write_text("hello")
-    response = client.post("/jobs/?job_type=transcribe",
-                           json={"project_id": "p", "source_uri": "hello.wav", "model": str(folder)})
-    assert response.status_code == 422, response.text
-    detail = response.json()["detail"]
-    assert detail[0]["loc"] == ["body", "model"]
-    assert "model: Value error, Unknown Whisper model" in detail[0]["msg"]
-    assert "not a CTranslate2 Whisper model" in detail[0]["msg"] and "model.bin" in detail[0]["msg"]
+    monkeypatch.setenv("MODELS_DIR", str(models))
+    # A folder in MODELS_DIR that is not a model, one outside it, a path out of it: the same answer, which
+    # says nothing of the server's folders or files (issue 12).
+    for name in ("not_a_model", str(folder), str(tmp_path), "../models/not_a_model", "/etc"):
+        response = client.post("/jobs/?job_type=transcribe",
+                               json={"project_id": "p", "source_uri": "hello.wav", "model": name})
+        assert response.status_code == 422, response.text
+        detail = response.json()["detail"]
+        assert detail[0]["loc"] == ["body", "model"]
+        assert "model: Value error, Unknown Whisper model" in detail[0]["msg"]
+        message = detail[0]["msg"].replace(name, "<name>")
+        assert "model.bin" not in message and str(tmp_path) not in message and "not a CTranslate2" not in message
     assert client.get("/jobs/?job_type=transcribe").json() == [], "a refused job must not be stored"
 
     response = client.post("/jobs/?job_type=transcribe",
@@ -256,16 +262,30 @@ def test_a_folder_that_is_not_a_model_is_refused_at_submit(client: TestClient[An
 
 
 def test_a_model_folder_that_does_not_load_fails_the_job(client: TestClient[Any], media_root: Path,
-                                                        tmp_path: Path) -> None:
+                                                        tmp_path: Path, dask_cluster: Any,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     # The files are all there (so it passes the submit check) but model.bin is not a model.
+    import os
+
+    from distributed import Client
+
     sg.write_wav(media_root / "hello.wav", sg.espeak(sg.SENTENCES[0]))
-    folder = tmp_path / "broken_model"
-    folder.mkdir()
+    models = tmp_path / "models"
+    folder = models / "broken_model"
+    folder.mkdir(parents=True)
     bundled = Path(resolve_model("tiny.en"))
     for name in ("config.json", "tokenizer.json"):
         shutil.copy(bundled / name, folder / name)
     (folder / "model.bin").write_bytes(b"this is not a CTranslate2 model" * 100)
-    done = wait_for(client, submit(client, {"source_uri": "hello.wav", "model": str(folder)})["id"], timeout=90)
+    monkeypatch.setenv("MODELS_DIR", str(models))  # the API server (this process) and the workers:
+    with Client(dask_cluster) as workers:
+        where = str(models)
+        workers.run(lambda: os.environ.__setitem__("MODELS_DIR", where))  # a lambda: the worker's os.environ
+        try:
+            done = wait_for(client, submit(client, {"source_uri": "hello.wav", "model": "broken_model"})["id"],
+                            timeout=90)
+        finally:
+            workers.run(lambda: os.environ.pop("MODELS_DIR", None))
     assert done["status"] == "failed"
     message = done["error_message"]
     assert message.startswith("transcribe 1/1: Could not load the Whisper model"), message

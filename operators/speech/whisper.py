@@ -9,6 +9,7 @@ anything else must be a local CTranslate2 Whisper folder.
 from __future__ import annotations
 
 import functools
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -30,7 +31,7 @@ __all__ = ["WhisperParams", "load_model", "model_problem", "resolve_model", "sna
 
 class WhisperParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    model: str = Field("tiny.en", description="'tiny.en' (bundled) or the path of a CTranslate2 Whisper model folder")
+    model: str = Field("tiny.en", description="'tiny.en' (bundled) or a CTranslate2 Whisper model folder in MODELS_DIR")
     language: str | None = Field("en", description="language code; None lets a multilingual model detect it")
     beam_size: int = Field(5, ge=1, le=10)
     compute_type: str = Field("int8", description="CTranslate2 compute type: int8, int8_float32, float32, ...")
@@ -69,34 +70,53 @@ _NAMED_MODELS = {"tiny.en": _bundled_tiny_en}
 _MODEL_FILES = ("model.bin", "config.json", "tokenizer.json")
 
 
+MODELS_DIR_ENV = "MODELS_DIR"
+
+
+def _model_folder(name: str) -> Path | None:
+    """The model folder ``name`` names inside ``$MODELS_DIR`` (relative, or absolute but inside), or None.
+
+    Resolved first, so neither ``..`` nor a symlink leads out of the models folder.
+    """
+    root_text = os.environ.get(MODELS_DIR_ENV)
+    if not root_text or not name or "\0" in name or len(name) > 1024:
+        return None
+    try:
+        root = Path(root_text).expanduser().resolve()
+        path = (root / Path(name).expanduser()).resolve()
+    except (OSError, RuntimeError, ValueError):
+        return None
+    if root not in path.parents or not path.is_dir():
+        return None
+    if any(not (path / f).is_file() for f in _MODEL_FILES):
+        return None
+    return path
+
+
 def model_problem(name: str) -> str | None:
-    """Why ``name`` is not a usable model (a sentence for the user), or None if it is."""
-    if name in _NAMED_MODELS:
+    """Why ``name`` is not a usable model (a sentence for the user), or None if it is.
+
+    The same sentence for every refusal, naming no folder and no file, so that the answer tells a
+    client nothing about the server's file system (which paths exist, what they hold).
+    """
+    if name in _NAMED_MODELS or _model_folder(name) is not None:
         return None
     known = ", ".join(f"'{k}'" for k in _NAMED_MODELS)
-    path = Path(name).expanduser()
-    if not path.is_dir():
-        return (
-            f"Unknown Whisper model '{name}': use {known} or the path of a CTranslate2 Whisper model folder "
-            f"(one holding {', '.join(_MODEL_FILES)}). Models are never downloaded."
-        )
-    missing = [f for f in _MODEL_FILES if not (path / f).is_file()]
-    if missing:
-        return (
-            f"Unknown Whisper model '{name}': the folder is not a CTranslate2 Whisper model, it lacks "
-            f"{', '.join(missing)}. Use {known} or a converted model folder; models are never downloaded."
-        )
-    return None
+    shown = name if len(name) <= 100 else name[:97] + "..."
+    return (
+        f"Unknown Whisper model '{shown}': use {known} (bundled) or the name of a CTranslate2 Whisper model "
+        f"installed in the server's models folder (MODELS_DIR). Models are never downloaded."
+    )
 
 
 def resolve_model(name: str) -> str:
-    """The local folder of a model name or path; never downloads."""
+    """The local folder of a model name (bundled, or a folder of MODELS_DIR); never downloads."""
     if name in _NAMED_MODELS:
         return _NAMED_MODELS[name]()
-    problem = model_problem(name)
-    if problem is not None:
-        raise OperatorError(problem)
-    return str(Path(name).expanduser().resolve())
+    folder = _model_folder(name)
+    if folder is None:
+        raise OperatorError(model_problem(name) or f"Unknown Whisper model '{name}'")
+    return str(folder)
 
 
 @functools.lru_cache(maxsize=2)

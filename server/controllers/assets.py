@@ -11,6 +11,7 @@ read only the requested bytes.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import mimetypes
 import re
@@ -22,10 +23,12 @@ from typing import IO, Annotated, Any
 from urllib.parse import quote
 
 from anyio import to_thread
-from litestar import Controller, Request, Response, get, head, post
+from litestar import Controller, MediaType, Request, Response, get, head, post
 from litestar.exceptions import HTTPException
+from litestar.openapi import ResponseSpec
 from litestar.params import Parameter
 from litestar.response import Stream
+from litestar.serialization import encode_json
 from multipart import (  # type: ignore[import-untyped]  (Litestar's own multipart dependency)
     MultipartError,
     MultipartSegment,
@@ -35,9 +38,15 @@ from multipart import (  # type: ignore[import-untyped]  (Litestar's own multipa
 
 from operators.storage import Storage
 from scheduler.assets import AssetStore, public_asset
+from scheduler.errors import QueueUnavailableError
+from scheduler.idempotency import StoredResponse
 from scheduler.runtime import Runtime
 from scheduler.settings import Settings
+from server.auth import TOKEN_SCOPE_KEY
+from server.controllers.jobs import IDEMPOTENCY_KEY, replayed
 from server.errors import unprocessable
+from server.openapi import responses
+from server.schemas import Asset, UploadedAsset
 
 __all__ = [
     "BLOCK",
@@ -62,6 +71,13 @@ _UNSAFE_FILENAME = re.compile(r"[^\w.+()\- ]")
 _MEDIA_TYPE = re.compile(r"^[a-z0-9][a-z0-9!#$&^_.+-]*/[a-z0-9][a-z0-9!#$&^_.+-]*$")
 _UNSPECIFIED_TYPES = frozenset({"", "application/octet-stream", "application/x-www-form-urlencoded"})
 _RANGE_SPEC = re.compile(r"^(\d*)\s*-\s*(\d*)$")
+#: For the OpenAPI document only (the handler checks it itself, with its own message): what
+#: _check_project_id accepts.
+PROJECT_ID = Parameter(
+    description="The project: 1-200 characters, not only spaces, not '.' or '..', no '/', '\\' or control "
+                "characters",
+    schema_extra={"pattern": r"^(?!\.{1,2}$)(?=.*\S)[^/\\\x00-\x1f\x7f]{1,200}$", "maxLength": 200, "minLength": 1},
+)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -339,21 +355,26 @@ class AssetController(Controller):
     path = "/assets"
     tags = ["assets"]
 
-    @post("/", status_code=201, summary="Upload a source file (raw body or multipart field 'file')")
+    @post("/", status_code=201, summary="Upload a source file (raw body or multipart field 'file')",
+          operation_id="uploadAsset", request_max_body_size=None,
+          responses=responses(201, UploadedAsset, 400, 409, 413, 422, 503, description="The asset"))
     async def upload(
         self,
         request: Request[Any, Any, Any],
         assets: AssetStore,
         runtime: Runtime,
         settings: Settings,
-        project_id: str,
-        filename: str | None = None,
-    ) -> dict[str, Any]:
+        project_id: Annotated[str, PROJECT_ID],
+        filename: Annotated[str | None, Parameter(max_length=1000)] = None,
+        idempotency_key: Annotated[str | None, IDEMPOTENCY_KEY] = None,
+    ) -> Any:
         """Stream the body to ``uploads/<project_id>/<asset_id>/<filename>``; hash and count it on the way.
 
         The body is either the file itself (``Content-Type`` gives its type) or
         ``multipart/form-data`` with the file in the field ``file``. Past
         ``MAX_UPLOAD_BYTES`` the upload is refused with 413 and nothing is kept.
+        With an ``Idempotency-Key``, a repeat of the same upload (same parameters, same bytes) answers
+        the first one's asset, and its own copy is discarded.
         """
         _check_project_id(project_id)
         limit = settings.max_upload_bytes
@@ -384,30 +405,62 @@ class AssetController(Controller):
         path = f"uploads/{project_id}/{asset_id}/{name}"
         storage = runtime.storage
         size, sha256 = await _store(storage, path, part.chunks, limit, empty_loc)
+        held = None
+        if idempotency_key is not None:
+            # Known only now that the bytes are in: the request's fingerprint includes their hash.
+            keys = runtime.idempotency
+            fingerprint = keys.fingerprint(project_id, name, content_type, str(size), sha256)
+            try:
+                held = await keys.begin(request.scope.get(TOKEN_SCOPE_KEY) or "-", "assets", idempotency_key,
+                                        fingerprint)
+            except BaseException:
+                await _discard(storage, path)
+                raise
+            if isinstance(held, StoredResponse):
+                await _discard(storage, path)
+                return replayed(held)
         try:
             record = await assets.create(path=path, kind="source", content_type=content_type, size=size,
                                          project_id=project_id, filename=name, sha256=sha256, asset_id=asset_id)
         except BaseException:
             await _discard(storage, path)
+            if held is not None:
+                with contextlib.suppress(Exception):
+                    await runtime.idempotency.release(held)
             raise
-        return {key: record[key] for key in UPLOAD_FIELDS}
+        answer = {key: record[key] for key in UPLOAD_FIELDS}
+        if held is None:
+            return answer
+        body = encode_json(answer)
+        with contextlib.suppress(QueueUnavailableError):
+            await runtime.idempotency.finish(held, 201, body)
+        return Response(content=body, status_code=201, media_type=MediaType.JSON)
 
-    @get("/", summary="A project's assets, newest first")
+    @get("/", summary="A project's assets, newest first", operation_id="listAssets",
+         responses=responses(200, list[Asset], 422, 503, description="Assets, newest first"))
     async def list_assets(
         self,
         assets: AssetStore,
-        project_id: str,
+        project_id: Annotated[str, PROJECT_ID],
         kind: str | None = None,
         limit: Annotated[int, Parameter(ge=1, le=500)] = 50,
     ) -> list[dict[str, Any]]:
         _check_project_id(project_id)
         return [public_asset(record) for record in await assets.list(project_id, kind=kind, limit=limit)]
 
-    @get("/{asset_id:str}", summary="An asset's metadata")
+    @get("/{asset_id:str}", summary="An asset's metadata", operation_id="getAsset",
+         responses=responses(200, Asset, 404, 503, description="The asset"))
     async def get_asset(self, assets: AssetStore, asset_id: str) -> dict[str, Any]:
         return public_asset(await assets.get(asset_id))
 
-    @get("/{asset_id:str}/content", summary="An asset's bytes (Range requests supported)")
+    @get("/{asset_id:str}/content", summary="An asset's bytes (Range requests supported)", operation_id="getAssetContent",
+         responses={
+             **responses(None, None, 404, 416, 503),
+             200: ResponseSpec(bytes, description="The bytes, with the asset's own Content-Type",
+                               media_type="*/*", generate_examples=False),
+             206: ResponseSpec(bytes, description="The requested range (Content-Range says which)",
+                               media_type="*/*", generate_examples=False),
+         })
     async def get_content(self, request: Request[Any, Any, Any], assets: AssetStore, runtime: Runtime,
                           asset_id: str) -> Stream:
         record, total, headers = await _content_headers(assets, runtime.storage, asset_id)

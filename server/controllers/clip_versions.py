@@ -11,6 +11,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from scheduler.clip_versions import ClipNotFoundError, ClipVersionStore
 from scheduler.service import JobService
 from server.errors import unprocessable
+from server.openapi import responses
+from server.schemas import ClipVersion
 
 __all__ = ["ClipVersionController", "ClipVersionCreate"]
 
@@ -33,7 +35,8 @@ class ClipVersionController(Controller):
     path = "/clip-versions"
     tags = ["clip-versions"]
 
-    @post("/", status_code=201, summary="Save a timeline as a new clip version")
+    @post("/", status_code=201, summary="Save a timeline as a new clip version", operation_id="createClipVersion",
+          responses=responses(201, ClipVersion, 400, 422, 503, description="The new clip version"))
     async def create_clip_version(self, service: JobService, clip_versions: ClipVersionStore,
                                   data: ClipVersionCreate) -> dict[str, Any]:
         """The timeline is checked (its assets must exist in the project) and stored normalised."""
@@ -44,7 +47,8 @@ class ClipVersionController(Controller):
         except ClipNotFoundError as exc:
             raise unprocessable(["body", "clip_id"], str(exc)) from None
 
-    @get("/", summary="List clip versions, newest first")
+    @get("/", summary="List clip versions, newest first", operation_id="listClipVersions",
+         responses=responses(200, list[ClipVersion], 422, 503, description="Clip versions, newest first"))
     async def list_clip_versions(
         self,
         clip_versions: ClipVersionStore,
@@ -54,6 +58,7 @@ class ClipVersionController(Controller):
     ) -> list[dict[str, Any]]:
         return await clip_versions.list(project_id=project_id, clip_id=clip_id, limit=limit)
 
-    @get("/{cv_id:str}", summary="A clip version")
+    @get("/{cv_id:str}", summary="A clip version", operation_id="getClipVersion",
+         responses=responses(200, ClipVersion, 404, 503, description="The clip version"))
     async def get_clip_version(self, clip_versions: ClipVersionStore, cv_id: str) -> dict[str, Any]:
         return await clip_versions.get(cv_id)

@@ -9,6 +9,8 @@ from litestar.exceptions import NotFoundException
 
 from scheduler.diagram import graph_dag, mermaid
 from scheduler.runtime import Runtime
+from server.openapi import responses
+from server.schemas import Graph, GraphDetail
 
 __all__ = ["GraphController"]
 
@@ -17,11 +19,13 @@ class GraphController(Controller):
     path = "/graphs"
     tags = ["graphs"]
 
-    @get("/", summary="Job types and their inputs")
+    @get("/", summary="Job types and their inputs", operation_id="listGraphs",
+         responses=responses(200, list[Graph], description="Every loaded job type"))
     async def list_graphs(self, runtime: Runtime) -> list[dict[str, Any]]:
         return [graph.describe() for graph in runtime.catalog.graphs.values()]
 
-    @get("/{job_type:str}", summary="One job type's graph")
+    @get("/{job_type:str}", summary="One job type's graph", operation_id="getGraph",
+         responses=responses(200, GraphDetail, 404, description="The job type's graph"))
     async def get_graph(self, runtime: Runtime, job_type: str) -> dict[str, Any]:
         """Its inputs, nodes and outputs; ``dag`` (layers, edges with their kind) and ``mermaid``, a
         Mermaid flowchart of it (``ave graphs show JOB_TYPE`` draws the same in a terminal)."""

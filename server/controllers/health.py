@@ -9,6 +9,8 @@ from litestar import Controller, get
 
 from scheduler.runtime import Runtime
 from scheduler.settings import APP_NAME
+from server.openapi import responses
+from server.schemas import Diagnostics, Health
 
 __all__ = ["HealthController"]
 
@@ -17,11 +19,13 @@ class HealthController(Controller):
     path = "/health"
     tags = ["health"]
 
-    @get("/", summary="Readiness probe")
+    @get("/", summary="Readiness probe", operation_id="health", opt={"public": True},
+         responses=responses(200, Health, description="The service answers"))
     async def health(self, runtime: Runtime) -> dict[str, Any]:
         return {"status": "ok", "app": APP_NAME, "environment": runtime.settings.app_env}
 
-    @get("/diagnostics", summary="Redis and Dask cluster diagnostics")
+    @get("/diagnostics", summary="Redis and Dask cluster diagnostics", operation_id="diagnostics",
+         opt={"public": True}, responses=responses(200, Diagnostics, description="Always 200: see status"))
     async def diagnostics(self, runtime: Runtime) -> dict[str, Any]:
         from scheduler.runtime import broker_display
 

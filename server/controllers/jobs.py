@@ -2,31 +2,54 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Annotated, Any
 
-from litestar import Controller, get, post
+import msgspec
+from litestar import Controller, MediaType, Request, Response, get, post
 from litestar.exceptions import HTTPException
 from litestar.params import Parameter
+from litestar.serialization import encode_json
 
 from scheduler.errors import InvalidTransitionError, QueueUnavailableError
+from scheduler.idempotency import StoredResponse
 from scheduler.runtime import Runtime
 from scheduler.service import JobService
 from scheduler.settings import Settings
 from scheduler.store import STATUSES, JobStore
 from scheduler.webhooks import CallbackURLError, ReplayRefusedError, check_callback_url
+from server.auth import TOKEN_SCOPE_KEY
 from server.errors import queue_error_detail, unprocessable
+from server.openapi import responses
+from server.schemas import JobRecord, WebhookDelivery, WebhookListing
 
-__all__ = ["JobController"]
+__all__ = ["IDEMPOTENCY_KEY", "JobController", "replayed"]
+
+IDEMPOTENCY_KEY = Parameter(
+    header="Idempotency-Key", required=False, min_length=1, max_length=255, pattern=r"^[\x21-\x7e]+$",
+    description="Makes the POST safe to retry: the same key with the same request, within 24 h, answers the "
+                "original record and status code without creating anything; with another request, 422. "
+                "Scoped per token. Up to 255 visible ASCII characters.",
+)
+
+
+def replayed(stored: StoredResponse) -> Response[bytes]:
+    """The original answer to an Idempotency-Key, as it was sent."""
+    return Response(content=stored.body, status_code=stored.status_code, media_type=MediaType.JSON,
+                    headers={"Idempotent-Replayed": "true"})
 
 
 class JobController(Controller):
     path = "/jobs"
     tags = ["jobs"]
 
-    @post("/", status_code=202, summary="Create and enqueue a job")
+    @post("/", status_code=202, summary="Create and enqueue a job", operation_id="createJob",
+          responses=responses(202, JobRecord, 400, 409, 422, 503, description="The job, queued"))
     async def create_job(
         self,
+        request: Request[Any, Any, Any],
         service: JobService,
+        runtime: Runtime,
         settings: Settings,
         data: dict[str, Any],
         job_type: str,
@@ -34,33 +57,69 @@ class JobController(Controller):
         priority: Annotated[int, Parameter(ge=-1_000_000, le=1_000_000)] = 0,
         callback_url: Annotated[str | None, Parameter(
             description="POSTed a signed {event, job} when the job ends (see the webhooks section)")] = None,
-    ) -> dict[str, Any]:
+        idempotency_key: Annotated[str | None, IDEMPOTENCY_KEY] = None,
+    ) -> Any:
         """The body is the job's payload; the graph of ``job_type`` checks it before it is queued."""
         if callback_url is not None:
             await _check_callback(callback_url, settings)
+
+        async def submit() -> dict[str, Any]:
+            try:
+                return await service.submit(job_type, data, priority=priority, clip_version_id=clip_version_id,
+                                            callback_url=callback_url)
+            except QueueUnavailableError as exc:
+                raise HTTPException(status_code=503,
+                                    detail=f"Failed to enqueue job: {queue_error_detail(exc)}") from None
+
+        if idempotency_key is None:
+            return await submit()
+        keys = runtime.idempotency
+        fingerprint = keys.fingerprint(job_type, str(priority), clip_version_id or "\0", callback_url or "\0",
+                                       msgspec.json.encode(data, order="sorted"))
         try:
-            return await service.submit(job_type, data, priority=priority, clip_version_id=clip_version_id,
-                                        callback_url=callback_url)
+            held = await keys.begin(request.scope.get(TOKEN_SCOPE_KEY) or "-", "jobs", idempotency_key, fingerprint)
         except QueueUnavailableError as exc:
             raise HTTPException(status_code=503, detail=f"Failed to enqueue job: {queue_error_detail(exc)}") from None
+        if isinstance(held, StoredResponse):
+            return replayed(held)
+        try:
+            record = await submit()
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await keys.release(held)
+            raise
+        body = encode_json(record)
+        with contextlib.suppress(QueueUnavailableError):  # the job exists: answer it even if the key is lost
+            await keys.finish(held, 202, body)
+        return Response(content=body, status_code=202, media_type=MediaType.JSON)
 
-    @get("/", summary="List jobs, newest first")
+    @get("/", summary="List jobs, newest first", operation_id="listJobs",
+         responses=responses(200, list[JobRecord], 422, 503, description="Jobs, newest first"))
     async def list_jobs(
         self,
         store: JobStore,
+        runtime: Runtime,
         status: str | None = None,
         job_type: str | None = None,
         limit: Annotated[int, Parameter(ge=1, le=500)] = 50,
     ) -> list[dict[str, Any]]:
         if status is not None and status not in STATUSES:
             raise unprocessable(["query", "status"], f"status must be one of: {', '.join(STATUSES)}")
+        if job_type is not None and job_type not in runtime.catalog.graphs:
+            raise unprocessable(["query", "job_type"],
+                                f"job_type must be one of: {', '.join(runtime.catalog.job_types)}")
         return await store.list(status=status, job_type=job_type, limit=limit)
 
-    @get("/{job_id:str}", summary="The latest state of a job")
-    async def get_job(self, store: JobStore, job_id: str) -> dict[str, Any]:
-        return await store.get(job_id)
+    @get("/{job_id:str}", summary="The latest state of a job", operation_id="getJob",
+         responses=responses(200, JobRecord, 404, 503, description="The job"))
+    async def get_job(self, request: Request[Any, Any, Any], job_id: str) -> Response[bytes]:
+        """The route clients poll: the record's JSON comes cached from Redis while the job has not changed
+        (see JobStore.get_json), and the store straight from the app's state rather than through Provide."""
+        body = await request.app.state.runtime.store.get_json(job_id, encode_json)
+        return Response(content=body, media_type=MediaType.JSON)
 
-    @post("/{job_id:str}/cancel", status_code=200, summary="Cancel a job that has not finished")
+    @post("/{job_id:str}/cancel", status_code=200, summary="Cancel a job that has not finished",
+          operation_id="cancelJob", responses=responses(200, JobRecord, 404, 409, 503, description="The job, cancelled"))
     async def cancel_job(self, store: JobStore, job_id: str) -> dict[str, Any]:
         """The job becomes ``cancelled`` and its Dask tasks are cancelled; a finished job gives 409."""
         try:
@@ -69,13 +128,16 @@ class JobController(Controller):
             raise HTTPException(status_code=409, detail=f"Job {job_id} is already {exc.current}") from None
         return await store.get(job_id)
 
-    @get("/{job_id:str}/webhooks", summary="The job's webhook deliveries and every attempt")
+    @get("/{job_id:str}/webhooks", summary="The job's webhook deliveries and every attempt",
+         operation_id="listJobWebhooks", responses=responses(200, WebhookListing, 404, 503, description="Deliveries"))
     async def list_webhooks(self, runtime: Runtime, job_id: str) -> dict[str, Any]:
         """``callback_url``, each delivery (``pending``, ``delivered`` or ``failed``) and each attempt's
         time, status code and error, oldest first."""
         return await runtime.webhooks.listing(job_id)
 
-    @post("/{job_id:str}/webhooks/replay", status_code=202, summary="Send the job's final event again")
+    @post("/{job_id:str}/webhooks/replay", status_code=202, summary="Send the job's final event again",
+          operation_id="replayJobWebhook",
+          responses=responses(202, WebhookDelivery, 404, 409, 503, description="The new delivery, due now"))
     async def replay_webhook(self, runtime: Runtime, job_id: str) -> dict[str, Any]:
         """A new delivery of the job's terminal event, due now; 409 before the job ends or without a callback_url."""
         try:

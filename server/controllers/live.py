@@ -17,12 +17,14 @@ from typing import Any
 from litestar import Request, Response, get, websocket
 from litestar.connection import WebSocket
 from litestar.exceptions import WebSocketDisconnect
+from litestar.openapi import ResponseSpec
 from litestar.response import Stream
 
 from scheduler.errors import JobNotFoundError, QueueUnavailableError
 from scheduler.events import JobEvents, Subscription
 from scheduler.runtime import Runtime
 from server.errors import queue_error_detail
+from server.openapi import responses
 
 __all__ = ["job_events", "job_updates"]
 
@@ -101,7 +103,12 @@ def _last_event_id(request: Request[Any, Any, Any], last_event_id: str | None) -
 
 
 @get("/jobs/{job_id:str}/events", name="job_events", summary="Server-sent events of a job's changes",
-     tags=["jobs"], media_type="text/event-stream")
+     tags=["jobs"], media_type="text/event-stream", operation_id="jobEvents", responses={
+         **responses(None, None, 404, 503),
+         200: ResponseSpec(str, media_type="text/event-stream", generate_examples=False,
+                           description="Events: 'id: <n>' and 'data: <the job record as JSON>', until the terminal one"),
+         204: ResponseSpec(None, description="The client has already seen the terminal event: do not reconnect"),
+     })
 async def job_events(request: Request[Any, Any, Any], runtime: Runtime, job_id: str,
                      last_event_id: str | None = None) -> Response[Any]:
     """``text/event-stream``: each event's ``data`` is the job record, its ``id`` the job's change count.

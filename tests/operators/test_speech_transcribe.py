@@ -199,14 +199,24 @@ def test_video_without_audio_is_a_media_error(tmp_path):
         transcribe_window(audio=SourceRef(path="mute.mp4"), window=window, params=WhisperParams(), ctx=ctx)
 
 
-def test_unknown_model_names_are_refused_without_downloading(tmp_path):
+def test_unknown_model_names_are_refused_without_downloading(tmp_path, monkeypatch):
+    monkeypatch.delenv("MODELS_DIR", raising=False)
     with pytest.raises(OperatorError, match="Unknown Whisper model 'large-v3'.*never downloaded"):
         resolve_model("large-v3")
     with pytest.raises(OperatorError, match="Unknown Whisper model"):
         resolve_model(str(tmp_path))  # a folder, but not a CTranslate2 model
     bundled = resolve_model("tiny.en")
     assert (Path(bundled) / "model.bin").is_file()
+    with pytest.raises(OperatorError, match="Unknown Whisper model"):
+        resolve_model(bundled)  # a model folder, but MODELS_DIR is not set: bundled names only
+    # A folder of MODELS_DIR, by its name or its path; never one outside it.
+    monkeypatch.setenv("MODELS_DIR", str(Path(bundled).parent))
+    assert resolve_model(Path(bundled).name) == str(Path(bundled).resolve())
     assert resolve_model(bundled) == str(Path(bundled).resolve())
+    with pytest.raises(OperatorError, match="Unknown Whisper model"):
+        resolve_model(str(tmp_path))
+    with pytest.raises(OperatorError, match="Unknown Whisper model"):
+        resolve_model(f"../{Path(bundled).parent.name}/{Path(bundled).name}/..")
 
 
 def test_the_model_is_loaded_once_per_process():
