@@ -25,7 +25,7 @@ from operators.export.plan import Delivery, Rendition
 from operators.export.verify import check_timing, decoded_frames, faststart, measure
 from operators.media._av import Progress, mp4_options, open_input
 from operators.media.info import ChunkOutput, MediaInfo, RenditionFile
-from operators.media.join import check_parts, retime_packets
+from operators.media.join import check_parts, concat_video_packets, retime_packets
 from operators.registry import operator
 from operators.types import StoredFile
 
@@ -62,15 +62,7 @@ def rendition_parts(parts: list[ChunkEncodes], rendition: Rendition, info: Media
 
 def video_packets(ctx: OpContext, parts: list[EncodedPart], origin: Fraction, out_stream: Any) -> Any:
     """The parts' packets moved onto ``out_stream``, ``origin`` (seconds) becoming time 0."""
-    extradata = None
-    for part in parts:
-        with ctx.storage.reading(part.path) as local, open_input(local, f"Encoded chunk {part.chunk + 1} could not be read") as c:
-            stream = c.streams.video[0]
-            if extradata is None:
-                extradata = stream.codec_context.extradata
-            elif stream.codec_context.extradata != extradata:
-                raise MediaError(f"Encoded chunk {part.chunk + 1} was made with different encoder settings than chunk 1")
-            yield from retime_packets(c, stream, origin, out_stream, 0)
+    return concat_video_packets(ctx, [(p.path, f"Encoded chunk {p.chunk + 1}") for p in parts], origin, out_stream)
 
 
 @operator("export.deliver", weight=2)

@@ -16,6 +16,7 @@ from typing import Any
 from operators.errors import MediaError
 from operators.media._av import open_input
 from operators.media.info import MediaInfo
+from operators.media.join import moov_first
 
 __all__ = ["Measured", "check_timing", "decoded_frames", "faststart", "measure"]
 
@@ -106,16 +107,4 @@ def decoded_frames(local: Path | str, what: str = "The exported file") -> int:
 
 def faststart(local: Path | str) -> bool:
     """True when an MP4's index (moov) comes before its media data, so players start at once."""
-    with open(local, "rb") as f:
-        while header := f.read(8):
-            if len(header) < 8:
-                return False
-            size, kind = int.from_bytes(header[:4], "big"), header[4:8]
-            if kind in (b"moov", b"mdat"):
-                return kind == b"moov"
-            if size == 1:
-                size = int.from_bytes(f.read(8), "big") - 8
-            if size < 8:
-                return False
-            f.seek(size - 8, 1)
-    return False
+    return moov_first(local)

@@ -27,7 +27,8 @@ from operators.media.info import ChunkOutput, MediaInfo
 from operators.registry import operator
 from operators.types import StoredFile
 
-__all__ = ["JoinParams", "check_parts", "join_chunks", "measure_output", "retime_packets"]
+__all__ = ["JoinParams", "check_parts", "concat_video_packets", "join_chunks", "measure_output", "moov_first",
+           "retime_packets"]
 
 
 class JoinParams(BaseModel):
@@ -73,16 +74,22 @@ def _offset(seconds: Fraction, time_base: Fraction) -> int:
     return round(seconds / time_base)
 
 
-def _video_packets(ctx: OpContext, paths: list[str], origin: Fraction, out_stream: Any) -> Iterator[tuple[float, int, Any]]:
+def concat_video_packets(ctx: OpContext, parts: list[tuple[str, str]], origin: Fraction,
+                         out_stream: Any) -> Iterator[tuple[float, int, Any]]:
+    """The video packets of encoded parts, in order, moved onto ``out_stream`` with ``origin`` as time 0.
+
+    ``parts`` are ``(storage path, label)``; the label names a part in errors ("Encoded chunk 3").
+    One avcC/hvcC box serves the whole track, so every part must share the first one's extradata.
+    """
     extradata = None
-    for i, path in enumerate(paths):
-        with ctx.storage.reading(path) as local, open_input(local, f"Encoded chunk {i + 1} could not be read") as c:
+    first = parts[0][1] if parts else ""
+    for path, label in parts:
+        with ctx.storage.reading(path) as local, open_input(local, f"{label} could not be read") as c:
             stream = c.streams.video[0]
             if extradata is None:
                 extradata = stream.codec_context.extradata
             elif stream.codec_context.extradata != extradata:
-                # One avcC box serves the whole track, so every chunk must share its SPS/PPS.
-                raise MediaError(f"Encoded chunk {i + 1} was made with different encoder settings than chunk 1")
+                raise MediaError(f"{label} was made with different encoder settings than {first.lower()}")
             yield from retime_packets(c, stream, origin, out_stream, 0)
 
 
@@ -116,11 +123,16 @@ def measure_output(local: Any) -> dict[str, Any]:
             a = c.streams.audio[0]
             result["audio_start"] = float((a.start_time or 0) * a.time_base)
             result["audio_duration"] = float(a.duration * a.time_base) if a.duration else 0.0
-        result["moov_first"] = _moov_first(local)
+        result["moov_first"] = moov_first(local)
     return result
 
 
-def _moov_first(local: Any) -> bool:
+def moov_first(local: Any) -> bool:
+    """True when an MP4's index (moov) comes before its media data, so players start at once.
+
+    Walks the top-level boxes by their sizes; a box claiming fewer than 8 bytes (a damaged file)
+    ends the walk, where seeking by ``size - 8`` would loop on it forever.
+    """
     with open(local, "rb") as f:
         while header := f.read(8):
             if len(header) < 8:
@@ -130,6 +142,8 @@ def _moov_first(local: Any) -> bool:
                 return kind == b"moov"
             if size == 1:
                 size = int.from_bytes(f.read(8), "big") - 8
+            if size < 8:
+                return False
             f.seek(size - 8, 1)
     return False
 
@@ -174,7 +188,8 @@ def join_chunks(
                 out_v.time_base = video.tb
                 if video.rotation:
                     out_v.set_display_rotation(video.rotation)
-                streams = [_video_packets(ctx, [f.path for f in files], origin, out_v)]
+                streams = [concat_video_packets(ctx, [(f.path, f"Encoded chunk {i + 1}") for i, f in enumerate(files)],
+                                                origin, out_v)]
                 if audio is not None:
                     audio_local = stack.enter_context(ctx.storage.reading(audio.path))
                     ain = stack.enter_context(open_input(audio_local, "The encoded audio track could not be read"))

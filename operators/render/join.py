@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from operators.context import OpContext
 from operators.errors import MediaError
 from operators.media._av import Progress, mp4_options, open_input
-from operators.media.join import measure_output, retime_packets
+from operators.media.join import concat_video_packets, measure_output, retime_packets
 from operators.media.probe import probe
 from operators.media.thumbnails import PosterParams, poster
 from operators.registry import operator
@@ -51,18 +51,6 @@ def _check_segments(parts: list[SegmentOutput], plan: RenderPlan) -> list[Segmen
     return ordered
 
 
-def _video_packets(ctx: OpContext, parts: list[SegmentOutput], out_stream: Any) -> Any:
-    extradata = None
-    for part in parts:
-        with ctx.storage.reading(part.path) as local, open_input(local, f"Segment {part.index + 1} could not be read") as c:
-            stream = c.streams.video[0]
-            if extradata is None:
-                extradata = stream.codec_context.extradata
-            elif stream.codec_context.extradata != extradata:
-                raise MediaError(f"Segment {part.index + 1} was encoded with different settings than segment 1")
-            yield from retime_packets(c, stream, Fraction(0), out_stream, 0)
-
-
 @operator("render.join", weight=2)
 def render_join(parts: list[SegmentOutput], audio: StoredFile, plan: RenderPlan, *,
                 params: RenderJoinParams, ctx: OpContext) -> StoredFile:
@@ -81,7 +69,8 @@ def render_join(parts: list[SegmentOutput], audio: StoredFile, plan: RenderPlan,
             audio_local = stack.enter_context(ctx.storage.reading(audio.path))
             ain = stack.enter_context(open_input(audio_local, "The mixed audio track could not be read"))
             out_a = out.add_stream_from_template(ain.streams.audio[0])
-            streams = [_video_packets(ctx, ordered, out_v), retime_packets(ain, ain.streams.audio[0], Fraction(0), out_a, 1)]
+            video = concat_video_packets(ctx, [(p.path, f"Segment {p.index + 1}") for p in ordered], Fraction(0), out_v)
+            streams = [video, retime_packets(ain, ain.streams.audio[0], Fraction(0), out_a, 1)]
             for n, (_, _, packet) in enumerate(heapq.merge(*streams, key=lambda t: (t[0], t[1]))):
                 out.mux(packet)
                 progress(min(0.95, n / max(1, spec.frames * 2)))
