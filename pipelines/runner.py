@@ -98,10 +98,14 @@ class GraphRun:
         storage: Storage,
         on_progress: ProgressSink | None = None,
         on_log: LogSink | None = None,
+        max_seconds: float | None = None,
     ) -> None:
         self.client = client
         self.graph = graph
         self.job = job
+        #: The whole job's deadline: the graph's ``max_job_seconds``, else the caller's (MAX_JOB_SECONDS).
+        self.max_seconds = graph.spec.max_job_seconds or max_seconds
+        self._began = time.monotonic()
         self.values = values
         self.storage = storage
         self._on_progress = on_progress
@@ -155,12 +159,12 @@ class GraphRun:
             self._handles[name] = loop.create_future()
             self._results[name] = loop.create_future()
         self._emit_log(f"Running graph '{self.graph.name}' with {len(self.graph.nodes)} nodes")
-        started = time.monotonic()
+        started = self._began = time.monotonic()
         try:
             async with asyncio.TaskGroup() as group:
                 for node in self.graph.nodes.values():
                     group.create_task(self._run_node(node), name=f"{node.name}-{self.job.token}")
-                if any(node.timeout for node in self.graph.nodes.values()):
+                if self.max_seconds or any(node.timeout for node in self.graph.nodes.values()):
                     group.create_task(self._watchdog(), name=f"watchdog-{self.job.token}")
         except BaseException as exc:
             await self._cancel_futures()
@@ -204,6 +208,11 @@ class GraphRun:
         """
         while not all(fut.done() for fut in self._results.values()):
             now = time.monotonic()
+            if self.max_seconds is not None and now - self._began > self.max_seconds:
+                running = sorted({key.split("-")[0] for key, f in self._futures.items() if not f.done()})
+                raise _NodeFailed(f"The job ran past its {self.max_seconds:g}s limit (MAX_JOB_SECONDS, or the graph's "
+                                  f"max_job_seconds) while running {', '.join(running) or 'its last step'}; its tasks "
+                                  "were stopped")
             for key, started in list(self._started.items()):
                 future = self._futures.get(key)
                 node, position = self._nodes_of[key]

@@ -149,6 +149,8 @@ class GraphSpec(_Strict):
     outputs: dict[str, Any] = Field(default_factory=dict)
     then: list[ChainSpec] = Field(default_factory=list)
     clip_version: ClipVersionSpec | None = None
+    #: Seconds a whole job of this type may run (overrides the MAX_JOB_SECONDS setting).
+    max_job_seconds: float | None = Field(None, gt=0)
 
     @field_validator("nodes", "inputs", "outputs")
     @classmethod

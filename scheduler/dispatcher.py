@@ -259,7 +259,7 @@ class Dispatcher:
                 running.pending_progress = min(value, 0.999)
 
             run = GraphRun(self.client, bound.graph, job, values=bound.values, storage=self.service.storage,
-                           on_progress=on_progress, on_log=running.log)
+                           on_progress=on_progress, on_log=running.log, max_seconds=self.settings.max_job_seconds)
             running.run = run
             outputs = await run.run()
             project_id = record["payload"].get("project_id")

@@ -31,6 +31,8 @@ class Settings(BaseSettings):
     graphs_dir: Path = Field(_PROJECT_ROOT / "graphs", description="Folder of job graphs (<job_type>.yaml)")
     max_running_jobs: int = Field(4, ge=1, description="Jobs one dispatcher runs at once")
     max_job_attempts: int = Field(3, ge=1, description="Tries of a job interrupted by a lost dispatcher")
+    max_job_seconds: float | None = Field(
+        24 * 3600, gt=0, description="Longest a job may run before it fails (a graph's max_job_seconds overrides it)")
     run_dispatcher: bool = Field(True, description="Run the dispatcher inside the server process")
     dask_workers: int | None = Field(None, ge=1, description="LocalCluster worker processes (default: CPU count)")
     dask_threads_per_worker: int = Field(1, ge=1, description="Threads per LocalCluster worker")

@@ -28,3 +28,14 @@ def test_a_task_within_its_timeout_completes(client: TestClient[Any]) -> None:
     job = client.post("/jobs/?job_type=deadline", json={"seconds": 0.1}).json()
     done = wait_for(client, job["id"], timeout=30)
     assert done["status"] == "completed", done
+
+
+def test_a_job_past_its_deadline_fails_naming_the_step_and_the_limit(client: TestClient[Any]) -> None:
+    started = time.monotonic()
+    job = client.post("/jobs/?job_type=deadline_job", json={}).json()
+    done = wait_for(client, job["id"], timeout=30)
+    assert done["status"] == "failed", done
+    assert "ran past its 1.5s limit" in done["error_message"] and "second" in done["error_message"], done
+    assert time.monotonic() - started < 4.0
+    quick = wait_for(client, client.post("/jobs/?job_type=deadline_job", json={"seconds": 0.2}).json()["id"])
+    assert quick["status"] == "completed", quick
