@@ -10,6 +10,7 @@ carries the job's priority, and per-node ``retries`` go to Dask.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -160,10 +161,11 @@ class GraphRun:
             self._results[name] = loop.create_future()
         self._emit_log(f"Running graph '{self.graph.name}' with {len(self.graph.nodes)} nodes")
         started = self._began = time.monotonic()
+        self._pending_nodes, self._finished = len(self.graph.nodes), asyncio.Event()
         try:
             async with asyncio.TaskGroup() as group:
                 for node in self.graph.nodes.values():
-                    group.create_task(self._run_node(node), name=f"{node.name}-{self.job.token}")
+                    group.create_task(self._node_task(node), name=f"{node.name}-{self.job.token}")
                 if self.max_seconds or any(node.timeout for node in self.graph.nodes.values()):
                     group.create_task(self._watchdog(), name=f"watchdog-{self.job.token}")
         except BaseException as exc:
@@ -222,7 +224,15 @@ class GraphRun:
                     where = node.name if position is None else f"{node.name} {position[0] + 1}/{position[1]}"
                     raise _NodeFailed(f"{where}: task {key} ran past its {node.timeout:g}s timeout "
                                       "(the node's timeout: in the graph) and was stopped")
-            await asyncio.sleep(0.1)
+            # Woken at once when the last node finishes, so a job never ends late for its watchdog.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._finished.wait(), timeout=0.1)
+
+    async def _node_task(self, node: Node) -> None:
+        await self._run_node(node)
+        self._pending_nodes -= 1
+        if self._pending_nodes == 0:
+            self._finished.set()
 
     # -- nodes --------------------------------------------------------------------------
     async def _run_node(self, node: Node) -> None:
