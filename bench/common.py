@@ -79,6 +79,15 @@ class ServerProcess:
     def media_root(self) -> Path:
         return self.data_dir / "media"
 
+    def add_media(self, *paths: Path) -> None:
+        """Put files under the server's media root: hard links when possible (no copy of big sources)."""
+        self.media_root.mkdir(parents=True, exist_ok=True)
+        for path in paths:
+            try:
+                os.link(path, self.media_root / path.name)
+            except OSError:
+                shutil.copy(path, self.media_root / path.name)
+
     @property
     def log_path(self) -> Path:
         assert self.tmp is not None

@@ -29,7 +29,6 @@ import asyncio
 import os
 import re
 import resource
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -150,12 +149,7 @@ async def run_workers(args: argparse.Namespace, workers: int, source: Path, warm
     try:
         print(f"[bench] {workers} worker(s): server ready in {server.startup_s:.1f}s (log: {server.log_path})",
               flush=True)
-        server.media_root.mkdir(parents=True, exist_ok=True)
-        for path in (source, warm):
-            try:
-                os.link(path, server.media_root / path.name)
-            except OSError:
-                shutil.copy(path, server.media_root / path.name)
+        server.add_media(source, warm)
         async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as client:
             diag = (await client.get("/health/diagnostics")).json()
             dask = await Client(diag["cluster"]["scheduler_address"], asynchronous=True, timeout="20s")

@@ -257,12 +257,7 @@ async def run_workers(args: argparse.Namespace, workers: int, source: Path, warm
     try:
         print(f"[bench] {workers} worker(s): server ready in {server.startup_s:.1f}s (log: {server.log_path})",
               flush=True)
-        server.media_root.mkdir(parents=True, exist_ok=True)
-        for path in (source, warm):
-            try:
-                os.link(path, server.media_root / path.name)
-            except OSError:
-                shutil.copy(path, server.media_root / path.name)
+        server.add_media(source, warm)
         payload_extra = {"chunk_seconds": args.chunk_seconds} if args.chunk_seconds else {}
         async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as client:
             diag = (await client.get("/health/diagnostics")).json()
