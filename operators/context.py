@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from operators.storage import Storage
@@ -44,7 +44,6 @@ class OpContext:
     index: int | None = None
     count: int | None = None
     attempt: int = 1
-    extra: dict[str, Any] = field(default_factory=dict)
     #: The node's per-task ``timeout:`` in seconds, and when this try of the task started.
     timeout: float | None = None
     started: float | None = None

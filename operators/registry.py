@@ -19,7 +19,7 @@ from __future__ import annotations
 import inspect
 import typing
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -60,7 +60,6 @@ class OperatorSpec:
     wants_ctx: bool
     wants_params: bool = False
     accepts_any_input: bool = False
-    input_annotations: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def inputs(self) -> frozenset[str]:
@@ -163,7 +162,6 @@ def _describe(name: str, func: Callable[..., Any], weight: float) -> OperatorSpe
     params_model: type[BaseModel] = NoParams
     required: set[str] = set()
     optional: set[str] = set()
-    annotations: dict[str, Any] = {}
     wants_ctx = False
     wants_params = False
     var_keyword = False
@@ -183,7 +181,6 @@ def _describe(name: str, func: Callable[..., Any], weight: float) -> OperatorSpe
         if pname == "ctx":
             wants_ctx = True
             continue
-        annotations[pname] = hints.get(pname, Any)
         (optional if param.default is not inspect.Parameter.empty else required).add(pname)
     doc = inspect.getdoc(func) or ""
     return OperatorSpec(
@@ -197,5 +194,4 @@ def _describe(name: str, func: Callable[..., Any], weight: float) -> OperatorSpe
         wants_ctx=wants_ctx,
         wants_params=wants_params,
         accepts_any_input=var_keyword,
-        input_annotations=annotations,
     )

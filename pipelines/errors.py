@@ -17,7 +17,6 @@ __all__ = [
     "InvalidParamsError",
     "JobFailedError",
     "PayloadError",
-    "UnknownGraphError",
     "UnknownInputError",
     "UnknownOperatorInGraphError",
     "UnresolvedReferenceError",
@@ -78,10 +77,6 @@ class GraphCycleError(GraphValidationError):
 
 class CollectWithoutMapError(GraphValidationError):
     """``collect`` names a node that is not mapped, or a mapped node is used without ``collect``."""
-
-
-class UnknownGraphError(LookupError):
-    """No graph is registered for a job type."""
 
 
 class PayloadError(ValueError):

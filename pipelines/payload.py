@@ -17,9 +17,8 @@ from pipelines.errors import PayloadError
 from pipelines.graph import Graph
 from pipelines.spec import InputSpec
 
-__all__ = ["BoundPayload", "SourceRequest", "bind_payload", "check_model_value", "fill_merge_fields", "SOURCE_FIELDS"]
+__all__ = ["BoundPayload", "SourceRequest", "bind_payload", "check_model_value", "fill_merge_fields"]
 
-SOURCE_FIELDS = ("source_uri", "source_asset_id")
 
 _SCALARS: dict[str, Any] = {
     "string": StrictStr,

@@ -56,7 +56,6 @@ class Runtime:
     dispatcher: Dispatcher | None = None
     events: JobEvents | None = None
     deliverer: WebhookDeliverer | None = None
-    extras: dict[str, Any] = field(default_factory=dict)
     #: The stores and the service, built once per Redis client (they hold registered Lua scripts).
     _built: dict[str, Any] = field(default_factory=dict, repr=False)
     _metrics_task: asyncio.Task[None] | None = field(default=None, repr=False)

@@ -380,11 +380,6 @@ class JobStore:
                     break
         return found
 
-    async def queued_ids(self) -> list[str]:
-        """The queue in the order jobs will be taken."""
-        ids = await guard(self.redis.zrange(self._queue_key, 0, -1))
-        return [i.decode() if isinstance(i, bytes) else i for i in ids]
-
     # -- transitions ------------------------------------------------------------------
     async def _move(self, job_id: str, allowed: Iterable[str], to: str, *, message: str | None = None,
                     **fields: str) -> str:
