@@ -185,7 +185,11 @@ def test_list_jobs_newest_first_and_filtered(client: TestClient[Any]) -> None:
     listed = client.get("/jobs/?job_type=sleepy&limit=10").json()
     assert [j["id"] for j in listed] == list(reversed(ids))
     assert client.get("/jobs/?status=bogus").status_code == 422
-    assert all(j["status"] == "queued" for j in client.get("/jobs?status=queued").json())
+    for job_id in ids:
+        wait_for(client, job_id)
+    completed = client.get("/jobs?status=completed&job_type=sleepy").json()
+    assert set(ids) <= {j["id"] for j in completed} and {j["status"] for j in completed} == {"completed"}
+    assert not {j["id"] for j in client.get("/jobs?status=queued").json()} & set(ids)
 
 
 def test_openapi_schema(client: TestClient[Any]) -> None:
