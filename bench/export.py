@@ -39,8 +39,8 @@ from typing import Any
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import CpuMeter, ServerProcess, machine_info, print_table, submit, write_json  # noqa: E402
-from ingest import analyse_tasks, busy_cpu_s, ffmpeg_bin, make_source, wait_done  # noqa: E402
+from common import ServerProcess, machine_info, print_table, write_json  # noqa: E402
+from ingest import busy_cpu_s, completed_or_raise, ffmpeg_bin, make_source, timed_job  # noqa: E402
 
 BUNDLE = ["mp4-1080p", "hls", "gif"]
 #: (short side, peak bitrate) of the ladder, as the hls preset has it.
@@ -101,36 +101,18 @@ def run_ffmpeg(source: Path, height: int, fps: int) -> dict[str, Any]:
 
 async def export_once(client: httpx.AsyncClient, dask: Any, server: ServerProcess, source_uri: str, workers: int,
                       loudness: Any, timeout: float) -> dict[str, Any]:
-    index = await dask.scheduler.get_task_stream_index()
-    load = os.getloadavg()
-    busy0 = busy_cpu_s()
     payload = {"project_id": "bench", "source_uri": source_uri, "presets": BUNDLE}
     if loudness is not ...:
         payload["loudness"] = loudness
-    with CpuMeter(server) as cpu:
-        t_post = time.time()
-        job = await submit(client, "export", payload)
-        record, polls = await wait_done(client, job["id"], timeout)
-        t_done = time.time()
-    busy = busy_cpu_s() - busy0
-    if record["status"] != "completed":
-        raise RuntimeError(f"export {record['id']} ended {record['status']}: {record.get('error_message')}\n"
-                           f"{server.log_tail()}")
-    tasks = await dask.scheduler.get_task_stream(start_index=index)
+    record, timing = await timed_job(client, dask, server, "export", payload, timeout, workers)
+    completed_or_raise(record, server)
     result = record.get("result_payload") or {}
     outputs = result.get("outputs") or {}
     log = [e.get("message", "") for e in result.get("log") or []]
     encode_cpu = [float(m.group(1)) for line in log if (m := re.search(r"Encoded chunk .* ([\d.]+) CPU-s", line))]
     products = {name: {k: (outputs.get(name) or {}).get(k) for k in ("size", "meta")} for name in BUNDLE}
     return {
-        "job_id": record["id"],
-        "wall_s": t_done - t_post,
-        "loadavg": load,
-        "polls": polls,
-        "cpu": cpu.result,
-        "cpu_s": cpu.result["server_main_cpu_s"] + cpu.result["server_children_cpu_s"],
-        "foreign_cpu_s": max(0.0, busy - sum(v for k, v in cpu.result.items() if k.endswith("_cpu_s"))),
-        "tasks": analyse_tasks(tasks, record["id"], t_post, t_done, workers),
+        **timing,
         "encode_cpu_s": sum(encode_cpu),
         "encode_tasks_logged": len(encode_cpu),
         "hls_files": len((outputs.get("hls_files") or {}).get("hls") or []),

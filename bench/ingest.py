@@ -210,28 +210,22 @@ def analyse_tasks(tasks: list[dict[str, Any]], job_id: str, t_post: float, t_don
 
 
 # -- ingest ----------------------------------------------------------------------------
-async def ingest_once(client: httpx.AsyncClient, dask: Any, server: ServerProcess, source_uri: str,
-                      workers: int, payload_extra: dict[str, Any], timeout: float) -> dict[str, Any]:
+async def timed_job(client: httpx.AsyncClient, dask: Any, server: ServerProcess, job_type: str,
+                    payload: dict[str, Any], timeout: float, workers: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Submit one job and time it: POST to seeing it end, the server's CPU, others' CPU meanwhile, its tasks.
+
+    Returns the final record and the timing fields every benchmark reports (``tasks`` when it completed).
+    """
     index = await dask.scheduler.get_task_stream_index()
     load = os.getloadavg()
     busy0 = busy_cpu_s()
     with CpuMeter(server) as cpu:
         t_post = time.time()
-        job = await submit(client, "ingest", {"project_id": "bench", "source_uri": source_uri, **payload_extra})
+        job = await submit(client, job_type, payload)
         record, polls = await wait_done(client, job["id"], timeout)
         t_done = time.time()
     busy = busy_cpu_s() - busy0
-    if record["status"] != "completed":
-        raise RuntimeError(f"ingest {record['id']} ended {record['status']}: {record.get('error_message')}\n"
-                           f"{server.log_tail()}")
-    tasks = await dask.scheduler.get_task_stream(start_index=index)
-    result = record.get("result_payload") or {}
-    outputs = result.get("outputs") or {}
-    proxy = (outputs.get("proxy") or [{}])[0]
-    # media.transcode_chunk logs its process CPU time: "... at 75 fps, 4.02 CPU-s".
-    chunk_cpu = [float(m.group(1)) for e in (result.get("log") or [])
-                 if (m := re.search(r"Transcoded chunk .* ([\d.]+) CPU-s", e.get("message", "")))]
-    return {
+    timing: dict[str, Any] = {
         "job_id": record["id"],
         "wall_s": t_done - t_post,
         "loadavg": load,
@@ -239,8 +233,34 @@ async def ingest_once(client: httpx.AsyncClient, dask: Any, server: ServerProces
         "server": record_durations(record),
         "cpu": cpu.result,
         "cpu_s": cpu.result["server_main_cpu_s"] + cpu.result["server_children_cpu_s"],
+        "workers_cpu_s": cpu.result["server_children_cpu_s"],
         "foreign_cpu_s": max(0.0, busy - sum(v for k, v in cpu.result.items() if k.endswith("_cpu_s"))),
-        "tasks": analyse_tasks(tasks, record["id"], t_post, t_done, workers),
+    }
+    if record["status"] == "completed":
+        tasks = await dask.scheduler.get_task_stream(start_index=index)
+        timing["tasks"] = analyse_tasks(tasks, record["id"], t_post, t_done, workers)
+    return record, timing
+
+
+def completed_or_raise(record: dict[str, Any], server: ServerProcess) -> None:
+    if record["status"] != "completed":
+        raise RuntimeError(f"{record['job_type']} {record['id']} ended {record['status']}: "
+                           f"{record.get('error_message')}\n{server.log_tail()}")
+
+
+async def ingest_once(client: httpx.AsyncClient, dask: Any, server: ServerProcess, source_uri: str,
+                      workers: int, payload_extra: dict[str, Any], timeout: float) -> dict[str, Any]:
+    payload = {"project_id": "bench", "source_uri": source_uri, **payload_extra}
+    record, timing = await timed_job(client, dask, server, "ingest", payload, timeout, workers)
+    completed_or_raise(record, server)
+    result = record.get("result_payload") or {}
+    outputs = result.get("outputs") or {}
+    proxy = (outputs.get("proxy") or [{}])[0]
+    # media.transcode_chunk logs its process CPU time: "... at 75 fps, 4.02 CPU-s".
+    chunk_cpu = [float(m.group(1)) for e in (result.get("log") or [])
+                 if (m := re.search(r"Transcoded chunk .* ([\d.]+) CPU-s", e.get("message", "")))]
+    return {
+        **timing,
         "transcode_cpu_s": sum(chunk_cpu) if chunk_cpu else None,
         "transcode_chunks_logged": len(chunk_cpu),
         "proxy": {k: proxy.get(k) for k in ("size", "meta")} if proxy else None,

@@ -73,15 +73,12 @@ from common import (  # noqa: E402
     BENCH_DIR,
     OUT_DIR,
     ROOT,
-    CpuMeter,
     ServerProcess,
     machine_info,
     print_table,
-    record_durations,
-    submit,
     write_json,
 )
-from ingest import MEDIA_DIR, analyse_tasks, busy_cpu_s, ffmpeg_bin, make_source, wait_done  # noqa: E402
+from ingest import MEDIA_DIR, busy_cpu_s, ffmpeg_bin, make_source, timed_job  # noqa: E402
 
 sys.path.insert(0, str(ROOT))
 
@@ -526,29 +523,13 @@ async def render_once(client: httpx.AsyncClient, dask: Any, server: ServerProces
                                "output": {"preset": PRESET, "crf": CRF}}
     if segment_seconds:
         payload["segment_seconds"] = segment_seconds
-    index = await dask.scheduler.get_task_stream_index()
-    load = os.getloadavg()
-    busy0 = busy_cpu_s()
-    with CpuMeter(server) as cpu:
-        t_post = time.time()
-        job = await submit(client, "render", payload)
-        record, polls = await wait_done(client, job["id"], timeout)
-        t_done = time.time()
-    busy = busy_cpu_s() - busy0
+    record, timing = await timed_job(client, dask, server, "render", payload, timeout, workers)
     result = record.get("result_payload") or {}
     out: dict[str, Any] = {
-        "job_id": record["id"], "status": record["status"], "error_message": record.get("error_message"),
-        "wall_s": t_done - t_post, "loadavg": load, "polls": polls, "server": record_durations(record),
-        "cpu": cpu.result,
-        "cpu_s": cpu.result["server_main_cpu_s"] + cpu.result["server_children_cpu_s"],
-        "workers_cpu_s": cpu.result["server_children_cpu_s"],
-        "foreign_cpu_s": max(0.0, busy - sum(v for k, v in cpu.result.items() if k.endswith("_cpu_s"))),
+        **timing, "status": record["status"], "error_message": record.get("error_message"),
         "log": [e.get("message") for e in (result.get("log") or [])],
         "outputs": result.get("outputs"),
     }
-    if record["status"] == "completed":
-        tasks = await dask.scheduler.get_task_stream(start_index=index)
-        out["tasks"] = analyse_tasks(tasks, record["id"], t_post, t_done, workers)
     return out
 
 
