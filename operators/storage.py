@@ -3,20 +3,26 @@
 A :class:`Storage` is a small frozen value, so it pickles to workers; a worker needs only
 this and its task's arguments. Every path that reaches storage is relative to the root
 and checked by :func:`safe_relpath`, so nothing outside the media root is ever touched.
+
+On a remote store, :meth:`Storage.reading` goes through the machine's
+:class:`~operators.storage_cache.MediaCache`: a source that a dozen tasks read is fetched once
+per machine, and a file a task writes is kept there for the tasks that read it next.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
 from operators.errors import PathOutsideRootError
+from operators.storage_cache import MediaCache
 
 __all__ = ["Storage", "safe_relpath"]
 
@@ -43,9 +49,15 @@ def safe_relpath(path: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Storage:
-    """The media root: ``url`` is a local directory or an fsspec URL."""
+    """The media root: ``url`` is a local directory or an fsspec URL.
+
+    ``options`` are the fsspec filesystem's keyword arguments (``MEDIA_STORAGE_OPTIONS``), e.g.
+    ``{"endpoint_url": "http://minio:9000"}`` for an S3-compatible store. They travel with the
+    value to the workers; they are left out of its ``repr`` as they may hold credentials.
+    """
 
     url: str
+    options: dict[str, Any] = field(default_factory=dict, hash=False, repr=False)
 
     @property
     def is_local(self) -> bool:
@@ -59,8 +71,14 @@ class Storage:
     def _fs(self) -> tuple[Any, str]:
         import fsspec
 
-        fs, root = fsspec.core.url_to_fs(self.url)
+        fs, root = fsspec.core.url_to_fs(self.url, **self.options)
         return fs, root.rstrip("/")
+
+    def _scope(self) -> str:
+        """Which store this is, for the cache's keys: the URL and where it points (never credentials)."""
+        client = self.options.get("client_kwargs") or {}
+        endpoint = self.options.get("endpoint_url") or client.get("endpoint_url") or os.environ.get("AWS_ENDPOINT_URL")
+        return json.dumps([self.url, endpoint])
 
     def local_path(self, path: str) -> Path:
         """The local file for ``path``; symlinks that leave the root are refused."""
@@ -106,7 +124,11 @@ class Storage:
 
     @contextmanager
     def reading(self, path: str) -> Iterator[Path]:
-        """A local file to read ``path`` from; remote objects are fetched to a temp file first."""
+        """A local file to read ``path`` from, valid inside the block.
+
+        A remote object is fetched into the machine's cache once and shared by every task there
+        (see :mod:`operators.storage_cache`); the file must be treated as read-only.
+        """
         if self.is_local:
             full = self.local_path(path)
             if not full.is_file():
@@ -114,9 +136,8 @@ class Storage:
             yield full
             return
         fs, _ = self._fs()
-        with tempfile.TemporaryDirectory(prefix="ave-in-") as tmp:
-            local = Path(tmp) / PurePosixPath(path).name
-            fs.get(self._remote(path), str(local))
+        with MediaCache.from_env().reading(fs, self._remote(path), name=PurePosixPath(path).name,
+                                           scope=self._scope()) as local:
             yield local
 
     @contextmanager
@@ -140,10 +161,13 @@ class Storage:
                 tmp.unlink(missing_ok=True)
             return
         fs, _ = self._fs()
-        with tempfile.TemporaryDirectory(prefix="ave-out-") as tmpdir:
-            tmp = Path(tmpdir) / PurePosixPath(rel).name
+        cache, remote, name = MediaCache.from_env(), self._remote(rel), PurePosixPath(rel).name
+        with cache.staging() as tmpdir:
+            tmp = tmpdir / name
             yield tmp
-            fs.put(str(tmp), self._remote(rel))
+            fs.put_file(str(tmp), remote)
+            # The next reader of this file is likely a task on this machine (a join, a chained job).
+            cache.adopt(fs, remote, tmp, name=name, scope=self._scope())
 
     def put_file(self, local: Path, path: str) -> None:
         """Copy a local file into storage at ``path``."""

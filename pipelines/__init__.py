@@ -13,13 +13,15 @@ from pipelines.errors import (
     UnknownOperatorInGraphError,
     UnresolvedReferenceError,
 )
-from pipelines.graph import Graph, Node
+from pipelines.graph import Chain, Graph, Node
 from pipelines.loader import load_graph, load_graph_dir, parse_graph
 from pipelines.payload import BoundPayload, SourceRequest, bind_payload
-from pipelines.runner import GraphRun, JobInfo, resolve_value
+from pipelines.runner import DEFAULT_MAX_TASKS, GraphRun, JobInfo, resolve_value
 
 __all__ = [
+    "DEFAULT_MAX_TASKS",
     "BoundPayload",
+    "Chain",
     "CollectWithoutMapError",
     "Graph",
     "GraphCycleError",

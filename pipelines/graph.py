@@ -8,10 +8,11 @@ from typing import Any
 from pydantic import BaseModel
 
 from operators.registry import OperatorSpec
-from pipelines.refs import Ref
+from pipelines.refs import Literal_, Ref, map_tree
 from pipelines.spec import ChainSpec, GraphSpec
+from pipelines.task import access
 
-__all__ = ["Graph", "Node"]
+__all__ = ["Chain", "Graph", "Node"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,31 +32,46 @@ class Node:
     timeout: float | None = None
     #: (negated, reference) conditions, all of which must hold for the node to run.
     when: tuple[tuple[bool, Ref], ...] = ()
+    #: Most tasks a fan-out of this node may start (its own ``max_tasks:``, else the graph's);
+    #: None leaves it to the runner's default (MAX_TASKS_PER_NODE).
+    max_tasks: int | None = None
 
     def bind_params(self, values: dict[str, Any]) -> BaseModel:
         """The params with ``$payload`` references filled in from a job's values."""
         if self.params_template is None:
             return self.params
-        from pipelines.refs import Literal_, Ref
-        from pipelines.task import access
 
-        def fill(value: Any) -> Any:
+        def leaf(value: Any) -> Any:
             if isinstance(value, Literal_):
                 return value.value
-            if isinstance(value, Ref):
+            if isinstance(value, Ref):  # the loader allows only $payload references in params
                 return access(values.get(value.name), value.path)
-            if isinstance(value, dict):
-                return {k: fill(v) for k, v in value.items()}
-            if isinstance(value, list):
-                return [fill(v) for v in value]
             return value
 
-        filled = fill(self.params_template)
+        filled = map_tree(self.params_template, leaf)
         return self.op.parse_params({k: v for k, v in filled.items() if v is not None})
 
     @property
     def mapped(self) -> bool:
         return self.map is not None
+
+
+@dataclass(frozen=True, slots=True)
+class Chain:
+    """A ``then:`` entry with its values parsed once, at load (the dispatcher only evaluates them)."""
+
+    spec: ChainSpec
+    #: A parsed value; a list means all of its conditions must hold.
+    when: Any
+    priority: Any
+    payload: dict[str, Any]
+    clip_version_id: Any
+    #: The list to submit one job per element of (``$outputs.clips``), or None for one job.
+    for_each: Ref | None = None
+
+    @property
+    def job_type(self) -> str:
+        return self.spec.job_type
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +82,7 @@ class Graph:
     file: str
     nodes: dict[str, Node]
     outputs: dict[str, Any]
-    chains: tuple[ChainSpec, ...] = field(default=())
+    chains: tuple[Chain, ...] = field(default=())
     #: Inputs whose type is a registered payload model: name → the pydantic model class.
     input_models: dict[str, type[BaseModel]] = field(default_factory=dict)
 

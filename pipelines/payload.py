@@ -90,6 +90,7 @@ def bind_payload(graph: Graph, payload: dict[str, Any], *, fallbacks: dict[str, 
         # Only once each input is fine on its own: an invalid timeline is not also a missing one.
         values = {name: getattr(checked, name) for name in fields} | models
         errors.extend(_linked_inputs(graph, values, sources, named_clip_version=bool(fallbacks)))
+        errors.extend(_fan_out_limits(graph, values))
     if errors:
         raise PayloadError(errors)
     assert checked is not None
@@ -252,6 +253,25 @@ def _source_request(
             )
         return None
     return SourceRequest(source_uri=uri, source_asset_id=asset)
+
+
+def _fan_out_limits(graph: Graph, values: dict[str, Any]) -> list[dict[str, Any]]:
+    """A fan-out over a payload list is known now: past its node's ``max_tasks`` it is a 422, not a failed job.
+
+    Only a limit the graph sets (the node's or the graph's); the MAX_TASKS_PER_NODE default is the
+    dispatcher's, which checks every fan-out again before it starts one.
+    """
+    errors = []
+    for node in graph.nodes.values():
+        ref = node.map
+        if ref is None or ref.scope != "payload" or node.max_tasks is None or ref.path:
+            continue
+        items = values.get(ref.name)
+        if isinstance(items, list) and len(items) > node.max_tasks:
+            errors.append({"loc": ["body", ref.name], "type": "too_long",
+                           "msg": f"{len(items)} items, but node '{node.name}' starts one task per item, at most "
+                                  f"{node.max_tasks} (its max_tasks)"})
+    return errors
 
 
 def _check_node_params(graph: Graph, values: dict[str, Any]) -> None:

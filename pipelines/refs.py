@@ -7,10 +7,11 @@ A value in a node's ``inputs`` is either a literal, a reference string, or
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-__all__ = ["Collect", "Literal_", "Ref", "parse_value", "walk_refs"]
+__all__ = ["Collect", "Literal_", "Ref", "map_tree", "parse_ref", "parse_value", "walk_refs"]
 
 _REF = re.compile(r"^\$([A-Za-z_][A-Za-z0-9_]*)((?:\.[A-Za-z0-9_]+)*)$")
 
@@ -76,12 +77,22 @@ def parse_value(value: Any) -> Ref | Collect | Literal_ | list[Any] | dict[str, 
     return Literal_(value)
 
 
+def map_tree(value: Any, leaf: Callable[[Any], Any]) -> Any:
+    """Rebuild the dicts and lists of ``value`` with ``leaf`` applied to everything else.
+
+    The one walker over value trees: parsed inputs (refs, literals), the templates a task
+    fills on its worker (slots), params templates. Only plain ``dict`` and ``list`` are
+    containers; a :class:`Collect`, a pydantic model or a tuple is a leaf.
+    """
+    if isinstance(value, dict):
+        return {k: map_tree(v, leaf) for k, v in value.items()}
+    if isinstance(value, list):
+        return [map_tree(v, leaf) for v in value]
+    return leaf(value)
+
+
 def walk_refs(parsed: Any) -> list[Ref | Collect]:
     """Every reference inside a parsed value, in order."""
-    if isinstance(parsed, Ref | Collect):
-        return [parsed]
-    if isinstance(parsed, dict):
-        return [r for v in parsed.values() for r in walk_refs(v)]
-    if isinstance(parsed, list):
-        return [r for v in parsed for r in walk_refs(v)]
-    return []
+    found: list[Ref | Collect] = []
+    map_tree(parsed, lambda leaf: found.append(leaf) if isinstance(leaf, Ref | Collect) else None)
+    return found

@@ -3,8 +3,13 @@
 Nodes whose inputs are known are submitted at once, with the futures of their
 dependencies as arguments, so the scheduler sees the whole static part of the graph.
 A mapped node waits only for the list it maps over, then submits one task per element
-(``transcode-<job>-00012``). Keys are deterministic per job and attempt, every task
-carries the job's priority, and per-node ``retries`` go to Dask.
+(``transcode-<job>-00012``), at most its ``max_tasks``. Keys are deterministic per job and
+attempt, every task carries the job's priority, and per-node ``retries`` go to Dask.
+
+Results stay on the workers: the runner waits for each task to finish without fetching its
+result, and passes futures on to the tasks that consume them. Only what this process itself
+needs comes back: the list a fan-out maps over and the results the graph's outputs name
+(``when:`` conditions see only the payload and the job).
 """
 
 from __future__ import annotations
@@ -14,76 +19,34 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any
 
-from distributed import Client, Future
+from distributed import Client, Future, as_completed
 from distributed.client import FutureCancelledError
 
 from operators.context import OpContext
 from operators.storage import Storage
 from pipelines.errors import JobFailedError
 from pipelines.graph import Graph, Node
-from pipelines.refs import Collect, Literal_, Ref
-from pipelines.task import Each, Slot, access, describe_failure, run_task
+from pipelines.task import access, describe_failure, run_task
+from pipelines.values import (
+    DEFAULT_MAX_TASKS,
+    SKIPPED,
+    FutureItem,
+    JobInfo,
+    Mapped,
+    fan_out_problem,
+    kept_nodes,
+    resolve_value,
+    task_template,
+)
 
-__all__ = ["GraphRun", "JobInfo", "resolve_value"]
+__all__ = ["DEFAULT_MAX_TASKS", "GraphRun", "JobInfo", "resolve_value"]
 
 _log = logging.getLogger("pipelines.runner")
 
 ProgressSink = Callable[[float], Awaitable[None] | None]
 LogSink = Callable[[str], Awaitable[None] | None]
-
-
-@dataclass(frozen=True, slots=True)
-class JobInfo:
-    id: str
-    type: str
-    priority: int = 0
-    attempt: int = 1
-
-    @property
-    def token(self) -> str:
-        """The part of every task key that names this job (and its attempt, after the first)."""
-        return self.id if self.attempt <= 1 else f"{self.id}.a{self.attempt}"
-
-
-def resolve_value(parsed: Any, *, values: dict[str, Any], job: JobInfo, results: dict[str, Any] | None = None,
-                  outputs: dict[str, Any] | None = None, item: Any = None) -> Any:
-    """Evaluate a parsed value client-side: literals, ``$payload``, ``$job``, node results, ``$outputs``,
-    and ``$item`` (a chain's ``for_each`` element)."""
-    if isinstance(parsed, Literal_):
-        return parsed.value
-    if isinstance(parsed, Collect):
-        return resolve_value(parsed.ref, values=values, job=job, results=results, outputs=outputs)
-    if isinstance(parsed, Ref) and parsed.scope == "item" and item is not None:
-        return access(item, parsed.path)
-    if isinstance(parsed, Ref):
-        if parsed.scope == "payload":
-            return access(values.get(parsed.name), parsed.path)
-        if parsed.scope == "job":
-            return {"id": job.id, "priority": job.priority, "attempt": job.attempt, "type": job.type}[parsed.name]
-        if parsed.scope == "outputs":
-            return access((outputs or {}).get(parsed.name), parsed.path)
-        if parsed.scope == "node":
-            value = (results or {})[parsed.name]
-            if isinstance(value, _Mapped):
-                return [access(v, parsed.path) for v in value.items]
-            return access(value, parsed.path)
-        raise ValueError(f"'{parsed.text}' cannot be evaluated here")
-    if isinstance(parsed, dict):
-        return {k: resolve_value(v, values=values, job=job, results=results, outputs=outputs, item=item)
-                for k, v in parsed.items()}
-    if isinstance(parsed, list):
-        return [resolve_value(v, values=values, job=job, results=results, outputs=outputs, item=item) for v in parsed]
-    return parsed
-
-
-@dataclass(slots=True)
-class _Mapped:
-    """The results of a mapped node, in item order."""
-
-    items: list[Any]
 
 
 class GraphRun:
@@ -100,12 +63,15 @@ class GraphRun:
         on_progress: ProgressSink | None = None,
         on_log: LogSink | None = None,
         max_seconds: float | None = None,
+        max_tasks: int = DEFAULT_MAX_TASKS,
     ) -> None:
         self.client = client
         self.graph = graph
         self.job = job
         #: The whole job's deadline: the graph's ``max_job_seconds``, else the caller's (MAX_JOB_SECONDS).
         self.max_seconds = graph.spec.max_job_seconds or max_seconds
+        #: Most tasks a node's fan-out may start where neither the node nor the graph sets it.
+        self.max_tasks = max_tasks
         self._began = time.monotonic()
         self.values = values
         self.storage = storage
@@ -127,11 +93,18 @@ class GraphRun:
         # ``split`` (0.03 s) waited 0.8 s behind the AAC encode while the other worker idled.
         self._map_sources = frozenset(n.map.name for n in graph.nodes.values()
                                       if n.map is not None and n.map.scope == "node")
+        self._kept = kept_nodes(graph)
+        self._gathered: list[str] = []
 
     # -- public -----------------------------------------------------------------------
     @property
     def keys(self) -> list[str]:
         return list(self._futures)
+
+    @property
+    def gathered(self) -> tuple[str, ...]:
+        """The keys of the tasks whose results came back to this process, in the order they did."""
+        return tuple(self._gathered)
 
     @property
     def progress(self) -> float:
@@ -238,8 +211,8 @@ class GraphRun:
     async def _run_node(self, node: Node) -> None:
         handles = {dep: await self._handles[dep] for dep in sorted(node.deps)}
         if not self._wanted(node):
-            self._handles[node.name].set_result(_SKIPPED)
-            self._results[node.name].set_result(_Mapped([]) if node.mapped else None)
+            self._handles[node.name].set_result(SKIPPED)
+            self._results[node.name].set_result(Mapped([]) if node.mapped else None)
             self._done_weight += node.weight
             self._emit_log(f"{node.name}: skipped ({', '.join(('not ' if n else '') + r.text for n, r in node.when)})")
             self._emit_progress()
@@ -247,11 +220,14 @@ class GraphRun:
         if node.map is None:
             future = self._submit(node, handles, key=f"{node.name}-{self.job.token}", weight=node.weight)
             self._handles[node.name].set_result(future)
-            self._results[node.name].set_result(await self._watch(node, future, None))
+            self._results[node.name].set_result((await self._settle(node, [future], None))[0])
             return
 
         items = await self._map_items(node, handles)
         count = len(items)
+        problem = fan_out_problem(node, count, self.max_tasks)
+        if problem is not None:  # before any task of the fan-out is submitted
+            raise _NodeFailed(problem)
         if count > 1:
             await self._spread(node, handles)
         weight = node.weight / count if count else 0.0
@@ -266,9 +242,7 @@ class GraphRun:
         self._handles[node.name].set_result(futures)
         if count:
             self._emit_log(f"{node.name}: {count} parallel task{'s' if count != 1 else ''}")
-        done = [0]
-        outcomes = await asyncio.gather(*(self._watch(node, f, (i, count), done) for i, f in enumerate(futures)))
-        self._results[node.name].set_result(_Mapped(list(outcomes)))
+        self._results[node.name].set_result(Mapped(await self._settle(node, futures, count)))
 
     def _wanted(self, node: Node) -> bool:
         for negated, ref in node.when:
@@ -298,10 +272,10 @@ class GraphRun:
             value = access(self.values.get(ref.name), ref.path)
             return list(value or [])
         handle = handles[ref.name]
-        if handle is _SKIPPED:
+        if handle is SKIPPED:
             return []
         if isinstance(handle, list):  # mapping over a mapped node: item i is that node's future i
-            return [_FutureItem(f) for f in handle]
+            return [FutureItem(f) for f in handle]
         result = await self._results[ref.name]
         value = access(result, ref.path)
         if value is None:
@@ -313,7 +287,8 @@ class GraphRun:
     def _submit(self, node: Node, handles: dict[str, Any], *, key: str, weight: float, item: Any = None,
                 index: int | None = None, count: int | None = None) -> Future:
         args: list[Any] = []
-        template = {name: self._template(parsed, handles, args, item) for name, parsed in node.inputs.items()}
+        template = {name: task_template(parsed, handles, args, item, values=self.values, job=self.job)
+                    for name, parsed in node.inputs.items()}
         ctx = OpContext(job_id=self.job.id, node=node.name, storage=self.storage, key=key, index=index,
                         count=count, attempt=self.job.attempt, timeout=node.timeout)
         if node.timeout is not None:
@@ -329,52 +304,46 @@ class GraphRun:
         self._weights[key] = weight
         return future
 
-    def _template(self, parsed: Any, handles: dict[str, Any], args: list[Any], item: Any) -> Any:
-        if isinstance(parsed, Literal_):
-            return parsed.value
-        if isinstance(parsed, Collect):
-            if handles[parsed.ref.name] is _SKIPPED:
-                return []
-            args.append(handles[parsed.ref.name])
-            return Each(len(args) - 1, parsed.ref.path)
-        if isinstance(parsed, Ref):
-            if parsed.scope == "node" and handles[parsed.name] is _SKIPPED:
-                return None
-            if parsed.scope == "node":
-                args.append(handles[parsed.name])
-                return Slot(len(args) - 1, parsed.path)
-            if parsed.scope == "item":
-                if isinstance(item, _FutureItem):
-                    args.append(item.future)
-                    return Slot(len(args) - 1, parsed.path)
-                return access(item, parsed.path)
-            return resolve_value(parsed, values=self.values, job=self.job)
-        if isinstance(parsed, dict):
-            return {k: self._template(v, handles, args, item) for k, v in parsed.items()}
-        if isinstance(parsed, list):
-            return [self._template(v, handles, args, item) for v in parsed]
-        return parsed
+    async def _settle(self, node: Node, futures: list[Future], count: int | None) -> list[Any]:
+        """Wait for the tasks of a node to finish, in any order; the results, in item order.
 
-    async def _watch(self, node: Node, future: Future, position: tuple[int, int] | None,
-                     done: list[int] | None = None) -> Any:
+        Only a node in ``_kept`` has its results fetched: the others are None here and stay on
+        the workers, where their consumers get them from the futures.
+        """
+        index = {future.key: i for i, future in enumerate(futures)}
+        results: list[Any] = [None] * len(futures)
+        done = 0
+        async for future in as_completed(futures, loop=self.client.loop):
+            position = None if count is None else (index[future.key], count)
+            results[index[future.key]] = await self._outcome(node, future, position)
+            done += 1
+            self._task_done(node, future, count, done)
+        return results
+
+    async def _outcome(self, node: Node, future: Future, position: tuple[int, int] | None) -> Any:
+        """A finished task's result if this process needs it; its failure as the job's message."""
+        if future.status == "finished" and node.name not in self._kept:
+            return None
         try:
-            result = await future
+            result = await future  # raises a failure or cancellation as it is; fetches a kept result
         except asyncio.CancelledError:
             raise
         except FutureCancelledError as exc:
             raise _NodeFailed(f"{node.name}: task {future.key} was cancelled ({exc})") from None
         except Exception as exc:  # noqa: BLE001  (every task failure becomes the job's message)
-            raise _NodeFailed(describe_failure(node.name, future.key, exc, position)) from None
-        self._partial.pop(future.key, None)
-        self._done_weight += self._weights.get(future.key, 0.0)
-        if position is not None and done is not None:
-            done[0] += 1
-            if done[0] == position[1] or position[1] <= 20 or done[0] % max(1, position[1] // 20) == 0:
-                self._emit_log(f"{node.name}: {done[0]}/{position[1]} done")
-        else:
-            self._emit_log(f"{node.name} done")
-        self._emit_progress()
+            raise _NodeFailed(describe_failure(node.name, str(future.key), exc, position)) from None
+        self._gathered.append(str(future.key))
         return result
+
+    def _task_done(self, node: Node, future: Future, count: int | None, done: int) -> None:
+        """Progress and the log for one finished task (a fan-out logs about every twentieth)."""
+        self._partial.pop(str(future.key), None)
+        self._done_weight += self._weights.get(str(future.key), 0.0)
+        if count is None:
+            self._emit_log(f"{node.name} done")
+        elif done == count or count <= 20 or done % max(1, count // 20) == 0:
+            self._emit_log(f"{node.name}: {done}/{count} done")
+        self._emit_progress()
 
     async def _cancel_futures(self) -> None:
         futures = list(self._futures.values())
@@ -397,14 +366,6 @@ class GraphRun:
     def _emit_log(self, message: str) -> None:
         if self._on_log is not None:
             _call(self._on_log, message)
-
-
-_SKIPPED = object()  # the handle of a node whose ``when:`` did not hold
-
-
-@dataclass(frozen=True, slots=True)
-class _FutureItem:
-    future: Future
 
 
 class _NodeFailed(Exception):

@@ -106,6 +106,9 @@ class NodeSpec(_Strict):
     #: Seconds one task of this node may run (each task of a fan-out); past it the job fails
     #: with a message naming the node and the limit, and its tasks are cancelled.
     timeout: float | None = Field(None, gt=0, le=7 * 24 * 3600)
+    #: For a node with ``map``: the most tasks its fan-out may start. A longer list fails the job
+    #: before any of them is submitted (overrides the graph's ``max_tasks_per_node``).
+    max_tasks: int | None = Field(None, ge=1, strict=True)
     #: Run the node only if this holds: ``$payload.x``, ``not $payload.x``, or a list (all must).
     #: A skipped node's result is null (an empty list for a mapped one), for its dependents too.
     when: str | list[str] | None = None
@@ -151,6 +154,9 @@ class GraphSpec(_Strict):
     clip_version: ClipVersionSpec | None = None
     #: Seconds a whole job of this type may run (overrides the MAX_JOB_SECONDS setting).
     max_job_seconds: float | None = Field(None, gt=0)
+    #: Most tasks one node's fan-out may start, for every node of this graph (overrides the
+    #: MAX_TASKS_PER_NODE setting; a node's own ``max_tasks`` overrides this).
+    max_tasks_per_node: int | None = Field(None, ge=1, strict=True)
 
     @field_validator("nodes", "inputs", "outputs")
     @classmethod

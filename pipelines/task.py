@@ -13,6 +13,7 @@ from pydantic import BaseModel
 
 from operators.context import OpContext
 from operators.errors import OperatorError
+from pipelines.refs import map_tree
 
 __all__ = ["Each", "Slot", "TaskFailed", "access", "describe_failure", "fill", "run_task"]
 
@@ -51,15 +52,15 @@ def access(value: Any, path: tuple[str, ...]) -> Any:
 
 def fill(template: Any, args: tuple[Any, ...]) -> Any:
     """Replace every :class:`Slot` and :class:`Each` in ``template`` with its value."""
-    if isinstance(template, Slot):
-        return access(args[template.index], template.path)
-    if isinstance(template, Each):
-        return [access(v, template.path) for v in args[template.index]]
-    if isinstance(template, dict):
-        return {k: fill(v, args) for k, v in template.items()}
-    if isinstance(template, list):
-        return [fill(v, args) for v in template]
-    return template
+
+    def leaf(value: Any) -> Any:
+        if isinstance(value, Slot):
+            return access(args[value.index], value.path)
+        if isinstance(value, Each):
+            return [access(v, value.path) for v in args[value.index]]
+        return value
+
+    return map_tree(template, leaf)
 
 
 def run_task(op_name: str, params: BaseModel, ctx: OpContext, template: dict[str, Any], *args: Any) -> Any:

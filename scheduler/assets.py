@@ -13,7 +13,7 @@ from typing import Any
 from redis import asyncio as aioredis
 
 from operators.types import StoredFile
-from scheduler.store import guard
+from scheduler.store import guard, require_decoding
 from scheduler.timefmt import now_ts
 
 __all__ = ["AssetNotFoundError", "AssetStore", "public_asset"]
@@ -47,7 +47,7 @@ def public_asset(record: dict[str, Any]) -> dict[str, Any]:
 
 class AssetStore:
     def __init__(self, redis: aioredis.Redis) -> None:
-        self.redis = redis
+        self.redis = require_decoding(redis)
 
     @staticmethod
     def new_id() -> str:
@@ -100,8 +100,7 @@ class AssetStore:
 
     async def list(self, project_id: str, *, kind: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
         """A project's asset records, newest first (optionally only those of ``kind``)."""
-        ids = sorted(m.decode() if isinstance(m, bytes) else str(m)
-                     for m in await guard(self.redis.smembers(f"{_P}project:{project_id}:assets")))
+        ids = sorted(await guard(self.redis.smembers(f"{_P}project:{project_id}:assets")))
         if not ids:
             return []
         raws = await guard(self.redis.mget([f"{_P}asset:{i}" for i in ids]))
@@ -110,6 +109,18 @@ class AssetStore:
             records = [r for r in records if r.get("kind") == kind]
         records.sort(key=lambda r: (str(r.get("created_at") or ""), str(r.get("id"))), reverse=True)
         return records[:limit]
+
+    async def forget(self, asset_id: str) -> None:
+        """Remove an asset's record (not its file): a stale dispatcher undoing what it published."""
+        try:
+            record = await self.get(asset_id)
+        except AssetNotFoundError:
+            return
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.delete(f"{_P}asset:{asset_id}")
+            if record.get("project_id"):
+                pipe.srem(f"{_P}project:{record['project_id']}:assets", asset_id)
+            await guard(pipe.execute())
 
     async def update(self, asset_id: str, **fields: Any) -> dict[str, Any]:
         record = await self.get(asset_id)

@@ -25,7 +25,7 @@ from typing import Any, Literal
 from redis import asyncio as aioredis
 from redis.exceptions import ResponseError
 
-from scheduler.store import guard
+from scheduler.store import guard, require_decoding
 from scheduler.timefmt import now_ts
 
 __all__ = ["OUTPUT_FIELDS", "ClipNotFoundError", "ClipVersionNotFoundError", "ClipVersionStore", "OutputField"]
@@ -87,13 +87,9 @@ def _json(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), default=str)
 
 
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 class ClipVersionStore:
     def __init__(self, redis: aioredis.Redis) -> None:
-        self.redis = redis
+        self.redis = require_decoding(redis)
         self._create = redis.register_script(_CREATE)
         self._append = redis.register_script(_APPEND)
 
@@ -147,8 +143,7 @@ class ClipVersionStore:
     async def list(self, *, project_id: str | None = None, clip_id: str | None = None,
                    limit: int = 50) -> list[dict[str, Any]]:
         """Newest first; of one clip, one project, or all of them."""
-        ids = [_text(i) for i in await guard(
-            self.redis.zrevrange(self._index(project_id=project_id, clip_id=clip_id), 0, limit - 1))]
+        ids = await guard(self.redis.zrevrange(self._index(project_id=project_id, clip_id=clip_id), 0, limit - 1))
         records = await self._read(ids)
         if clip_id is not None and project_id is not None:
             records = [r for r in records if r["project_id"] == project_id]
@@ -171,7 +166,7 @@ class ClipVersionStore:
         step = 1 + len(OUTPUT_FIELDS)
         records = []
         for i in range(0, len(replies), step):
-            fields = {_text(k): _text(v) for k, v in replies[i].items()}
+            fields = replies[i]
             if not fields:
                 continue
             outputs = {name: [json.loads(x) for x in replies[i + 1 + n]] for n, name in enumerate(OUTPUT_FIELDS)}

@@ -69,8 +69,8 @@ def graph_dag(graph: Graph) -> dict[str, Any]:
 
     chains = []
     for chain in graph.chains:
-        item = {"job_type": chain.job_type, "when": _text(chain.when)}
-        for_each = getattr(chain, "for_each", None)
+        item = {"job_type": chain.job_type, "when": _text(chain.spec.when)}  # as written, not parsed
+        for_each = chain.spec.for_each
         if for_each:
             item["for_each"] = for_each
         chains.append(item)

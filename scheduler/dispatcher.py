@@ -4,6 +4,12 @@ It runs at most ``MAX_RUNNING_JOBS`` at once, writes progress and log lines into
 job while it runs, and records how it ended. A heartbeat key marks it alive; on start
 (and now and then) it re-queues jobs whose dispatcher died, or fails them once they
 have been interrupted ``MAX_JOB_ATTEMPTS`` times, so no job stays in_progress forever.
+
+Every write it makes for a job is fenced with its lease (owner and attempt, :mod:`scheduler.fencing`).
+A dispatcher that finds it lost a job (a write refused, or its heartbeat or watch loop seeing another
+holder) cancels the job's Dask tasks and publishes nothing: no assets, no clip-version updates, no chained
+jobs, no final state, and it leaves the job's files alone (the new owner's tasks use them). A job that ends
+while held has its intermediates (``jobs/<id>/`` minus its published assets) deleted, whatever the outcome.
 """
 
 from __future__ import annotations
@@ -13,17 +19,15 @@ import contextlib
 import logging
 import secrets
 import time
-from dataclasses import dataclass, field
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from distributed import Client
 
 from operators.context import EVENTS_TOPIC
 from pipelines.errors import JobFailedError, PayloadError
-from pipelines.graph import Graph
-from pipelines.runner import GraphRun, JobInfo, resolve_value
-from scheduler.clip_versions import ClipVersionNotFoundError
+from pipelines.runner import GraphRun, JobInfo
 from scheduler.eta import EtaEstimator
 from scheduler.errors import (
     InvalidTransitionError,
@@ -32,14 +36,16 @@ from scheduler.errors import (
     SourceError,
     UnknownJobTypeError,
 )
+from scheduler.fencing import JobLostError, Lease, PublishGuard
 from scheduler.metrics import RETRIES_KEY, RETRY_TOPIC, RetryEvents
-from scheduler.outputs import publish_outputs
+from scheduler.publishing import JobPublisher
+from scheduler.retention import remove_intermediates
 from scheduler.service import JobService
 from scheduler.settings import Settings
 from scheduler.store import guard
 from scheduler.timefmt import now_ts
 
-__all__ = ["Dispatcher"]
+__all__ = ["HEARTBEAT_TTL", "Dispatcher"]
 
 _log = logging.getLogger("scheduler.dispatcher")
 T = TypeVar("T")
@@ -49,17 +55,27 @@ HEARTBEAT_TTL = 15
 @dataclass
 class _Running:
     job_id: str
+    lease: Lease
     run: GraphRun | None = None
     task: asyncio.Task[None] | None = None
     #: (timestamp, message): stamped when they happen, written in batches by the flush loop.
     pending_messages: list[tuple[str, str]] = field(default_factory=list)
+    pending_progress: float | None = None
+    cancelled: bool = False
+    #: Another dispatcher holds the job now (or nobody, re-queued): write nothing more for it.
+    lost: bool = False
+    #: The graph has finished: the final writes are under way (fenced themselves), so nothing cancels them.
+    finishing: bool = False
+    job_type: str = ""
+    eta: EtaEstimator = field(default_factory=EtaEstimator)
+    publisher: JobPublisher | None = None
 
     def log(self, message: str) -> None:
         self.pending_messages.append((now_ts(), message))
-    pending_progress: float | None = None
-    cancelled: bool = False
-    job_type: str = ""
-    eta: EtaEstimator = field(default_factory=EtaEstimator)
+
+    @property
+    def published_paths(self) -> set[str]:
+        return self.publisher.paths if self.publisher is not None else set()
 
 
 class Dispatcher:
@@ -117,27 +133,37 @@ class Dispatcher:
         return list(self._running)
 
     async def recover(self) -> list[str]:
-        """Re-queue (or fail) jobs left in_progress by dispatchers that are gone."""
+        """Re-queue (or fail) jobs left in_progress by dispatchers that are gone.
+
+        Fenced with what recovery saw (that dispatcher and its attempt) and, in the same script, the absence
+        of its heartbeat: a job it re-claimed, or one whose dispatcher came back, is left alone.
+        """
         handled = []
         for job_id, owner in await self.store.orphans(exclude=self.owner):
             try:
                 fields = await self.store.internal(job_id)
             except JobNotFoundError:
                 continue
+            if fields.get("owner") != owner or fields.get("status") != "in_progress":
+                continue  # taken over since orphans() looked
             attempts = int(fields.get("attempts") or 0)
-            if attempts >= self.settings.max_job_attempts:
-                with contextlib.suppress(InvalidTransitionError):
+            lease = Lease(job_id, owner, attempts)
+            try:
+                if attempts >= self.settings.max_job_attempts:
                     await self.store.fail(
                         job_id,
                         f"The job was interrupted {attempts} times (its dispatcher {owner} stopped) "
-                        "and is not retried again",
+                        "and is not retried again", lease=lease, expect_dead=True,
                     )
-            else:
-                await self.store.requeue(
-                    job_id,
-                    f"Re-queued: dispatcher {owner} stopped while running it "
-                    f"(attempt {attempts} of {self.settings.max_job_attempts})",
-                )
+                else:
+                    await self.store.requeue(
+                        job_id,
+                        f"Re-queued: dispatcher {owner} stopped while running it "
+                        f"(attempt {attempts} of {self.settings.max_job_attempts})", lease=lease,
+                    )
+            except (JobLostError, InvalidTransitionError) as exc:
+                _log.info("recovery left job %s alone: %s", job_id, exc)
+                continue
             handled.append(job_id)
         return handled
 
@@ -152,14 +178,18 @@ class Dispatcher:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._slot_free.wait(), timeout=1)
                     continue
-                job_id = await self.store.claim(self.owner)
+                lease = await self.store.claim_lease(self.owner)
                 backoff = 0.5
-                if job_id is None:
+                if lease is None:
                     await self.store.wait_for_work(timeout=1)
                     continue
-                running = _Running(job_id)
-                self._running[job_id] = running
-                running.task = asyncio.create_task(self._run_job(running), name=f"job-{job_id}")
+                previous = self._running.get(lease.job_id)
+                if previous is not None:
+                    # Re-queued under this very dispatcher and claimed again before the old run noticed.
+                    self._lose(previous, f"this dispatcher claimed it again (attempt {lease.attempt})")
+                running = _Running(lease.job_id, lease)
+                self._running[lease.job_id] = running
+                running.task = asyncio.create_task(self._run_job(running), name=f"job-{lease.job_id}")
             except QueueUnavailableError as exc:
                 _log.warning("Redis unavailable, dispatcher waiting: %s", exc)
                 await self._pause(backoff)
@@ -174,12 +204,19 @@ class Dispatcher:
         last_recovery = 0.0
         while not self._stopping.is_set():
             try:
-                await self.store.heartbeat(self.owner, HEARTBEAT_TTL)
+                sent = list(self._running.values())
+                lost = set(await self.store.heartbeat(self.owner, HEARTBEAT_TTL, [r.lease for r in sent]))
+                for running in sent:
+                    if running.job_id in lost:
+                        self._lose(running, "the heartbeat found the job held by another dispatcher")
                 if time.monotonic() - last_recovery > HEARTBEAT_TTL:
                     await self.recover()
                     last_recovery = time.monotonic()
-            except QueueUnavailableError:
-                pass
+            except QueueUnavailableError as exc:
+                # Past HEARTBEAT_TTL without one, this dispatcher's jobs may be re-queued and run elsewhere;
+                # its fenced writes then refuse it, so the job is not run twice to the end.
+                _log.warning("dispatcher %s heartbeat failed (%s); its jobs may be re-queued after %d s",
+                             self.owner, exc, HEARTBEAT_TTL)
             except asyncio.CancelledError:
                 raise
             except Exception:  # noqa: BLE001
@@ -187,33 +224,54 @@ class Dispatcher:
             await self._pause(HEARTBEAT_TTL / 3)
 
     async def _watch_loop(self) -> None:
-        """Notice cancellations made through the API and stop their Dask tasks."""
+        """Notice cancellations made through the API, and jobs another dispatcher took over; stop their tasks."""
         while not self._stopping.is_set():
             await self._pause(0.25)
             for running in list(self._running.values()):
                 try:
-                    status = await self.store.status(running.job_id)
+                    held = await self.store.holder(running.job_id)
                 except QueueUnavailableError:
                     break
-                if status == "cancelled" and not running.cancelled and running.task is not None:
+                if held is None or (held[1], held[2]) != (self.owner, running.lease.attempt):
+                    self._lose(running, f"it is held by {held[1] or 'nobody'} now" if held else "it is gone")
+                elif held[0] == "cancelled" and not running.cancelled and running.task is not None:
                     running.cancelled = True
                     running.task.cancel()
+
+    def _lose(self, running: _Running, reason: str, *, stop: bool = True) -> None:
+        """This dispatcher no longer holds the job: stop its graph (and so its Dask tasks), write nothing.
+
+        ``stop=False`` from the job's own task, which is already on its way out (it must not cancel itself).
+        """
+        if running.lost:
+            return
+        running.lost = True
+        _log.warning("dispatcher %s lost job %s (attempt %d): %s; stopping its tasks, publishing nothing",
+                     self.owner, running.job_id, running.lease.attempt, reason)
+        if running.publisher is not None:
+            running.publisher.guard.abandon(reason)  # publishing stops at its next write
+        if stop and running.task is not None and not running.finishing:
+            running.task.cancel()
 
     async def _flush_loop(self) -> None:
         while not self._stopping.is_set():
             await self._pause(0.2)
             for running in list(self._running.values()):
-                await self._flush(running)
+                try:
+                    await self._flush(running)
+                except JobLostError as exc:
+                    self._lose(running, exc.reason)
 
     async def _flush(self, running: _Running) -> None:
-        if not running.pending_messages and running.pending_progress is None:
+        if running.lost or (not running.pending_messages and running.pending_progress is None):
             return
         messages, progress = running.pending_messages, running.pending_progress
         running.pending_messages, running.pending_progress = [], None
         # The ETA is written with the progress it was estimated from.
         eta = running.eta.update(time.monotonic(), progress) if progress is not None else ...
         try:
-            await self.store.report(running.job_id, progress=progress, messages=messages, eta=eta)
+            await self.store.report(running.job_id, progress=progress, messages=messages, eta=eta,
+                                    lease=running.lease)
         except QueueUnavailableError:
             # Keep them for the next try; progress only matters as its newest value.
             running.pending_messages = messages + running.pending_messages
@@ -246,39 +304,24 @@ class Dispatcher:
         job_id = running.job_id
         outcome: tuple[str, Any]
         try:
-            fields = await self._until_redis(lambda: self.store.internal(job_id))
-            running.eta.start(time.monotonic(), float(fields.get("progress") or 0))
-            record = await self._until_redis(lambda: self.store.get(job_id))
-            running.job_type = record["job_type"]
-            bound = await self._until_redis(lambda: self.service.bind(
-                record["job_type"], record["payload"], clip_version_id=record.get("clip_version_id")))
-            job = JobInfo(id=job_id, type=record["job_type"], priority=record["priority"],
-                          attempt=int(fields.get("attempts") or 1))
-
-            def on_progress(value: float) -> None:
-                running.pending_progress = min(value, 0.999)
-
-            run = GraphRun(self.client, bound.graph, job, values=bound.values, storage=self.service.storage,
-                           on_progress=on_progress, on_log=running.log, max_seconds=self.settings.max_job_seconds)
-            running.run = run
-            outputs = await run.run()
-            project_id = record["payload"].get("project_id")
-            published = await self._until_redis(
-                lambda: self._publish(outputs, bound.sources, project_id, job_id))
-            await self._annotate_sources(bound.sources, published)
-            await self._update_clip_version(bound.graph, record, published, running)
-            result: dict[str, Any] = {"outputs": published}
-            chained = await self._chain(bound.graph, job, bound.values, published, running)
-            if chained:
-                result["chained_jobs"] = chained
-            outcome = ("completed", result)
+            outcome = ("completed", await self._execute(running))
         except asyncio.CancelledError:
             if running.run is not None:
                 await running.run.cancel()
-            if not running.cancelled:  # the dispatcher is stopping: leave the job for recovery
-                self._release(job_id)
+            if running.lost:
+                outcome = ("lost", None)
+            elif running.cancelled:
+                outcome = ("stands", None)
+            else:  # the dispatcher is stopping: leave the job for recovery
+                self._release(running)
                 raise
-            outcome = ("cancelled", None)
+        except JobLostError as exc:
+            self._lose(running, exc.reason, stop=False)
+            if running.run is not None:
+                await running.run.cancel()
+            outcome = ("lost", None)
+        except InvalidTransitionError:
+            outcome = ("stands", None)  # cancelled while it finished: the stored status stands, publish nothing
         except JobFailedError as exc:
             outcome = ("failed", str(exc))
         except (UnknownJobTypeError, SourceError) as exc:
@@ -286,12 +329,39 @@ class Dispatcher:
         except PayloadError as exc:
             outcome = ("failed", f"The job's payload does not fit its graph: {exc}")
         except JobNotFoundError:
-            self._release(job_id)
+            self._release(running)
             return
         except Exception as exc:  # noqa: BLE001  (whatever happens, the job must end)
             _log.exception("job %s failed unexpectedly", job_id)
             outcome = ("failed", f"Internal error while running the job: {type(exc).__name__}: {exc}")
         await self._finish(running, *outcome)
+
+    async def _execute(self, running: _Running) -> dict[str, Any]:
+        """Run the job's graph, then publish its outputs behind the lease guard; the result to complete with."""
+        job_id = running.job_id
+        fields = await self._until_redis(lambda: self.store.internal(job_id))
+        if (fields.get("owner"), int(fields.get("attempts") or 0)) != (self.owner, running.lease.attempt):
+            raise JobLostError(running.lease, holder=fields.get("owner", ""), attempt=fields.get("attempts", ""))
+        running.eta.start(time.monotonic(), float(fields.get("progress") or 0))
+        record = await self._until_redis(lambda: self.store.get(job_id))
+        running.job_type = record["job_type"]
+        bound = await self._until_redis(lambda: self.service.bind(
+            record["job_type"], record["payload"], clip_version_id=record.get("clip_version_id")))
+        job = JobInfo(id=job_id, type=record["job_type"], priority=record["priority"], attempt=running.lease.attempt)
+
+        def on_progress(value: float) -> None:
+            running.pending_progress = min(value, 0.999)
+
+        run = GraphRun(self.client, bound.graph, job, values=bound.values, storage=self.service.storage,
+                       on_progress=on_progress, on_log=running.log, max_seconds=self.settings.max_job_seconds,
+                       max_tasks=self.settings.max_tasks_per_node)
+        running.run = run
+        outputs = await run.run()
+        running.finishing = True
+        # From here on nothing is written unless the lease is confirmed fresh (fencing.PublishGuard).
+        lease_guard = PublishGuard(self.store, running.lease, ttl=HEARTBEAT_TTL, margin=HEARTBEAT_TTL / 3)
+        running.publisher = JobPublisher(self.service, job_id, lease_guard, running.log, self._until_redis)
+        return await running.publisher.publish(bound, record, job, outputs)
 
     async def _until_redis(self, call: Callable[[], Awaitable[T]]) -> T:
         """Await ``call()``, retrying while Redis is unreachable: an outage delays a job, never fails it.
@@ -310,108 +380,40 @@ class Dispatcher:
                 delay = min(delay * 2, 5.0)
 
     async def _finish(self, running: _Running, status: str, detail: Any) -> None:
-        """Write the final state, retrying while Redis is down, so the result is not lost."""
+        """Write the final state (fenced), retrying while Redis is down, so the result is not lost; then delete
+        the job's intermediates. Published assets stay only if the job completed: otherwise (failed while
+        publishing, cancelled meanwhile, lost) their records are rolled back. A lost job's files are left to
+        the dispatcher that holds it now."""
+        running.finishing = True
+        completed = False
 
         async def write() -> None:
             await self._flush(running)
             if status == "completed":
-                await self.store.complete(running.job_id, detail)
+                await self.store.complete(running.job_id, detail, lease=running.lease, keep=running.published_paths)
             elif status == "failed":
-                await self.store.fail(running.job_id, detail)
+                await self.store.fail(running.job_id, detail, lease=running.lease)
 
         try:
-            await self._until_redis(write)
-        except InvalidTransitionError:
-            pass  # cancelled (or finished) meanwhile: the stored status stands
+            if status != "lost":
+                try:
+                    await self._until_redis(write)
+                    completed = status == "completed"
+                except InvalidTransitionError:
+                    pass  # cancelled (or finished) meanwhile: the stored status stands
+                except JobLostError as exc:
+                    self._lose(running, exc.reason, stop=False)
+                    status = "lost"
+            if not completed and running.publisher is not None:
+                await running.publisher.rollback()
+            if status != "lost":
+                await remove_intermediates(self.service.storage, running.job_id,
+                                           running.published_paths if completed else ())
         finally:
-            self._release(running.job_id)
+            self._release(running)
 
-    def _release(self, job_id: str) -> None:
-        self._running.pop(job_id, None)
+    def _release(self, running: _Running) -> None:
+        # Only this run's entry: a later attempt of the same job may have replaced it (see _claim_loop).
+        if self._running.get(running.job_id) is running:
+            del self._running[running.job_id]
         self._slot_free.set()
-
-    async def _publish(self, outputs: dict[str, Any], sources: dict[str, Any], project_id: str | None,
-                       job_id: str) -> Any:
-        source_ids = [s.asset_id for s in sources.values() if getattr(s, "asset_id", None)]
-        derived = await self.service.assets.lineage(source_ids) if source_ids else None
-        return await publish_outputs(outputs, self.service.assets, project_id=project_id, job_id=job_id,
-                                     clip_versions=self.service.clip_versions, derived_from=derived)
-
-    async def _annotate_sources(self, sources: dict[str, Any], outputs: dict[str, Any]) -> None:
-        """A job's ``media_info`` output describes its source: keep it on the source asset."""
-        info = outputs.get("media_info")
-        if not isinstance(info, dict):
-            return
-        for source in sources.values():
-            if getattr(source, "asset_id", None):
-                with contextlib.suppress(Exception):
-                    await self.service.assets.update(source.asset_id, media_info=info)
-
-    async def _update_clip_version(self, graph: Graph, record: dict[str, Any], outputs: dict[str, Any],
-                                   running: _Running) -> None:
-        """Downstream update: append the outputs the graph names to the job's clip version."""
-        spec = graph.spec.clip_version
-        cv_id = record.get("clip_version_id")
-        if spec is None or not cv_id:
-            return
-        entry = {"job_id": running.job_id, "created_at": now_ts(),
-                 "outputs": {name: outputs.get(name) for name in spec.outputs}}
-        try:
-            await self._until_redis(lambda: self.service.clip_versions.append_output(cv_id, spec.append, entry))
-        except ClipVersionNotFoundError:
-            running.log(f"Clip version {cv_id} no longer exists: this job's {spec.append} were not added to it")
-            return
-        running.log(f"Added to the {spec.append} of clip version {cv_id}")
-
-    async def _chain(self, graph: Any, job: JobInfo, values: dict[str, Any], outputs: dict[str, Any],
-                     running: _Running) -> dict[str, Any]:
-        """Submit the graph's ``then`` jobs; a ``for_each`` chain submits one per item (ids as a list)."""
-        from pipelines.refs import parse_value
-
-        chained: dict[str, Any] = {}
-        for chain in graph.chains:
-            if not self._chain_wanted(chain, values, job, outputs, running):
-                continue
-            if chain.for_each is None:
-                job_id = await self._submit_chained(chain, job, values, outputs, running, None)
-                if job_id is not None:
-                    chained[chain.job_type] = job_id
-                continue
-            items = resolve_value(parse_value(chain.for_each), values=values, job=job, outputs=outputs) or []
-            ids = [await self._submit_chained(chain, job, values, outputs, running, item) for item in items]
-            chained[chain.job_type] = [i for i in ids if i is not None]
-        return chained
-
-    def _chain_wanted(self, chain: Any, values: dict[str, Any], job: JobInfo, outputs: dict[str, Any],
-                      running: _Running) -> bool:
-        from pipelines.refs import parse_value
-
-        conditions = parse_value(chain.when)
-        when = resolve_value(conditions, values=values, job=job, outputs=outputs)
-        if isinstance(when, list):
-            # A list means all of them, e.g. [asked for a transcript, there is audio to transcribe].
-            # When the first (the request) holds but a later one does not, the log says why.
-            unmet = [c for c, v in zip(conditions, when, strict=True) if not v]
-            if unmet and when and when[0]:
-                names = ", ".join(getattr(c, "text", "") or repr(getattr(c, "value", c)) for c in unmet)
-                running.log(f"Did not start the {chain.job_type} job: {names} is empty")
-            return not unmet
-        return bool(when)
-
-    async def _submit_chained(self, chain: Any, job: JobInfo, values: dict[str, Any], outputs: dict[str, Any],
-                              running: _Running, item: Any) -> str | None:
-        from pipelines.refs import parse_value
-
-        def resolve(raw: Any) -> Any:
-            return resolve_value(parse_value(raw), values=values, job=job, outputs=outputs, item=item)
-
-        payload = {k: v for k, v in resolve(chain.payload).items() if v is not None}
-        priority, clip_version_id = resolve(chain.priority), resolve(chain.clip_version_id)
-        try:
-            record = await self._until_redis(lambda: self.service.submit(
-                chain.job_type, payload, priority=int(priority or 0), clip_version_id=clip_version_id))
-        except (UnknownJobTypeError, PayloadError, SourceError) as exc:
-            running.log(f"Could not start the {chain.job_type} job: {exc}")
-            return None
-        running.log(f"Started {chain.job_type} job {record['id']}")
-        return str(record["id"])

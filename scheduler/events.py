@@ -30,7 +30,7 @@ from redis import asyncio as aioredis
 from redis.exceptions import RedisError
 
 from scheduler.errors import JobNotFoundError, QueueUnavailableError
-from scheduler.store import EVENTS_PREFIX, TERMINAL, JobStore
+from scheduler.store import EVENTS_PREFIX, TERMINAL, JobStore, require_decoding
 
 __all__ = ["JobEvents", "LiveMessage", "Subscription"]
 
@@ -128,7 +128,7 @@ class JobEvents:
 
     def __init__(self, redis: aioredis.Redis, store: JobStore, *, encode: Callable[[Any], bytes],
                  queue_limit: int = 16) -> None:
-        self.redis = redis
+        self.redis = require_decoding(redis)
         self.store = store
         self.encode = encode
         self.queue_limit = queue_limit
@@ -301,8 +301,6 @@ class JobEvents:
     def _handle(self, message: dict[str, Any]) -> None:
         kind = message.get("type")
         channel = message.get("channel")
-        if isinstance(channel, bytes):
-            channel = channel.decode()
         if not isinstance(channel, str) or channel == _HUB_CHANNEL:
             return
         topic = self._topics.get(channel[len(EVENTS_PREFIX):])
@@ -317,7 +315,7 @@ class JobEvents:
         elif kind == "message":
             self.notifications += 1
             data = message.get("data")
-            text = data.decode() if isinstance(data, bytes) else str(data)
+            text = str(data)
             try:
                 rev = int(text.split(" ", 1)[0])
             except ValueError:

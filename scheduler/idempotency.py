@@ -22,9 +22,11 @@ import hashlib
 import secrets
 import time
 from dataclasses import dataclass
-from redis import asyncio as aioredis
 
-from scheduler.store import guard
+from redis import asyncio as aioredis
+from redis.client import NEVER_DECODE
+
+from scheduler.store import guard, require_decoding
 
 __all__ = [
     "IdempotencyBusyError",
@@ -78,7 +80,7 @@ class Reservation:
 class IdempotencyStore:
     def __init__(self, redis: aioredis.Redis, *, ttl_seconds: int = 24 * 3600, lock_ms: int = 120_000,
                  wait_seconds: float = 30.0) -> None:
-        self.redis = redis
+        self.redis = require_decoding(redis)
         self.ttl_ms = ttl_seconds * 1000
         self.lock_ms = lock_ms
         self.wait_seconds = wait_seconds
@@ -111,7 +113,8 @@ class IdempotencyStore:
         while True:
             if await guard(self.redis.set(redis_key, value, nx=True, px=self.lock_ms)):
                 return Reservation(redis_key, value)
-            raw = await guard(self.redis.get(redis_key))
+            # The stored answer is bytes (a response body): read undecoded, whatever the body holds.
+            raw = await guard(self.redis.execute_command("GET", redis_key, **{NEVER_DECODE: True}))
             if raw is None:
                 continue  # released (or expired) in between: try to take it
             state, rest = raw[:1], raw[2:]

@@ -121,12 +121,11 @@ class RetryEvents(_SchedulerPlugin):  # type: ignore[misc,valid-type]
 
 
 # -- scraping -----------------------------------------------------------------------------------------
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 async def snapshot(redis: Any, queue_key: str) -> dict[str, Any]:
-    """Every count, read in one round trip; ``{"up": False}`` when Redis does not answer."""
+    """Every count, read in one round trip; ``{"up": False}`` when Redis does not answer.
+
+    ``redis`` answers text (``decode_responses=True``, as the Runtime opens it).
+    """
     try:
         async with redis.pipeline(transaction=False) as pipe:
             pipe.hgetall(SUBMITTED_KEY)
@@ -140,13 +139,12 @@ async def snapshot(redis: Any, queue_key: str) -> dict[str, Any]:
     except Exception:  # noqa: BLE001  (a scrape answers even when Redis is down)
         note_redis_error()
         return {"up": False, "redis_errors": pending_redis_errors()}
-    dec = lambda raw: {_text(k): _text(v) for k, v in raw.items()}  # noqa: E731
     return {
         "up": True,
-        "submitted": {k: int(v) for k, v in dec(submitted).items()},
-        "finished": {k: int(v) for k, v in dec(finished).items()},
-        "duration": {k: float(v) for k, v in dec(duration).items()},
-        "retries": {k: int(v) for k, v in dec(retries).items()},
+        "submitted": {k: int(v) for k, v in submitted.items()},
+        "finished": {k: int(v) for k, v in finished.items()},
+        "duration": {k: float(v) for k, v in duration.items()},
+        "retries": {k: int(v) for k, v in retries.items()},
         "redis_errors": int(errors or 0) + pending_redis_errors(),
         "queue_depth": int(depth),
         "running": int(running),

@@ -7,6 +7,7 @@ downloadable through ``GET /assets/{id}/content``; models become plain JSON.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from pydantic import BaseModel
@@ -19,13 +20,20 @@ __all__ = ["publish_outputs"]
 
 
 async def publish_outputs(value: Any, assets: AssetStore, *, project_id: str | None, job_id: str,
-                          clip_versions: ClipVersionStore | None = None, derived_from: list[str] | None = None) -> Any:
+                          clip_versions: ClipVersionStore | None = None, derived_from: list[str] | None = None,
+                          before_write: Callable[[], Awaitable[None]] | None = None,
+                          registered: dict[str, dict[str, Any]] | None = None) -> Any:
     """Outputs as JSON: files become asset records, proposed clip versions become their ids.
 
     ``derived_from`` (the job's source assets and their own lineage) is kept on every new asset.
     A file named twice (an output, and inside a proposed clip version's timeline) is one asset.
+    ``before_write`` is awaited before each record is written (the dispatcher's lease check: it raises to
+    stop publishing); ``registered`` (storage path -> public asset record) is filled as assets are written,
+    so a caller knows them even when publishing stops half-way.
     """
-    return await _Publisher(assets, clip_versions, project_id, job_id, derived_from).publish(value)
+    publisher = _Publisher(assets, clip_versions, project_id, job_id, derived_from, before_write,
+                           registered if registered is not None else {})
+    return await publisher.publish(value)
 
 
 @dataclasses.dataclass
@@ -35,7 +43,12 @@ class _Publisher:
     project_id: str | None
     job_id: str
     derived_from: list[str] | None
-    registered: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+    before_write: Callable[[], Awaitable[None]] | None
+    registered: dict[str, dict[str, Any]]
+
+    async def _check(self) -> None:
+        if self.before_write is not None:
+            await self.before_write()
 
     async def publish(self, value: Any) -> Any:
         if isinstance(value, StoredFile):
@@ -59,6 +72,7 @@ class _Publisher:
 
     async def _file(self, stored: StoredFile) -> dict[str, Any]:
         if stored.path not in self.registered:
+            await self._check()
             self.registered[stored.path] = await self.assets.register_output(
                 stored, project_id=self.project_id, job_id=self.job_id, derived_from=self.derived_from)
         return self.registered[stored.path]
@@ -68,6 +82,7 @@ class _Publisher:
             raise ValueError("a job that proposes clip versions needs a project_id")
         # A file the job made, named in the timeline (a transcript for its captions), becomes its asset id.
         timeline = await self._ids(proposed.timeline)
+        await self._check()
         record = await self.clip_versions.create(project_id=self.project_id, timeline=timeline, name=proposed.name,
                                                  metadata={**proposed.metadata, "job_id": self.job_id})
         return str(record["id"])

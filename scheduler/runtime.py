@@ -88,14 +88,16 @@ class Runtime:
         # No socket_timeout (redis-py's default is 5 s): with one, redis-py wraps every command's write in
         # asyncio.wait_for, a new Task per command (a tenth of GET /jobs/{id}'s cost on Python 3.11).
         # store.guard() bounds each call with one asyncio.timeout instead (REDIS_CALL_TIMEOUT).
+        # decode_responses: every reply is text (the one binary value, an Idempotency-Key's stored response
+        # body, is read with NEVER_DECODE; see scheduler/idempotency.py).
         self.redis = aioredis.Redis.from_url(
             url, socket_timeout=None, socket_connect_timeout=2, socket_keepalive=True, health_check_interval=10,
-            retry_on_timeout=False
+            retry_on_timeout=False, decode_responses=True,
         )
 
     @property
     def storage(self) -> Storage:
-        return Storage(self.settings.media_url)
+        return Storage(self.settings.media_url, options=self.settings.media_storage_options)
 
     def _once(self, name: str, build: Callable[[], Any]) -> Any:
         value = self._built.get(name)
@@ -106,7 +108,8 @@ class Runtime:
     @property
     def store(self) -> JobStore:
         assert self.redis is not None
-        return self._once("store", lambda: JobStore(self.redis, log_limit=self.settings.job_log_limit))  # type: ignore[no-any-return]
+        return self._once("store", lambda: JobStore(  # type: ignore[no-any-return]
+            self.redis, log_limit=self.settings.job_log_limit, ttl_seconds=self.settings.job_ttl_seconds))
 
     @property
     def assets(self) -> AssetStore:
@@ -140,15 +143,22 @@ class Runtime:
                                  max_depth=settings.max_payload_depth)))
 
     async def start_metrics(self) -> None:
-        """Add this process's Redis error count to Redis every few seconds (see scheduler/metrics.py)."""
+        """Every few seconds: add this process's Redis error count to Redis (see scheduler/metrics.py) and drop
+        expired jobs from the listing index (JobStore.sweep: one cheap script, so every process may run it)."""
         if self._metrics_task is None:
-            self._metrics_task = asyncio.create_task(self._flush_metrics_loop(), name="metrics-flush")
+            self._metrics_task = asyncio.create_task(self._housekeeping_loop(), name="metrics-flush")
 
-    async def _flush_metrics_loop(self) -> None:
+    async def _housekeeping_loop(self, interval: float = 5.0) -> None:
         while True:
-            await asyncio.sleep(5)
-            if self.redis is not None:
-                await flush_redis_errors(self.redis)
+            await asyncio.sleep(interval)
+            if self.redis is None:
+                continue
+            await flush_redis_errors(self.redis)
+            if self.settings.job_ttl_days:
+                try:
+                    await self.store.sweep()
+                except Exception as exc:  # noqa: BLE001  (Redis away: the next round sweeps)
+                    _log.debug("retention sweep skipped: %s", exc)
 
     async def start_cluster(self) -> None:
         self.cluster = ClusterHandle(self.settings)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Any
+
+from anyio import to_thread
 
 from operators.storage import Storage
 from operators.types import SourceRef
@@ -51,7 +54,9 @@ class JobService:
         graph = self.catalog.get(job_type)
         self.bounds.check(payload, declared=graph.spec.inputs)
         fallbacks = await self._clip_version_fallbacks(graph, payload, clip_version_id)
-        bound = bind_payload(graph, payload, fallbacks=fallbacks)
+        # Off the loop: binding runs the params' validators, and some check files (a Whisper `model`
+        # folder under MODELS_DIR, which may be a network mount).
+        bound = await to_thread.run_sync(functools.partial(bind_payload, graph, payload, fallbacks=fallbacks))
         project_id = payload.get("project_id") if isinstance(payload.get("project_id"), str) else None
         sources = {
             name: await resolve_source(request, self.storage, self.assets, project_id=project_id)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -28,11 +29,18 @@ class Settings(BaseSettings):
     )
     data_dir: Path = Field(Path("./data"), description="Embedded Redis data and the default media root")
     media_root: str | None = Field(None, description="Local folder or fsspec URL for media; default $DATA_DIR/media")
+    media_storage_options: dict[str, Any] = Field(
+        default_factory=dict,
+        description='JSON object of fsspec options for a remote MEDIA_ROOT, e.g. {"endpoint_url": "http://minio:9000"}',
+    )
     graphs_dir: Path = Field(_PROJECT_ROOT / "graphs", description="Folder of job graphs (<job_type>.yaml)")
     max_running_jobs: int = Field(4, ge=1, description="Jobs one dispatcher runs at once")
     max_job_attempts: int = Field(3, ge=1, description="Tries of a job interrupted by a lost dispatcher")
     max_job_seconds: float | None = Field(
         24 * 3600, gt=0, description="Longest a job may run before it fails (a graph's max_job_seconds overrides it)")
+    max_tasks_per_node: int = Field(
+        1000, ge=1, description="Most tasks one node's fan-out may start (a graph's max_tasks_per_node, or a node's "
+        "max_tasks, overrides it); a longer list fails the job before any is submitted")
     run_dispatcher: bool = Field(True, description="Run the dispatcher inside the server process")
     dask_workers: int | None = Field(None, ge=1, description="LocalCluster worker processes (default: CPU count)")
     dask_threads_per_worker: int = Field(1, ge=1, description="Threads per LocalCluster worker")
@@ -47,6 +55,9 @@ class Settings(BaseSettings):
     embedded_redis_port: int = Field(0, ge=0, description="Port of the embedded Redis on 127.0.0.1 (0: any free)")
     max_upload_bytes: int = Field(20 * 1024**3, ge=1, description="Largest accepted upload, in bytes")
     job_log_limit: int = Field(300, ge=10, description="Newest log entries kept per job")
+    job_ttl_days: float = Field(
+        30, ge=0, description="Days a finished job (completed, failed, cancelled) and its log are kept; 0: forever. "
+                              "Fractions are allowed (0.5: twelve hours)")
     log_level: str = Field("info", pattern="(?i)^(debug|info|warning|error|critical)$",
                            description="Level of the server's and dispatcher's logs")
     max_render_seconds: float = Field(3 * 3600, gt=0, description="Longest timeline a render job accepts, in seconds")
@@ -95,6 +106,11 @@ class Settings(BaseSettings):
                 if line and not line.startswith("#"):
                     found.append(line)
         return list(dict.fromkeys(t for t in found if t))
+
+    @property
+    def job_ttl_seconds(self) -> float:
+        """``JOB_TTL_DAYS`` in seconds (0: finished jobs are kept forever)."""
+        return self.job_ttl_days * 86400
 
     @property
     def media_url(self) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from anyio import to_thread
+
 from operators.errors import PathOutsideRootError
 from operators.storage import Storage, safe_relpath
 from operators.types import SourceRef
@@ -32,11 +34,16 @@ async def resolve_source(request: SourceRequest, storage: Storage, assets: Asset
     uri = request.source_uri or ""
     try:
         path = safe_relpath(uri)
-        if storage.is_local:
-            storage.local_path(path)  # refuses symlinks that leave the root
-        exists = storage.exists(path)
+        # A HEAD request on S3 (a stat on a network folder): off the loop the API and dispatcher share.
+        exists = await to_thread.run_sync(_exists, storage, path)
     except PathOutsideRootError as exc:
         raise SourceError("source_uri", f"{exc}; it must name a file under the media root") from None
     if not exists:
         raise SourceError("source_uri", f"'{uri}' does not exist under the media root")
     return SourceRef(path=path)
+
+
+def _exists(storage: Storage, path: str) -> bool:
+    if storage.is_local:
+        storage.local_path(path)  # refuses symlinks that leave the root
+    return storage.exists(path)

@@ -39,7 +39,7 @@ from redis import asyncio as aioredis
 
 from scheduler.errors import JobNotFoundError
 from scheduler.settings import Settings
-from scheduler.store import TERMINAL, WEBHOOK_KEY_PREFIX, WEBHOOKS_DUE_KEY, JobStore, guard
+from scheduler.store import TERMINAL, WEBHOOK_KEY_PREFIX, WEBHOOKS_DUE_KEY, JobStore, guard, require_decoding
 from scheduler.timefmt import now_ts
 
 __all__ = [
@@ -194,11 +194,6 @@ def retry_delay(attempt: int, *, base: float, factor: float, jitter: float = 0.2
 
 
 # -- the store -----------------------------------------------------------------------------
-def _decode(raw: dict[Any, Any]) -> dict[str, str]:
-    return {(k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
-            for k, v in raw.items()}
-
-
 def _iso(epoch: float) -> str:
     from datetime import UTC, datetime
 
@@ -209,7 +204,7 @@ class WebhookStore:
     """Deliveries, their due times and the attempts log, in Redis."""
 
     def __init__(self, redis: aioredis.Redis, store: JobStore) -> None:
-        self.redis = redis
+        self.redis = require_decoding(redis)
         self.store = store
         self._claim = redis.register_script(_CLAIM)
 
@@ -224,14 +219,14 @@ class WebhookStore:
     async def claim(self, limit: int, lease: float) -> list[str]:
         now = time.time()
         ids = await guard(self._claim(keys=[WEBHOOKS_DUE_KEY], args=[now, now + lease, limit]))
-        return [i.decode() if isinstance(i, bytes) else i for i in ids]
+        return list(ids)
 
     async def release(self, delivery_id: str) -> None:
         """Due again now (a process stopping mid-attempt hands it on)."""
         await guard(self.redis.zadd(WEBHOOKS_DUE_KEY, {delivery_id: time.time()}, xx=True))
 
     async def delivery(self, delivery_id: str) -> dict[str, str]:
-        return _decode(await guard(self.redis.hgetall(self.key(delivery_id))))
+        return await guard(self.redis.hgetall(self.key(delivery_id)))  # type: ignore[no-any-return]
 
     async def enqueue_replay(self, job_id: str) -> dict[str, Any]:
         """Enqueue the job's terminal event again (a new delivery, due now)."""
@@ -251,6 +246,10 @@ class WebhookStore:
             })
             pipe.zadd(WEBHOOKS_DUE_KEY, {delivery_id: time.time()})
             await guard(pipe.execute())
+        # A finished job expires (JOB_TTL_DAYS): its replayed delivery goes with it, as the first one does.
+        left = await guard(self.redis.pttl(self.store._key(job_id)))
+        if left and left > 0:
+            await guard(self.redis.pexpire(self.key(delivery_id), left))
         return public_delivery(await self.delivery(delivery_id))
 
     async def record(self, delivery: dict[str, str], attempt: dict[str, Any], *, state: str,

@@ -12,7 +12,7 @@ from operators.context import OpContext
 from operators.registry import operator
 from operators.types import NewClipVersion, StoredFile
 
-__all__ = ["crash_once", "write_text"]
+__all__ = ["Traced", "chunks", "crash_once", "propose_clips", "size", "traced", "write_text"]
 
 
 class CrashParams(BaseModel):
@@ -75,3 +75,63 @@ def propose_clips(*, params: ProposeParams) -> list[Proposal]:
         out.append(Proposal(clip_version_id=NewClipVersion(timeline=timeline, name=f"Clip {i + 1}",
                                                            metadata={"score": 90 - i}), start=i * 0.5, score=90 - i))
     return out
+
+
+class ChunksParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    duration: float = Field(gt=0)
+    chunk_seconds: float = Field(gt=0)
+
+
+@operator("test.chunks")
+def chunks(*, params: ChunksParams) -> list[dict[str, float]]:
+    """What splitting a ``duration``-second source into ``chunk_seconds`` chunks gives, without the media:
+    a 2-hour source in 1 s chunks is 7200 chunks (a probe result this machine need not encode)."""
+    count = max(1, round(params.duration / params.chunk_seconds))
+    step = params.duration / count
+    return [{"index": i, "start": i * step, "end": (i + 1) * step} for i in range(count)]
+
+
+def _arrive(data: bytes, node: str, log: str) -> Traced:
+    """Unpickling a :class:`Traced` value: note which process received it, then rebuild it."""
+    with open(log, "a", encoding="utf-8") as handle:
+        handle.write(f"{os.getpid()} {node} {len(data)}\n")
+    return Traced(data, node, log)
+
+
+class Traced:
+    """Bytes that write down, in ``log``, the pid of every process that unpickles them.
+
+    Dask pickles a task's result to send it anywhere: to the worker of a consumer, or to the
+    dispatcher when it fetches the result. The log shows which processes received it.
+    """
+
+    def __init__(self, data: bytes, node: str, log: str) -> None:
+        self.data, self.node, self.log = data, node, log
+
+    def __reduce__(self) -> tuple[Any, tuple[bytes, str, str]]:
+        return _arrive, (self.data, self.node, self.log)
+
+
+class TracedParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    megabytes: float = Field(1.0, ge=0, le=64)
+    items: int = Field(0, ge=0, le=100)
+
+
+@operator("test.traced")
+def traced(*, params: TracedParams, ctx: OpContext) -> Traced | list[Traced]:
+    """``megabytes`` of bytes as a :class:`Traced` value, or a list of ``items`` of them (a list to map over).
+
+    The log is ``<media root>/<job id>-arrivals``: one ``pid node bytes`` line per unpickling."""
+    log = str(ctx.storage.local_root / f"{ctx.job_id}-arrivals")
+    data = os.urandom(int(params.megabytes * 1024 * 1024))
+    if params.items:
+        return [Traced(data, ctx.node, log) for _ in range(params.items)]
+    return Traced(data, ctx.node, log)
+
+
+@operator("test.size")
+def size(value: Traced) -> int:
+    """The size of a :class:`Traced` value: a small result in place of a big one."""
+    return len(value.data)

@@ -1,5 +1,6 @@
 """Real processes for the live-update tests: ``python -m server`` and ``python -m scheduler`` on loopback,
-a local webhook receiver, and running a command under a pseudo-terminal."""
+any other command in its own process group (the chaos test's Redis and Dask), a local webhook receiver,
+and running a command under a pseudo-terminal."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import sys
 import termios
 import threading
 import time
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -99,6 +101,59 @@ class Proc:
             self._log.close()
             self._log = None
         self.proc = None
+
+
+class Command(Proc):
+    """Any command line (``redis-server``, a Dask scheduler or worker) in its own process group.
+
+    ``ready(self)`` says when it is up. :meth:`send` signals the whole group, so a Dask nanny
+    and the worker it spawned are stopped (or killed) together. It can be started again after
+    :meth:`kill` (a Redis restarted on the same port and data folder)."""
+
+    def __init__(self, name: str, argv: list[str], env: dict[str, str], log_path: Path,
+                 ready: Callable[[Command], bool]) -> None:
+        super().__init__(name, env, log_path)
+        self.argv = list(argv)
+        self.ready = ready
+
+    def start(self) -> Command:
+        self._log = open(self.log_path, "ab")  # noqa: SIM115
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.env}
+        self.proc = subprocess.Popen(self.argv, cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+        return self
+
+    def wait_ready(self, timeout: float = 90) -> None:
+        deadline = time.monotonic() + timeout
+        assert self.proc is not None
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.kind} exited with {self.proc.returncode}:\n{self.tail()}")
+            with contextlib.suppress(Exception):  # not up yet: refused connections and the like
+                if self.ready(self):
+                    return
+            time.sleep(0.1)
+        raise TimeoutError(f"{self.kind} not ready in {timeout}s:\n{self.tail()}")
+
+    def send(self, sig: int) -> None:
+        assert self.proc is not None, f"{self.kind} is not running"
+        os.killpg(self.proc.pid, sig)
+
+    def kill(self) -> None:
+        """SIGKILL the whole group and reap it: the process is gone, as in a crash."""
+        if self.proc is None:
+            return
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(10)
+        self.stop()
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10) -> None:
+        # A stopped (SIGSTOP) group would never act on the signal: let it run first.
+        if self.proc is not None and self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.proc.pid, signal.SIGCONT)
+        super().stop(sig, timeout)
 
 
 class Receiver:

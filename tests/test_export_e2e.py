@@ -181,7 +181,7 @@ def test_a_source_without_audio_completes_and_says_why_loudness_was_skipped(
 
 def _store(settings: Settings, call: Any) -> Any:
     async def run() -> Any:
-        redis = aioredis.Redis.from_url(settings.redis_url)
+        redis = aioredis.Redis.from_url(settings.redis_url, decode_responses=True)
         try:
             return await call(AssetStore(redis), ClipVersionStore(redis))
         finally:

@@ -115,3 +115,56 @@ def test_payload_binding_types_defaults_and_extras() -> None:
         with pytest.raises(PayloadError) as caught:
             bind_payload(graph, payload)
         assert caught.value.errors[0]["loc"] == loc, payload
+
+
+def test_every_problem_of_a_graph_is_reported_at_once() -> None:
+    """One load lists every mistake, in line order, each with its node or field and a "did you mean"."""
+    text = (
+        "name: g\n"
+        "inputs:\n"
+        "  items: {type: 'list[int]', default: [1, 2]}\n"
+        "nodes:\n"
+        "  probe: {op: media.prob}\n"                                   # 5: unknown operator
+        "  each:\n"
+        "    op: util.echo\n"
+        "    map: $payload.itmes\n"                                     # 8: unknown input
+        "    inputs: {value: $item, valeu: 1}\n"                        # 9: unknown operator input
+        "  tail:\n"
+        "    op: util.sleep\n"
+        "    params: {second: 1}\n"                                     # 12: unknown params field
+        "    inputs: {value: $each}\n"                                  # 13: mapped node without collect
+        "outputs:\n"
+        "  r: $tial\n"                                                  # 15: unresolved node
+    )
+    with pytest.raises(GraphValidationError) as caught:
+        parse_graph(text, file="g.yaml")
+    assert str(caught.value).splitlines() == [
+        "g.yaml:5: node 'probe': Unknown operator 'media.prob'. Did you mean 'media.probe'?",
+        "g.yaml:8: node 'each': '$payload.itmes' names no declared input. Did you mean 'items'?",
+        "g.yaml:9: node 'each': operator 'util.echo' takes no input 'valeu'. Did you mean 'value'? It takes: value",
+        "g.yaml:12: node 'tail': invalid params for operator 'util.sleep': second: Extra inputs are not permitted",
+        "g.yaml:13: node 'tail': 'each' is mapped; use {collect: $each} for its ordered results",
+        "g.yaml:15: output 'r': '$tial' names no node or input. Did you mean 'tail'?",
+    ]
+    kinds = [type(e) for e in caught.value.errors]
+    assert kinds == [UnknownOperatorInGraphError, UnresolvedReferenceError, UnknownInputError, InvalidParamsError,
+                     CollectWithoutMapError, UnresolvedReferenceError]
+    assert caught.value.line == 5
+    assert caught.value.reason.startswith("6 problems: line 5: node 'probe': Unknown operator")
+
+
+def test_every_shape_problem_is_reported_at_once(tmp_path: Path) -> None:
+    path = tmp_path / "other.yaml"
+    path.write_text("name: g\nnodes:\n  a:\n    op: util.echo\n    retries: many\n  b: {op: util.echo, weight: 0}\n")
+    with pytest.raises(GraphLoadError) as caught:
+        load_graph(path)
+    assert str(caught.value).splitlines() == [
+        f"{path}:5: nodes.a.retries: Input should be a valid integer, unable to parse string as an integer",
+        f"{path}:6: nodes.b.weight: Input should be greater than 0",
+    ]
+    # A well-formed graph with another name than its file's: that and its other problems together.
+    path.write_text("name: g\nnodes:\n  a: {op: util.slep}\n")
+    with pytest.raises(GraphValidationError) as caught:
+        load_graph(path)
+    assert [(e.line, e.reason.split(":")[0]) for e in caught.value.errors] == [
+        (1, "graph name 'g' must match its file name 'other' (the job_type)"), (3, "node 'a'")]

@@ -100,7 +100,7 @@ def test_store_transitions_are_guarded(redis_url: str) -> None:
 
         from scheduler.errors import InvalidTransitionError
 
-        redis = aioredis.Redis.from_url(redis_url)
+        redis = aioredis.Redis.from_url(redis_url, decode_responses=True)
         store = JobStore(redis)
         job = await store.create("sleepy", {})
         assert await store.claim("d1") == job["id"]
@@ -134,7 +134,7 @@ def test_dispatcher_restart_requeues_then_fails_after_max_attempts(settings: Set
     async def orphan(job_type: str, payload: dict[str, Any], attempts: int) -> str:
         from redis import asyncio as aioredis
 
-        redis = aioredis.Redis.from_url(redis_url)
+        redis = aioredis.Redis.from_url(redis_url, decode_responses=True)
         store = JobStore(redis)
         job = await store.create(job_type, payload)
         for _ in range(attempts):

@@ -137,7 +137,7 @@ def test_store_publishes_every_change_with_its_rev(redis_url: str) -> None:
 
         from scheduler.store import JobStore
 
-        redis = aioredis.Redis.from_url(redis_url)
+        redis = aioredis.Redis.from_url(redis_url, decode_responses=True)
         store = JobStore(redis)
         job = await store.create("sleepy", {}, callback_url="http://127.0.0.1:9/x")
         assert "callback_url" not in job and (await store.internal(job["id"]))["callback_url"]
@@ -159,13 +159,13 @@ def test_store_publishes_every_change_with_its_rev(redis_url: str) -> None:
         assert record["result_payload"]["eta_seconds"] is None
         got = []
         while (message := await pubsub.get_message(timeout=0.5)) is not None:
-            got.append(message["data"].decode())
+            got.append(message["data"])
         assert got == ["1 in_progress", "2 in_progress", "3 in_progress", "4 cancelled"]
         # The terminal transition enqueued the webhook in the same step.
         due = await redis.zrange("ave:webhooks:due", 0, -1)
-        assert due == [f"{job['id']}.1".encode()]
+        assert due == [f"{job['id']}.1"]
         delivery = await redis.hgetall(f"ave:webhook:{job['id']}.1")
-        assert delivery[b"event"] == b"job.cancelled" and delivery[b"state"] == b"pending"
+        assert delivery["event"] == "job.cancelled" and delivery["state"] == "pending"
         assert await store.report("job_missing", messages=["x"]) == 0
         assert not await redis.exists("ave:job:job_missing")
         done = await store.create("sleepy", {})

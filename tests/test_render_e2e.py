@@ -53,7 +53,7 @@ def _transcript(settings: Settings, words: list[tuple[str, float, float]]) -> st
     (root / "t.json").write_text(json.dumps(body))
 
     async def create() -> str:
-        redis = aioredis.Redis.from_url(settings.redis_url)
+        redis = aioredis.Redis.from_url(settings.redis_url, decode_responses=True)
         try:
             record = await AssetStore(redis).create(path="transcripts/t.json", kind="transcript", project_id=PROJECT,
                                                     content_type="application/json", size=len(json.dumps(body)))

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import IO, Annotated, Any
 from urllib.parse import quote
 
-from anyio import to_thread
+from anyio import CancelScope, to_thread
 from litestar import Controller, MediaType, Request, Response, get, head, post
 from litestar.exceptions import HTTPException
 from litestar.openapi import ResponseSpec
@@ -297,18 +297,24 @@ async def _spool(target: Path, chunks: AsyncIterator[bytes], limit: int) -> tupl
 async def _store(storage: Storage, path: str, chunks: AsyncIterator[bytes], limit: int,
                  empty_loc: list[str]) -> tuple[int, str]:
     """Stream into storage at ``path`` atomically; nothing is left behind when it fails."""
+    # Every storage step runs in a thread: even the temp file's folder may be on a network mount.
     writing = storage.writing(path)
-    tmp = writing.__enter__()
+    tmp = await to_thread.run_sync(writing.__enter__)
     try:
         size, sha256 = await _spool(tmp, chunks, limit)
         if size == 0:
             raise _empty_upload(empty_loc)
     except BaseException as exc:
-        writing.__exit__(type(exc), exc, exc.__traceback__)  # removes the temp file
-        _remove_empty_dirs(storage, path)
+        with CancelScope(shield=True):  # a client that went away still gets its temp file removed
+            await to_thread.run_sync(_abandon, writing, exc, storage, path)
         raise
     await to_thread.run_sync(writing.__exit__, None, None, None)  # rename (or upload) into place
     return size, sha256
+
+
+def _abandon(writing: Any, exc: BaseException, storage: Storage, path: str) -> None:
+    writing.__exit__(type(exc), exc, exc.__traceback__)  # removes the temp file
+    _remove_empty_dirs(storage, path)
 
 
 def _remove_empty_dirs(storage: Storage, path: str) -> None:
@@ -326,7 +332,7 @@ def _remove_empty_dirs(storage: Storage, path: str) -> None:
 async def _discard(storage: Storage, path: str) -> None:
     try:
         await to_thread.run_sync(storage.delete, path)
-        _remove_empty_dirs(storage, path)
+        await to_thread.run_sync(_remove_empty_dirs, storage, path)
     except OSError:
         pass
 

@@ -1,18 +1,21 @@
-"""``/jobs/``: create, read, list and cancel jobs, exactly as the API reference documents."""
+"""``/jobs/``: create, read, list, cancel and delete jobs, exactly as the API reference documents (and
+``DELETE``, which it does not: a finished job, its log and its intermediates go; its assets stay)."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from typing import Annotated, Any
 
 import msgspec
-from litestar import Controller, MediaType, Request, Response, get, post
+from litestar import Controller, MediaType, Request, Response, delete, get, post
 from litestar.exceptions import HTTPException
 from litestar.params import Parameter
 from litestar.serialization import encode_json
 
 from scheduler.errors import InvalidTransitionError, QueueUnavailableError
 from scheduler.idempotency import StoredResponse
+from scheduler.retention import delete_intermediates, remove_intermediates
 from scheduler.runtime import Runtime
 from scheduler.service import JobService
 from scheduler.settings import Settings
@@ -120,13 +123,32 @@ class JobController(Controller):
 
     @post("/{job_id:str}/cancel", status_code=200, summary="Cancel a job that has not finished",
           operation_id="cancelJob", responses=responses(200, JobRecord, 404, 409, 503, description="The job, cancelled"))
-    async def cancel_job(self, store: JobStore, job_id: str) -> dict[str, Any]:
+    async def cancel_job(self, store: JobStore, runtime: Runtime, job_id: str) -> dict[str, Any]:
         """The job becomes ``cancelled`` and its Dask tasks are cancelled; a finished job gives 409."""
         try:
-            await store.cancel(job_id, message="Cancelled by request")
+            previous = await store.cancel(job_id, message="Cancelled by request")
         except InvalidTransitionError as exc:
             raise HTTPException(status_code=409, detail=f"Job {job_id} is already {exc.current}") from None
+        if previous != "in_progress":
+            # No dispatcher runs it (the one running it deletes them itself once its tasks stop), but an
+            # earlier, interrupted attempt may have left intermediates.
+            await remove_intermediates(runtime.storage, job_id)
         return await store.get(job_id)
+
+    @delete("/{job_id:str}", status_code=204, summary="Delete a finished job (not its assets)",
+            operation_id="deleteJob", responses=responses(None, None, 404, 409, 503))
+    async def delete_job(self, store: JobStore, runtime: Runtime, job_id: str) -> None:
+        """A completed, failed or cancelled job, its log, webhook deliveries and intermediate files go; the assets
+        it published stay. A job that has not finished gives 409: cancel it first."""
+        try:
+            keep = await store.published_paths(job_id)
+        except InvalidTransitionError as exc:
+            raise HTTPException(status_code=409, detail=(
+                f"Job {job_id} is {exc.current}: only a finished job can be deleted; cancel it first "
+                f"(POST /jobs/{job_id}/cancel)")) from None
+        # Files first: a storage error leaves the record, so the same DELETE can be sent again.
+        await asyncio.to_thread(delete_intermediates, runtime.storage, job_id, keep)
+        await store.delete(job_id)
 
     @get("/{job_id:str}/webhooks", summary="The job's webhook deliveries and every attempt",
          operation_id="listJobWebhooks", responses=responses(200, WebhookListing, 404, 503, description="Deliveries"))
