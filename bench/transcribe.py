@@ -1,27 +1,30 @@
-"""Transcribe benchmark: the ``transcribe`` job (POST -> completed) against one faster-whisper call.
+"""Transcribe benchmark: the ``transcribe`` job (POST -> completed) against faster-whisper's own pipelines.
 
-Run: ``.venv/bin/python bench/transcribe.py [--runs 3] [--workers 2 1] [--repeat 1]``
+Run: ``.venv/bin/python bench/transcribe.py [--runs 3] [--workers 2 1] [--long-minutes 20]``
+(``BENCH_LONG=1`` makes the long-form input 60 minutes).
 
-Material: espeak-ng reading the 20 Harvard sentences of tests/speechgen.py with 0.6-1.5 s silences between
-them (~67 s; ``--repeat N`` lays them out N times), so the reference text is known and the WER is exact.
+Inputs, each with its exact reference text (espeak-ng reading the Harvard sentences of tests/speechgen.py,
+and beckett.wav, the human recording useful-moonshine-onnx ships):
+  dense   ~60 s of speech with no pauses: 12 sentences 50-150 ms apart, then beckett.wav 3 times.
+  sparse  the 20 sentences with 0.6-1.5 s silences (~67 s): VAD removes a sixth of the audio.
+  long    ``--long-minutes`` of the sentences, in a different order each round, with 0.2-3 s pauses and a
+          beckett.wav every 20 sentences.
 
-Contenders, on the same machine in the same run:
-  pipeline   ``POST /jobs/?job_type=transcribe`` with the WAV as ``source_uri``, polled every 100 ms until
-             ``completed``, against a server (``python -m server``) with a LocalCluster of ``--workers`` worker
-             processes (1 thread each). Everything counts: HTTP, queueing, dispatch, probe, extract_audio, VAD,
-             window planning, the window fan-out, merge, captions, and writing the four output files.
-             The first job of each server loads the model in its workers (``cold``); the next ``--runs``
-             are ``warm``.
-  single     ``WhisperModel(<the same tiny.en folder>, compute_type="int8").transcribe(audio,
-             vad_filter=True, word_timestamps=True)`` in this process, the segments generator consumed.
-             The model load is timed apart; ``cpu_threads`` is faster-whisper's default (all cores).
-Each single run is interleaved with a pipeline run, so both see the same background load (other
-people's processes share the machine: the load average is recorded with every run).
+Contenders, on the same machine in the same run, each input as a 16 kHz WAV file:
+  pipeline   ``POST /jobs/?job_type=transcribe`` against a server (``python -m server``) with a LocalCluster of
+             ``--workers`` worker processes, polled every 100 ms until ``completed``: HTTP, queueing, probe, VAD,
+             windows, the fan-out, merge, captions and the four output files all count. The first job of each
+             server is reported as ``cold``.
+  plain      ``WhisperModel(tiny.en, compute_type="int8").transcribe(path, vad_filter=True,
+             word_timestamps=True)``, the segments consumed: what the faster-whisper README shows.
+  batched    ``BatchedInferencePipeline(model).transcribe(path, batch_size=8, word_timestamps=True)``: what a user
+             who wants speed picks.
+plain and batched run in a fresh process each time (so their peak RSS is theirs); the model load is timed
+apart and not counted; cpu_threads is faster-whisper's default (every core). Runs are interleaved, so all
+contenders see the same background load (recorded with every run).
 
-Reported per contender: wall seconds (median of the warm runs), real-time factor = wall / audio
-seconds (lower is faster), WER against the known text. For the pipeline it also reports where the
-time went, from the job's own log (each line stamped when the dispatcher heard of it),
-and the Whisper compute time of each window (measured in the worker). Output: bench/out/transcribe.json.
+Reported per input and contender: wall s (median), RTF = wall / audio s, WER against the known text, CPU s,
+and peak RSS (for the pipeline, the largest worker's peak, from /proc VmHWM). Output: bench/out/transcribe.json.
 """
 
 from __future__ import annotations
@@ -30,8 +33,9 @@ import argparse
 import asyncio
 import json
 import os
-import re
+import random
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -39,210 +43,197 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from common import (  # noqa: E402
-    CpuMeter,
-    ServerProcess,
-    machine_info,
-    parse_ts,
-    print_table,
-    record_durations,
-    submit,
-    wait_job,
-    warn_if_loaded,
-    write_json,
-)
+from common import CpuMeter, ServerProcess, machine_info, print_table, submit, wait_job, warn_if_loaded, write_json  # noqa: E402
 
-from tests import speechgen as sg  # noqa: E402  (the same espeak material as the tests)
+from tests import speechgen as sg  # noqa: E402  (the same material as the tests)
 
-# How often the client polls GET /jobs/{id}. Every poll costs the server (and this process) a few
-# CPU milliseconds on the same 2 cores the workers need: at 20 ms the polling alone slowed the
-# job from ~2.7 s to ~5 s. 100 ms is closer to what a UI does and adds at most 0.1 s to the wall time.
+# How often the client polls GET /jobs/{id}: every poll costs the server a few CPU ms on the cores the
+# workers need (at 20 ms the polling alone slowed a job from 2.7 to 5 s); 100 ms is what a UI does.
 POLL_S = 0.1
-
-# Log lines that close a stage of the transcribe graph, in graph order (see graphs/transcribe.yaml).
-_STAGES = ("probe", "audio", "vad", "windows", "transcribe", "merge", "captions")
+_CONTENDERS = ("plain", "batched")
 
 
-def make_material(repeat: int) -> sg.Composed:
-    sentences = list(sg.SENTENCES) * repeat
-    return sg.compose_sentences(sentences, [0.6, 1.0, 0.8, 1.5, 0.7])
+def loadavg() -> float:
+    return round(os.getloadavg()[0], 2)
 
 
-def loadavg() -> list[float]:
-    return [round(x, 2) for x in os.getloadavg()]
+# -- inputs -----------------------------------------------------------------------------------
+def _beckett() -> np.ndarray:
+    return sg.decode_16k(sg.beckett_path())
 
 
-# -- the single faster-whisper call ----------------------------------------------------------
-class Single:
-    def __init__(self, model_path: str) -> None:
-        from faster_whisper import WhisperModel
-
-        t0 = time.perf_counter()
-        self.model = WhisperModel(model_path, compute_type="int8")
-        self.load_s = time.perf_counter() - t0
-
-    def run(self, layout: sg.Composed) -> dict[str, Any]:
-        load_before = loadavg()
-        t0, c0 = time.perf_counter(), time.process_time()
-        segments, _info = self.model.transcribe(layout.audio, vad_filter=True, word_timestamps=True)
-        texts = [s.text for s in segments]  # the generator does the work: consume it inside the timing
-        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-        text = " ".join(t.strip() for t in texts)
-        return {"wall_s": wall, "cpu_s": cpu, "rtf": wall / layout.duration, "wer": sg.wer(layout.text, text),
-                "loadavg_before": load_before, "loadavg_after": loadavg()}
+def _join(parts: list[tuple[np.ndarray, str]]) -> tuple[np.ndarray, str]:
+    return np.concatenate([a for a, _ in parts]), " ".join(t for _, t in parts)
 
 
-# -- the pipeline ----------------------------------------------------------------------------
-def timeline(record: dict[str, Any]) -> dict[str, Any]:
-    """Where a job's time went, from its record and log (seconds since started_at)."""
-    started = parse_ts(record["started_at"]) or 0.0
-    stages: dict[str, float] = {}
-    windows: list[float] = []
-    for entry in record["result_payload"]["log"]:
-        message, at = entry["message"], (parse_ts(entry["timestamp"]) or started) - started
-        m = re.fullmatch(r"(\w+) done", message) or re.fullmatch(r"(\w+): (\d+)/(\d+) done", message)
-        if m and m.group(1) in _STAGES and (m.lastindex == 1 or m.group(2) == m.group(3)):
-            stages[m.group(1)] = round(at, 3)
-        w = re.match(r"Transcribed window \d+/\d+ .*: \d+ words in ([\d.]+) s", message)
-        if w:
-            windows.append(float(w.group(1)))
-    return {**record_durations(record), "stage_done_at_s": stages, "window_compute_s": windows}
+def dense() -> tuple[np.ndarray, str]:
+    speech = sg.compose_sentences(list(sg.SENTENCES)[:12], [0.05, 0.15, 0.1], lead=0.3, tail=0.1)
+    return _join([(speech.audio, speech.text), *[(_beckett(), sg.BECKETT_TEXT)] * 3])
 
 
-async def run_pipeline(client: httpx.AsyncClient, server: ServerProcess, source: str,
-                       layout: sg.Composed) -> dict[str, Any]:
-    load_before = loadavg()
+def sparse() -> tuple[np.ndarray, str]:
+    speech = sg.minute_of_speech()
+    return speech.audio, speech.text
+
+
+def long_form(minutes: float) -> tuple[np.ndarray, str]:
+    rng, parts, seconds = random.Random(7), [], 0.0
+    while seconds < minutes * 60:
+        order = list(sg.SENTENCES)
+        rng.shuffle(order)
+        speech = sg.compose_sentences(order, [0.2, 0.8, 3.0, 0.4, 1.5, 0.3], lead=0.5, tail=1.0)
+        parts += [(speech.audio, speech.text), (_beckett(), sg.BECKETT_TEXT)]
+        seconds += speech.duration + 10.0
+    return _join(parts)
+
+
+# -- faster-whisper's own pipelines, each in a fresh process ----------------------------------
+def child(kind: str, wav: str) -> None:
+    """``--child``: load the model, transcribe ``wav`` once, print one JSON line."""
+    import resource
+
+    from faster_whisper import BatchedInferencePipeline, WhisperModel
+
+    from operators.speech.whisper import resolve_model
+
+    t0 = time.perf_counter()
+    model = WhisperModel(resolve_model("tiny.en"), compute_type="int8")
+    load_s = time.perf_counter() - t0
+    t0, c0 = time.perf_counter(), time.process_time()
+    if kind == "plain":
+        segments, _ = model.transcribe(wav, vad_filter=True, word_timestamps=True)
+    else:
+        segments, _ = BatchedInferencePipeline(model).transcribe(wav, batch_size=8, word_timestamps=True)
+    text = " ".join(s.text.strip() for s in segments)  # the generator does the work: inside the timing
+    print(json.dumps({"load_s": load_s, "wall_s": time.perf_counter() - t0, "cpu_s": time.process_time() - c0,
+                      "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "text": text}))
+
+
+def run_child(kind: str, wav: Path, reference: str, seconds: float) -> dict[str, Any]:
+    load = loadavg()
+    out = subprocess.run([sys.executable, __file__, "--child", kind, str(wav)], check=True, capture_output=True,
+                         text=True, timeout=7200)
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    text = result.pop("text")
+    return {**result, "rtf": result["wall_s"] / seconds, "wer": sg.wer(reference, text), "loadavg": load}
+
+
+# -- the pipeline -----------------------------------------------------------------------------
+def worker_peaks_mb(server: ServerProcess) -> list[float]:
+    """Peak RSS (VmHWM) of each Dask worker process of the server, in MB."""
+    import psutil
+
+    assert server.proc is not None
+    peaks = []
+    for proc in psutil.Process(server.proc.pid).children(recursive=True):
+        try:
+            if "redis" in proc.name():
+                continue
+            status = Path(f"/proc/{proc.pid}/status").read_text()
+        except (psutil.Error, OSError):
+            continue
+        kb = next((int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:")), 0)
+        peaks.append(kb / 1024)
+    return sorted(peaks, reverse=True)
+
+
+async def run_job(client: httpx.AsyncClient, server: ServerProcess, name: str, reference: str,
+                  seconds: float) -> dict[str, Any]:
+    load = loadavg()
     with CpuMeter(server) as meter:
         t0 = time.perf_counter()
-        job = await submit(client, "transcribe", {"project_id": "bench", "source_uri": source})
-        record = await wait_job(client, job["id"], interval=POLL_S, timeout=600)
+        job = await submit(client, "transcribe", {"project_id": "bench", "source_uri": name})
+        record = await wait_job(client, job["id"], interval=POLL_S, timeout=7200)
         wall = time.perf_counter() - t0
     if record["status"] != "completed":
         raise RuntimeError(f"transcribe job {record['status']}: {record.get('error_message')}")
-    asset = record["result_payload"]["outputs"]["transcript"]
-    doc = (await client.get(asset["url"])).json()
+    doc = (await client.get(record["result_payload"]["outputs"]["transcript"]["url"])).json()
     text = " ".join(s["text"] for s in doc["segments"])
-    # CPU of the server's whole process tree (API + dispatcher, Dask scheduler and workers, Redis)
-    # while the job ran: unlike wall time, it barely depends on what else runs on the machine.
-    cpu = meter.result["server_main_cpu_s"] + meter.result["server_children_cpu_s"]
-    return {"wall_s": wall, "cpu_s": cpu, "rtf": wall / layout.duration, "wer": sg.wer(layout.text, text),
-            "loadavg_before": load_before, "loadavg_after": loadavg(), "job_id": record["id"], **timeline(record)}
+    log = [e["message"] for e in record["result_payload"]["log"]]
+    return {"wall_s": wall, "rtf": wall / seconds, "wer": sg.wer(reference, text), "loadavg": load,
+            "cpu_s": meter.result["server_main_cpu_s"] + meter.result["server_children_cpu_s"],
+            "plan": [m for m in log if m.startswith(("Planned", "Grouped", "Transcribed window"))]}
 
 
-async def bench_workers(workers: int, wav: Path, layout: sg.Composed, single: Single, runs: int,
-                        keep_tmp: bool) -> dict[str, Any]:
-    server = ServerProcess(dask_workers=workers, keep_tmp=keep_tmp)
-    server.start()
-    try:
-        print(f"[bench] server with {workers} Dask worker(s) ready in {server.startup_s:.1f}s", flush=True)
-        server.media_root.mkdir(parents=True, exist_ok=True)
-        (server.media_root / wav.name).write_bytes(wav.read_bytes())
-        async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as client:
-            cold = await run_pipeline(client, server, wav.name, layout)
-            print(f"[bench]   cold: {cold['wall_s']:.2f}s (model load in the workers)", flush=True)
-            warm, singles = [], []
-            for i in range(runs):
-                warm.append(await run_pipeline(client, server, wav.name, layout))
-                singles.append(single.run(layout))
-                print(f"[bench]   run {i + 1}/{runs}: pipeline {warm[-1]['wall_s']:.2f}s, "
-                      f"single {singles[-1]['wall_s']:.2f}s, load {warm[-1]['loadavg_before'][0]:.1f}", flush=True)
-    finally:
-        code = server.stop()
-    return {"workers": workers, "startup_s": server.startup_s, "exit_code": code, "cold": cold,
-            "warm": warm, "single": singles}
+async def bench_server(workers: int, inputs: dict[str, dict[str, Any]], runs: dict[str, int],
+                       results: dict[str, Any]) -> None:
+    with ServerProcess(dask_workers=workers) as server:
+        print(f"[bench] server with {workers} worker(s) ready in {server.startup_s:.1f}s", flush=True)
+        server.add_media(*(i["wav"] for i in inputs.values()))
+        async with httpx.AsyncClient(base_url=server.base_url, timeout=60) as client:
+            for index, (name, item) in enumerate(inputs.items()):
+                entry = results[name]
+                for run in range(runs[name] + (1 if index == 0 else 0)):
+                    job = await run_job(client, server, item["wav"].name, item["text"], item["seconds"])
+                    if index == 0 and run == 0:  # the server's first job: its workers are fresh
+                        entry[f"pipeline_{workers}w_cold"] = job
+                        print(f"[bench] {name} cold: {job['wall_s']:.2f}s", flush=True)
+                        continue
+                    job["worker_peak_rss_mb"] = worker_peaks_mb(server)
+                    entry.setdefault(f"pipeline_{workers}w", []).append(job)
+                    line = f"[bench] {name} run {run + 1}: pipeline {workers}w {job['wall_s']:.2f}s"
+                    if workers == max(results["args"]["workers"]):  # interleave the others with the first server
+                        for kind in _CONTENDERS:
+                            other = run_child(kind, item["wav"], item["text"], item["seconds"])
+                            entry.setdefault(kind, []).append(other)
+                            line += f", {kind} {other['wall_s']:.2f}s"
+                    print(line + f" (load {job['loadavg']:.1f})", flush=True)
 
 
-def median_of(runs: list[dict[str, Any]], key: str) -> float:
-    return statistics.median(r[key] for r in runs)
-
-
-def summary_rows(results: dict[str, Any]) -> tuple[list[list[Any]], dict[str, Any]]:
-    duration = results["audio"]["seconds"]
-    rows: list[list[Any]] = []
+# -- report -----------------------------------------------------------------------------------
+def report(results: dict[str, Any], inputs: dict[str, dict[str, Any]]) -> dict[str, Any]:
     summary: dict[str, Any] = {}
-    all_single = [s for c in results["configs"] for s in c["single"]]
-    for c in results["configs"]:
-        w = c["warm"]
-        key = f"pipeline_{c['workers']}w"
-        summary[key] = {"wall_s": median_of(w, "wall_s"), "rtf": median_of(w, "wall_s") / duration,
-                        "cpu_s": median_of(w, "cpu_s"), "wer": median_of(w, "wer"),
-                        "cold_wall_s": c["cold"]["wall_s"], "loadavg_1m": [r["loadavg_before"][0] for r in w]}
-        rows.append([f"pipeline, {c['workers']} worker(s)", len(w), summary[key]["wall_s"], min(r["wall_s"] for r in w),
-                     summary[key]["rtf"], summary[key]["cpu_s"], summary[key]["wer"] * 100, c["cold"]["wall_s"],
-                     statistics.fmean(r["loadavg_before"][0] for r in w)])
-    summary["single"] = {"wall_s": median_of(all_single, "wall_s"), "rtf": median_of(all_single, "wall_s") / duration,
-                         "cpu_s": median_of(all_single, "cpu_s"), "wer": median_of(all_single, "wer"),
-                         "model_load_s": results["single_model_load_s"],
-                         "loadavg_1m": [r["loadavg_before"][0] for r in all_single]}
-    rows.append(["faster-whisper, one call", len(all_single), summary["single"]["wall_s"],
-                 min(r["wall_s"] for r in all_single), summary["single"]["rtf"], summary["single"]["cpu_s"],
-                 summary["single"]["wer"] * 100, results["single_model_load_s"] + all_single[0]["wall_s"],
-                 statistics.fmean(r["loadavg_before"][0] for r in all_single)])
-    return rows, summary
-
-
-def report(results: dict[str, Any]) -> None:
-    audio = results["audio"]
-    print(f"\n{audio['seconds']:.1f} s of espeak speech ({audio['words']} words, {audio['sentences']} sentences), "
-          f"tiny.en int8, {results['machine']['cpus']} CPUs")
-    rows, summary = summary_rows(results)
-    print_table(rows, ["contender", "runs", "median s", "best s", "RTF", "cpu s", "WER %", "cold s", "load 1m"])
-    print("(cold: the first job of a fresh server, whose workers load the model; for the single call, model "
-          "load + first call)")
-    if "pipeline_2w" in summary and "pipeline_1w" in summary:
-        print(f"scaling 1 -> 2 workers: {summary['pipeline_1w']['wall_s'] / summary['pipeline_2w']['wall_s']:.2f}x")
-    print()
-    rows = []
-    for c in results["configs"]:
-        best = min(c["warm"], key=lambda r: r["wall_s"])
-        st = best["stage_done_at_s"]
-        rows.append([f"{c['workers']} worker(s)", best["queued_s"] or 0.0, *(st.get(s, float("nan")) for s in _STAGES),
-                     best["running_s"] or 0.0, len(best["window_compute_s"]), sum(best["window_compute_s"])])
-    print("where the time went (fastest warm run; seconds after started_at when each stage was done):")
-    print_table(rows, ["server", "queued", *_STAGES, "running", "windows", "whisper cpu-s"])
-    results["summary"] = summary
+    for name, item in inputs.items():
+        rows, entry = [], results[name]
+        plain = statistics.median(r["wall_s"] for r in entry["plain"])
+        for key in sorted(k for k in entry if isinstance(entry[k], list)):
+            runs = entry[key]
+            wall = statistics.median(r["wall_s"] for r in runs)
+            peak = max(max(r.get("worker_peak_rss_mb") or [r.get("peak_rss_mb", 0.0)]) for r in runs)
+            row = {"wall_s": wall, "rtf": wall / item["seconds"], "wer": statistics.median(r["wer"] for r in runs),
+                   "cpu_s": statistics.median(r["cpu_s"] for r in runs), "peak_rss_mb": peak, "vs_plain": wall / plain}
+            summary[f"{name}/{key}"] = row
+            rows.append([key, len(runs), wall, row["rtf"], row["wer"] * 100, row["cpu_s"], peak, row["vs_plain"]])
+        cold = {k: v["wall_s"] for k, v in entry.items() if k.endswith("_cold")}
+        print(f"\n{name}: {item['seconds']:.1f} s, {item['words']} words" + (f"; cold {cold}" if cold else ""))
+        print_table(rows, ["contender", "runs", "wall s", "RTF", "WER %", "CPU s", "peak RSS MB", "x plain"])
+    return summary
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--runs", type=int, default=5, help="warm runs per server configuration")
+    parser.add_argument("--runs", type=int, default=3, help="runs per contender on the short inputs")
     parser.add_argument("--workers", type=int, nargs="+", default=[2, 1], help="Dask worker counts to measure")
-    parser.add_argument("--repeat", type=int, default=1, help="lay the 20 sentences out this many times")
-    parser.add_argument("--keep-tmp", action="store_true", help="keep the servers' temp folders (and logs)")
+    parser.add_argument("--long-minutes", type=float, default=60.0 if os.environ.get("BENCH_LONG") == "1" else 20.0)
+    parser.add_argument("--child", nargs=2, metavar=("KIND", "WAV"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.child:
+        child(*args.child)
+        return 0
     if not sg.have_espeak():
         print(sg.ESPEAK_MISSING, file=sys.stderr)
         return 1
-
     t_all = time.perf_counter()
-    layout = make_material(args.repeat)
-    from operators.speech.whisper import resolve_model
-
-    model_path = resolve_model("tiny.en")
-    single = Single(model_path)
-    results: dict[str, Any] = {
-        "benchmark": "transcribe",
-        "machine": machine_info(),
-        "args": vars(args),
-        "model": {"name": "tiny.en", "path": model_path, "compute_type": "int8"},
-        "audio": {"seconds": layout.duration, "sentences": len(layout.utterances),
-                  "words": len(sg.normalize(layout.text))},
-        "single_model_load_s": single.load_s,
-        "loadavg_before": loadavg(),
-        "configs": [],
-    }
+    results: dict[str, Any] = {"benchmark": "transcribe", "machine": machine_info(), "args": vars(args)}
     with tempfile.TemporaryDirectory(prefix="bench-transcribe-") as tmp:
-        wav = sg.write_wav(Path(tmp) / "speech.wav", layout.audio)
-        for workers in args.workers:
-            results["configs"].append(asyncio.run(bench_workers(workers, wav, layout, single, args.runs, args.keep_tmp)))
-    results["loadavg_after"] = loadavg()
+        inputs: dict[str, dict[str, Any]] = {}
+        for name, make in (("dense", dense), ("sparse", sparse), ("long", lambda: long_form(args.long_minutes))):
+            audio, text = make()
+            wav = sg.write_wav(Path(tmp) / f"{name}.wav", audio)
+            inputs[name] = {"wav": wav, "text": text, "seconds": audio.size / sg.RATE, "words": len(sg.normalize(text))}
+            results[name] = {"seconds": audio.size / sg.RATE, "words": inputs[name]["words"]}
+        runs = {"dense": args.runs, "sparse": args.runs, "long": 1}
+        for workers in sorted(args.workers, reverse=True):
+            asyncio.run(bench_server(workers, inputs, runs, results))
+        results["summary"] = report(results, inputs)
     results["wall_s"] = time.perf_counter() - t_all
-    report(results)
     path = write_json("transcribe.json", results)
-    warn_if_loaded(r["loadavg_before"][0] for c in results["configs"] for r in c["warm"] + c["single"])
+    warn_if_loaded(r["loadavg"] for name in ("dense", "sparse", "long") for k, v in results[name].items()
+                   if isinstance(v, list) for r in v)
     print(f"\ntotal {results['wall_s']:.1f}s; results in {path}")
     return 0
 

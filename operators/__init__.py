@@ -7,7 +7,10 @@ unpickles a task sees the same registry as the process that built the graph.
 from __future__ import annotations
 
 import importlib
+import logging
 import pkgutil
+import threading
+from typing import Any
 
 from operators.context import EVENTS_TOPIC, OpContext, TaskCancelledError
 from operators.errors import (
@@ -38,6 +41,7 @@ __all__ = [
     "StoredFile",
     "TaskCancelledError",
     "UnknownOperatorError",
+    "dask_setup",
     "get_operator",
     "operator",
     "safe_relpath",
@@ -62,3 +66,21 @@ def _load_builtins() -> None:
 
 
 _load_builtins()
+
+
+def dask_setup(worker: Any) -> None:
+    """Dask's preload hook (``--preload operators``): warm the speech model in the background.
+
+    In a thread, so the worker joins the cluster at once; a task that needs the model before
+    the warm-up is done waits on the same load instead of starting a second one.
+    """
+
+    def warm() -> None:
+        from operators.speech.whisper import warm_up
+
+        try:
+            warm_up()
+        except Exception:  # a broken model must not stop the worker: its jobs report it
+            logging.getLogger("operators").warning("Could not preload the speech model", exc_info=True)
+
+    threading.Thread(target=warm, name="ave-warm-up", daemon=True).start()

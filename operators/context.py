@@ -9,13 +9,14 @@ never needs a connection to Redis.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from dataclasses import dataclass
 from typing import Any
 
 from operators.storage import Storage
 
-__all__ = ["CORES_PER_TASK_ENV", "EVENTS_TOPIC", "OpContext", "TaskCancelledError", "TaskTimeoutError"]
+__all__ = ["CORES_PER_TASK_ENV", "EVENTS_TOPIC", "OpContext", "TaskCancelledError", "TaskTimeoutError", "cluster_threads", "cores_per_task"]
 
 EVENTS_TOPIC = "ave-job-events"
 #: Environment variable: how many cores one running task may keep busy (codec threads). The
@@ -23,6 +24,14 @@ EVENTS_TOPIC = "ave-job-events"
 #: started elsewhere, set it in the workers' environment.
 CORES_PER_TASK_ENV = "AVE_CORES_PER_TASK"
 _log = logging.getLogger("operators")
+
+
+def cores_per_task(default: int = 2) -> int:
+    """The cores one task may keep busy (``AVE_CORES_PER_TASK``), else ``default`` (a direct call, a test)."""
+    try:
+        return max(1, int(os.environ.get(CORES_PER_TASK_ENV, "")))
+    except ValueError:
+        return default
 
 
 class TaskCancelledError(Exception):
@@ -81,6 +90,18 @@ class OpContext:
             _log.log(level, "%s %s: %s", self.job_id, self.node, event.get("message", event))
             return
         worker.log_event(EVENTS_TOPIC, event)
+
+
+def cluster_threads(default: int = 1) -> int:
+    """How many tasks the cluster runs at once (its worker threads), asked from inside a task; else ``default``."""
+    if _current_worker() is None:
+        return default
+    try:
+        from distributed import get_client
+
+        return max(1, sum(get_client().nthreads().values()))
+    except (OSError, ValueError, RuntimeError):
+        return default
 
 
 def _current_worker() -> Any:

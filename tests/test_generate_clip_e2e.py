@@ -8,6 +8,8 @@ transcript asset and must find the same clips without transcribing again.
 
 from __future__ import annotations
 
+from fractions import Fraction
+
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +17,7 @@ import numpy as np
 import pytest
 from litestar.testing import TestClient
 
+from operators.render.resolve import frame_of
 from tests import clipgen as cg
 from tests import speechgen as sg
 from tests.conftest import wait_for
@@ -110,7 +113,8 @@ def check_first_job(client: TestClient[Any], talk: cg.Talk, source: str, job: di
         assert render["clip_version_id"] == clip["clip_version_id"]
         video = render["result_payload"]["outputs"]["video"]
         assert (video["width"], video["height"]) == (360, 640)
-        assert video["meta"]["frame_count"] == round(clip["duration"] * 10)
+        # The render's rule (frame_of: halves round up, 10.65 s -> 107 frames), not Python's half-to-even round.
+        assert video["meta"]["frame_count"] == frame_of(Fraction(str(clip["end"])) - Fraction(str(clip["start"])), Fraction(10))
         rendered = client.get(f"/assets/{render['result_payload']['outputs']['timeline']['id']}/content").json()
         assert rendered["timeline"]["tracks"][2]["transcript"] == outputs["transcript"]["id"]
         version = client.get(f"/clip-versions/{clip['clip_version_id']}").json()

@@ -16,13 +16,12 @@ from __future__ import annotations
 
 import functools
 import importlib.util
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from operators.context import CORES_PER_TASK_ENV
+from operators.context import cores_per_task
 from operators.errors import OperatorError
 
 __all__ = ["DIMENSIONS", "Embedder", "embed", "get_embedder", "model_files"]
@@ -50,13 +49,6 @@ def model_files() -> tuple[Path, Path]:
     return model, tokenizer
 
 
-def _threads() -> int:
-    try:
-        return max(1, int(os.environ.get(CORES_PER_TASK_ENV, "")))
-    except ValueError:
-        return 2
-
-
 class Embedder:
     """One tokenizer and one onnxruntime session; :meth:`embed` is thread-safe for reading."""
 
@@ -70,7 +62,7 @@ class Embedder:
         self.tokenizer.no_padding()
         self.tokenizer.enable_truncation(max_length=MAX_TOKENS)
         options = ort.SessionOptions()
-        options.intra_op_num_threads = threads or _threads()
+        options.intra_op_num_threads = threads or cores_per_task()
         options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3

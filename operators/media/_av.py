@@ -5,7 +5,6 @@ Nothing here is an operator (the leading underscore keeps the registry loader aw
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,7 +16,7 @@ import av
 import av.logging
 import numpy as np
 
-from operators.context import CORES_PER_TASK_ENV, OpContext
+from operators.context import OpContext, cores_per_task
 from operators.errors import MediaError
 
 __all__ = [
@@ -118,12 +117,7 @@ def codec_threads(asked: int | None, default: int = 2) -> int:
     23.7 CPU-s and 12.5 s on a minute of 1080p where 1 and 1 spent 22.6 CPU-s and 11.3 s.
     Outside a cluster that says otherwise (a direct call, a test) ``default`` threads are used.
     """
-    if asked is not None:
-        return asked
-    try:
-        return max(1, int(os.environ.get(CORES_PER_TASK_ENV, "")))
-    except ValueError:
-        return default
+    return asked if asked is not None else cores_per_task(default)
 
 
 class Progress:

@@ -53,12 +53,14 @@ def merge_parts(parts: list[WindowTranscript], duration: float, default_language
 
 
 @operator("speech.merge", weight=0.2)
-def merge(parts: list[WindowTranscript], speech: SpeechMap, *, params: MergeParams, ctx: OpContext) -> Transcript:
-    """Join the window transcripts into one transcript ordered in time."""
+def merge(parts: list[WindowTranscript | list[WindowTranscript]], speech: SpeechMap, *, params: MergeParams,
+          ctx: OpContext) -> Transcript:
+    """Join the window transcripts (one per window, or a list per task) into one transcript ordered in time."""
     speech = SpeechMap.model_validate(speech)
-    transcript = merge_parts(list(parts or []), speech.duration, params.language)
+    flat = [p for part in parts or [] for p in (part if isinstance(part, list | tuple) else [part])]
+    transcript = merge_parts(flat, speech.duration, params.language)
     ctx.log(
-        f"Merged {len(parts or [])} window(s): {len(transcript.segments)} segment(s), "
+        f"Merged {len(flat)} window(s): {len(transcript.segments)} segment(s), "
         f"{len(transcript.words)} words over {transcript.duration:.1f} s"
     )
     ctx.progress(1.0)

@@ -12,6 +12,7 @@ __all__ = [
     "Transcript",
     "TranscriptSegment",
     "Window",
+    "WindowGroup",
     "WindowTranscript",
     "Word",
 ]
@@ -55,6 +56,14 @@ class Window(Frozen):
     @property
     def duration(self) -> float:
         return self.end - self.start
+
+
+class WindowGroup(Frozen):
+    """The windows one task transcribes, in batches (``speech.group_windows``)."""
+
+    index: int
+    count: int
+    windows: tuple[Window, ...] = ()
 
 
 class Word(Frozen):

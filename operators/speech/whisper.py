@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import os
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -18,15 +19,29 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from operators.context import OpContext
+from operators.context import OpContext, cores_per_task
 from operators.errors import OperatorError
 from operators.registry import operator
-from operators.speech.models import TranscriptSegment, Window, WindowTranscript, Word
+from operators.speech.batched import BatchSettings, DecodedSegment, decode_windows
+from operators.speech.models import TranscriptSegment, Window, WindowGroup, WindowTranscript, Word
 from operators.speech.pcm import SAMPLE_RATE, decode_range, media_path
 from operators.speech.windows import KEPT_GAP_SECONDS, kept_ranges
 from operators.types import SourceRef, StoredFile
 
-__all__ = ["WhisperParams", "load_model", "model_problem", "resolve_model", "snap_to_speech", "transcribe_samples", "transcribe_window", "window_audio"]
+__all__ = [
+    "PRELOAD_ENV",
+    "WhisperParams",
+    "load_model",
+    "model_problem",
+    "resolve_model",
+    "snap_to_speech",
+    "transcribe_group",
+    "transcribe_pieces",
+    "transcribe_window",
+    "transcribe_windows",
+    "warm_up",
+    "window_audio",
+]
 
 
 class WhisperParams(BaseModel):
@@ -35,7 +50,10 @@ class WhisperParams(BaseModel):
     language: str | None = Field("en", description="language code; None lets a multilingual model detect it")
     beam_size: int = Field(5, ge=1, le=10)
     compute_type: str = Field("int8", description="CTranslate2 compute type: int8, int8_float32, float32, ...")
-    cpu_threads: int = Field(1, ge=1, le=64, description="threads per task; workers already run tasks in parallel")
+    cpu_threads: int | None = Field(
+        None, ge=1, le=64, description="CTranslate2 threads per task; default: the task's share of the cores"
+    )
+    batch_size: int = Field(8, ge=1, le=32, description="windows decoded together in one batched call")
     gaps: Literal["keep", "zero", "skip"] = Field(
         "zero", description="what Whisper hears of the non-speech gaps inside a window (see window_audio)"
     )
@@ -119,8 +137,18 @@ def resolve_model(name: str) -> str:
     return str(folder)
 
 
-@functools.lru_cache(maxsize=2)
 def load_model(path: str, compute_type: str = "int8", cpu_threads: int = 1, num_workers: int = 1):  # -> WhisperModel
+    """The model at ``path``, loaded once per process and key (threads may ask for it at once: the
+    worker's warm-up and its first task), never downloaded."""
+    with _LOAD_LOCK:
+        return _load_model(path, compute_type, cpu_threads, num_workers)
+
+
+_LOAD_LOCK = threading.Lock()
+
+
+@functools.lru_cache(maxsize=2)
+def _load_model(path: str, compute_type: str, cpu_threads: int, num_workers: int):  # -> WhisperModel
     from faster_whisper import WhisperModel
 
     try:
@@ -134,6 +162,23 @@ def load_model(path: str, compute_type: str = "int8", cpu_threads: int = 1, num_
         )
     except (RuntimeError, ValueError, OSError) as exc:
         raise OperatorError(f"Could not load the Whisper model at '{path}' ({compute_type}): {exc}") from None
+
+
+#: Environment variable: the Whisper models a worker loads when it starts (comma-separated;
+#: empty for none). The first transcribe job then pays neither the imports nor the load.
+PRELOAD_ENV = "AVE_PRELOAD_MODELS"
+
+
+def warm_up() -> list[str]:
+    """Load the models named by ``AVE_PRELOAD_MODELS`` (default ``tiny.en``) as tasks will ask for them."""
+    names = [n.strip() for n in os.environ.get(PRELOAD_ENV, "tiny.en").split(",") if n.strip()]
+    params = WhisperParams.model_construct(**WhisperParams().model_dump())
+    loaded = []
+    for name in names:
+        if model_problem(name) is None:
+            load_model(resolve_model(name), params.compute_type, _threads(params))
+            loaded.append(name)
+    return loaded
 
 
 Mapping = Callable[[float, float], tuple[float, float]]
@@ -203,36 +248,59 @@ def snap_to_speech(segments: list[TranscriptSegment], speech: tuple[tuple[float,
     return out
 
 
-def transcribe_samples(samples: np.ndarray, to_source: Mapping, params: WhisperParams, on_segment=None):
-    """Run Whisper on ``samples``; return (language, segments) with times mapped by ``to_source``."""
-    model = load_model(resolve_model(params.model), params.compute_type, params.cpu_threads)
-    segments, info = model.transcribe(
-        samples,
-        language=params.language,
-        beam_size=params.beam_size,
-        word_timestamps=True,
-        without_timestamps=False,
-        # Each window stands alone (windows run in parallel), and carrying text over
-        # is the classic way Whisper gets stuck repeating itself.
-        condition_on_previous_text=False,
-        vad_filter=False,  # speech.vad already chose the audio
-        initial_prompt=params.initial_prompt,
-    )
+def _threads(params: WhisperParams) -> int:
+    # CTranslate2 threads: the task's share of the cores (2 with one worker on 2 cores).
+    return params.cpu_threads or cores_per_task(1)
+
+
+def transcribe_pieces(pieces: list[tuple[np.ndarray, Mapping]], params: WhisperParams) -> tuple[str, list[list[TranscriptSegment]]]:
+    """Whisper on several windows' samples in batches; (language, segments per window, mapped by each ``to_source``)."""
+    model = load_model(resolve_model(params.model), params.compute_type, _threads(params))
+    settings = BatchSettings(language=params.language, beam_size=params.beam_size, batch_size=params.batch_size,
+                             initial_prompt=params.initial_prompt)
+    decoded = decode_windows(model, [samples for samples, _ in pieces], settings)
+    language = params.language or "en"
+    if params.language is None and any(decoded):
+        language = model.detect_language(pieces[0][0])[0]
+    return language, [_mapped(segments, to_source) for segments, (_, to_source) in zip(decoded, pieces)]
+
+
+def _mapped(decoded: list[DecodedSegment], to_source: Mapping) -> list[TranscriptSegment]:
     out: list[TranscriptSegment] = []
-    for seg in segments:
+    for seg in decoded:
         words = []
-        for w in seg.words or ():
-            if w.word.strip():
-                start, end = to_source(w.start, w.end)
-                words.append(Word(word=w.word.strip(), start=round(start, 3), end=round(end, 3), probability=round(float(w.probability), 4)))
+        for w in seg.words:
+            start, end = to_source(w.start, w.end)
+            words.append(Word(word=w.word.strip(), start=round(start, 3), end=round(end, 3), probability=round(w.probability, 4)))
         text = seg.text.strip()
-        if on_segment is not None:
-            on_segment(seg.end)
         if not text:
             continue
         start, end = (words[0].start, words[-1].end) if words else to_source(seg.start, seg.end)
         out.append(TranscriptSegment(start=round(start, 3), end=round(max(start, end), 3), text=text, words=tuple(words)))
-    return info.language, out
+    return out
+
+
+def transcribe_group(audio: SourceRef | StoredFile, windows: list[Window], params: WhisperParams, ctx: OpContext) -> list[WindowTranscript]:
+    """Transcribe ``windows`` of one audio file in batches of ``params.batch_size``."""
+    began = time.perf_counter()
+    parts: list[WindowTranscript] = []
+    with ctx.storage.reading(media_path(audio)) as local:
+        for first in range(0, len(windows), params.batch_size):
+            batch = windows[first : first + params.batch_size]
+            # Decoded batch by batch: a task holds at most batch_size windows of samples.
+            pieces = [window_audio(local, w, params.gaps) for w in batch]
+            ctx.progress(0.05 + 0.9 * first / len(windows))
+            language, segments = transcribe_pieces(pieces, params)
+            for w, segs in zip(batch, segments):
+                segs = snap_to_speech(segs, w.segments)
+                parts.append(WindowTranscript(index=w.index, start=w.start, end=w.end, language=language, segments=tuple(segs)))
+    ctx.progress(1.0)
+    words = sum(len(s.words) for p in parts for s in p.segments)
+    first, last = windows[0], windows[-1]
+    which = f"{first.index + 1}" if len(windows) == 1 else f"{first.index + 1}–{last.index + 1}"
+    ctx.log(f"Transcribed window {which}/{first.count} ({first.start:.1f}–{last.end:.1f} s): "
+            f"{words} words in {time.perf_counter() - began:.1f} s")
+    return parts
 
 
 @operator("speech.transcribe_window", weight=10)
@@ -240,23 +308,13 @@ def transcribe_window(
     audio: SourceRef | StoredFile, window: Window, *, params: WhisperParams, ctx: OpContext
 ) -> WindowTranscript:
     """Transcribe one window of the source with faster-whisper (word timestamps on the source timeline)."""
-    window = Window.model_validate(window)
-    began = time.perf_counter()
-    with ctx.storage.reading(media_path(audio)) as local:
-        samples, to_source = window_audio(local, window, params.gaps)
-    ctx.progress(0.05)
+    return transcribe_group(audio, [Window.model_validate(window)], params, ctx)[0]
 
-    heard = max(samples.size / SAMPLE_RATE, 1e-3)
-    language, segments = transcribe_samples(
-        samples, to_source, params, on_segment=lambda end: ctx.progress(0.05 + 0.95 * min(1.0, end / heard))
-    )
-    segments = snap_to_speech(segments, window.segments)
-    words = sum(len(s.words) for s in segments)
-    ctx.progress(1.0)
-    ctx.log(
-        f"Transcribed window {window.index + 1}/{window.count} ({window.start:.1f}–{window.end:.1f} s): "
-        f"{words} words in {time.perf_counter() - began:.1f} s"
-    )
-    return WindowTranscript(
-        index=window.index, start=window.start, end=window.end, language=language, segments=tuple(segments)
-    )
+
+@operator("speech.transcribe_windows", weight=10)
+def transcribe_windows(
+    audio: SourceRef | StoredFile, group: WindowGroup, *, params: WhisperParams, ctx: OpContext
+) -> list[WindowTranscript]:
+    """Transcribe a group of windows with batched faster-whisper calls (see speech.group_windows)."""
+    group = WindowGroup.model_validate(group)
+    return transcribe_group(audio, list(group.windows), params, ctx)

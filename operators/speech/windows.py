@@ -33,11 +33,22 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from operators.context import OpContext
+from operators.context import OpContext, cluster_threads
 from operators.registry import operator
-from operators.speech.models import Span, SpeechMap, Window
+from operators.speech.models import Span, SpeechMap, Window, WindowGroup
 
-__all__ = ["KEPT_GAP_SECONDS", "WindowParams", "heard_seconds", "kept_ranges", "plan", "plan_windows", "split_long_segment"]
+__all__ = [
+    "KEPT_GAP_SECONDS",
+    "GroupParams",
+    "WindowParams",
+    "group",
+    "group_windows",
+    "heard_seconds",
+    "kept_ranges",
+    "plan",
+    "plan_windows",
+    "split_long_segment",
+]
 
 _EPS = 1e-6
 
@@ -75,6 +86,7 @@ class WindowParams(BaseModel):
         description="'span': a window's start-to-end is at most max_seconds; 'speech': only its speech "
         "is (for transcribe_window with gaps='skip', which drops the silences between segments)",
     )
+    balance: bool = Field(False, description="even out the windows' lengths, keeping their number (see plan)")
     pause_search_seconds: float = Field(
         12.0, gt=0, description="how far before the limit to look for a pause when a segment must be cut"
     )
@@ -108,7 +120,28 @@ def split_long_segment(segment: Span, pauses: list[Span], params: WindowParams) 
 
 
 def plan(speech: SpeechMap, params: WindowParams) -> list[Window]:
-    """The windows for ``speech``: ordered, non-overlapping, each at most ``max_seconds``."""
+    """The windows for ``speech``: ordered, non-overlapping, each at most ``max_seconds``.
+
+    With ``balance``, as few windows as packing at ``max_seconds`` gives, but of even lengths:
+    the smallest limit that still gives that many. Greedy packing fills every window but the last,
+    so 41 s of speech became 28 s + 13 s; the job waits for the longest window, and Whisper's
+    cost grows with the words it writes, so 20.5 s + 20.5 s finishes sooner on two workers.
+    """
+    windows = _pack(speech, params)
+    if not params.balance or len(windows) < 2:
+        return windows
+    lo, hi = params.max_seconds / 2, params.max_seconds
+    for _ in range(20):  # bisect to ~1e-5 of max_seconds; each try is one pass over the segments
+        mid = (lo + hi) / 2
+        search = min(params.pause_search_seconds, mid / 2)
+        if len(_pack(speech, params.model_copy(update={"max_seconds": mid, "pause_search_seconds": search}))) > len(windows):
+            lo = mid
+        else:
+            hi = mid
+    return _pack(speech, params.model_copy(update={"max_seconds": hi, "pause_search_seconds": min(params.pause_search_seconds, hi / 2)}))
+
+
+def _pack(speech: SpeechMap, params: WindowParams) -> list[Window]:
     pieces: list[Span] = []
     for seg in sorted(speech.segments):
         if seg[1] - seg[0] > params.max_seconds + _EPS:
@@ -146,3 +179,38 @@ def plan_windows(speech: SpeechMap, *, params: WindowParams, ctx: OpContext) -> 
     )
     ctx.progress(1.0)
     return windows
+
+
+class GroupParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    batch_size: int = Field(8, ge=1, le=32, description="windows one task decodes in one batched call")
+    tasks: int | None = Field(None, ge=1, description="tasks to spread the windows over; default: the cluster's threads")
+
+
+def group(windows: list[Window], batch_size: int, threads: int) -> list[WindowGroup]:
+    """Consecutive windows in as few tasks as keep every thread busy, about ``batch_size`` windows each.
+
+    At least one task per thread while there are windows enough (a lone task would leave cores
+    idle), and enough tasks that each holds about one batch: a long recording becomes many
+    tasks of ``batch_size`` windows, which spread over workers as they free up.
+    """
+    if not windows:
+        return []
+    count = min(len(windows), max(threads, math.ceil(len(windows) / batch_size)))
+    size, extra = divmod(len(windows), count)
+    groups, start = [], 0
+    for i in range(count):
+        end = start + size + (1 if i < extra else 0)
+        groups.append(WindowGroup(index=i, count=count, windows=tuple(windows[start:end])))
+        start = end
+    return groups
+
+
+@operator("speech.group_windows", weight=0.1)
+def group_windows(windows: list[Window], *, params: GroupParams, ctx: OpContext) -> list[WindowGroup]:
+    """Share the windows among tasks: one per cluster thread at least, about one batch each."""
+    planned = [Window.model_validate(w) for w in windows]
+    groups = group(planned, params.batch_size, params.tasks or cluster_threads(1))
+    ctx.log(f"Grouped {len(planned)} window(s) into {len(groups)} task(s)")
+    ctx.progress(1.0)
+    return groups

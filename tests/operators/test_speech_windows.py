@@ -6,7 +6,7 @@ import pytest
 
 from operators import OperatorParamsError, OpContext, Storage, get_operator
 from operators.speech.models import SpeechMap, Window
-from operators.speech.windows import KEPT_GAP_SECONDS, WindowParams, heard_seconds, kept_ranges, plan_windows
+from operators.speech.windows import KEPT_GAP_SECONDS, WindowParams, group, heard_seconds, kept_ranges, plan_windows
 
 
 @pytest.fixture()
@@ -105,3 +105,26 @@ def test_params_are_validated_by_the_registry():
         spec.parse_params({"max_seconds": 45})
     with pytest.raises(OperatorParamsError):
         spec.parse_params({"max_secs": 20})
+
+
+def test_balanced_packing_keeps_the_count_and_evens_the_lengths(ctx):
+    # 3 s of speech every 4 s, 11 times: greedy packing gives 27 s + 15 s; balanced, 23 s + 19 s.
+    speech = _speech(_every_4s(11))
+    greedy = plan_windows(speech=speech, params=WindowParams(pack="span", max_seconds=28), ctx=ctx)
+    balanced = plan_windows(speech=speech, params=WindowParams(pack="span", max_seconds=28, balance=True), ctx=ctx)
+    assert [w.end - w.start for w in greedy] == [27.0, 15.0]
+    assert len(balanced) == 2
+    assert [w.end - w.start for w in balanced] == [23.0, 19.0]
+    _assert_cut_in_silence(balanced, speech)
+
+
+def test_groups_keep_every_thread_busy_and_hold_about_one_batch():
+    windows = [Window(index=i, count=20, start=30.0 * i, end=30.0 * i + 28) for i in range(20)]
+    assert [len(g.windows) for g in group(windows[:3], 8, 2)] == [2, 1]  # one task per thread
+    assert [len(g.windows) for g in group(windows[:1], 8, 2)] == [1]
+    assert [len(g.windows) for g in group(windows, 8, 2)] == [7, 7, 6]  # about a batch each
+    groups = group(windows, 8, 4)
+    assert [len(g.windows) for g in groups] == [5, 5, 5, 5]
+    assert [w for g in groups for w in g.windows] == windows  # in order, each window once
+    assert [(g.index, g.count) for g in groups] == [(i, 4) for i in range(4)]
+    assert group([], 8, 2) == []
