@@ -69,11 +69,14 @@ _load_builtins()
 
 
 def dask_setup(worker: Any) -> None:
-    """Dask's preload hook (``--preload operators``): warm the speech model in the background.
+    """Dask's preload hook (``--preload operators``): undo Dask's malloc setting, warm the speech model.
 
-    In a thread, so the worker joins the cluster at once; a task that needs the model before
+    The model loads in a thread, so the worker joins the cluster at once; a task that needs it before
     the warm-up is done waits on the same load instead of starting a second one.
     """
+    from operators.util.malloc import relax_malloc_trim
+
+    relax_malloc_trim()
 
     def warm() -> None:
         from operators.speech.whisper import warm_up

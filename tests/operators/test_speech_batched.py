@@ -59,22 +59,3 @@ def test_batched_windows_keep_their_own_words_and_skip_the_temperature_fallback(
     # One pass at temperature 0: the sequential decoder re-sampled this window at 5 more temperatures.
     assert not [r for r in caplog.records if "threshold is not met" in r.getMessage()]
 
-
-def _models_loaded() -> int:
-    from operators.speech.whisper import _load_model
-
-    return _load_model.cache_info().currsize
-
-
-def test_a_worker_loads_the_speech_model_when_it_starts():
-    """``--preload operators`` warms tiny.en in the background: the first job does not pay for it."""
-    import time
-
-    from distributed import Client, LocalCluster
-
-    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=":0",
-                      preload=["operators"], env={"AVE_CORES_PER_TASK": "1"}) as cluster, Client(cluster) as client:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not all(client.run(_models_loaded).values()):
-            time.sleep(0.2)
-        assert all(client.run(_models_loaded).values())  # no task ever asked for it
