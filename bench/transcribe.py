@@ -177,7 +177,7 @@ async def bench_server(workers: int, inputs: dict[str, dict[str, Any]], runs: di
                     entry.setdefault(f"pipeline_{workers}w", []).append(job)
                     line = f"[bench] {name} run {run + 1}: pipeline {workers}w {job['wall_s']:.2f}s"
                     if workers == max(results["args"]["workers"]):  # interleave the others with the first server
-                        for kind in _CONTENDERS:
+                        for kind in results["args"]["contenders"]:
                             other = run_child(kind, item["wav"], item["text"], item["seconds"])
                             entry.setdefault(kind, []).append(other)
                             line += f", {kind} {other['wall_s']:.2f}s"
@@ -189,7 +189,7 @@ def report(results: dict[str, Any], inputs: dict[str, dict[str, Any]]) -> dict[s
     summary: dict[str, Any] = {}
     for name, item in inputs.items():
         rows, entry = [], results[name]
-        plain = statistics.median(r["wall_s"] for r in entry["plain"])
+        plain = statistics.median(r["wall_s"] for r in entry["plain"]) if "plain" in entry else float("nan")
         for key in sorted(k for k in entry if isinstance(entry[k], list)):
             runs = entry[key]
             wall = statistics.median(r["wall_s"] for r in runs)
@@ -209,6 +209,8 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=3, help="runs per contender on the short inputs")
     parser.add_argument("--workers", type=int, nargs="+", default=[2, 1], help="Dask worker counts to measure")
     parser.add_argument("--long-minutes", type=float, default=60.0 if os.environ.get("BENCH_LONG") == "1" else 20.0)
+    parser.add_argument("--contenders", nargs="*", default=list(_CONTENDERS), choices=_CONTENDERS,
+                        help="faster-whisper contenders run next to the pipeline (default: both)")
     parser.add_argument("--child", nargs=2, metavar=("KIND", "WAV"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:

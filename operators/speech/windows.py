@@ -188,15 +188,18 @@ class GroupParams(BaseModel):
 
 
 def group(windows: list[Window], batch_size: int, threads: int) -> list[WindowGroup]:
-    """Consecutive windows in as few tasks as keep every thread busy, about ``batch_size`` windows each.
+    """Consecutive windows in as few tasks as keep every thread busy, at most about ``batch_size`` windows each.
 
     At least one task per thread while there are windows enough (a lone task would leave cores
     idle), and enough tasks that each holds about one batch: a long recording becomes many
-    tasks of ``batch_size`` windows, which spread over workers as they free up.
+    tasks of about ``batch_size`` windows, which spread over workers as they free up. Their
+    number is a multiple of ``threads``, so the last round keeps every thread busy too: 130
+    windows on 2 threads make 18 tasks of 7-8, not 17 of which the last runs alone.
     """
     if not windows:
         return []
-    count = min(len(windows), max(threads, math.ceil(len(windows) / batch_size)))
+    rounds = math.ceil(len(windows) / (batch_size * threads))
+    count = min(len(windows), rounds * threads)
     size, extra = divmod(len(windows), count)
     groups, start = [], 0
     for i in range(count):

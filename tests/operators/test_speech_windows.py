@@ -122,7 +122,10 @@ def test_groups_keep_every_thread_busy_and_hold_about_one_batch():
     windows = [Window(index=i, count=20, start=30.0 * i, end=30.0 * i + 28) for i in range(20)]
     assert [len(g.windows) for g in group(windows[:3], 8, 2)] == [2, 1]  # one task per thread
     assert [len(g.windows) for g in group(windows[:1], 8, 2)] == [1]
-    assert [len(g.windows) for g in group(windows, 8, 2)] == [7, 7, 6]  # about a batch each
+    # About a batch each, in a multiple of the threads (no last round with one task alone).
+    assert [len(g.windows) for g in group(windows, 8, 2)] == [5, 5, 5, 5]
+    assert [len(g.windows) for g in group(windows[:17], 8, 2)] == [5, 4, 4, 4]  # 17 > 2 x 8: two rounds
+    assert [len(g.windows) for g in group(windows[:18], 4, 2)] == [3] * 6
     groups = group(windows, 8, 4)
     assert [len(g.windows) for g in groups] == [5, 5, 5, 5]
     assert [w for g in groups for w in g.windows] == windows  # in order, each window once
