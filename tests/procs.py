@@ -54,11 +54,14 @@ class Proc:
     def ws_url(self) -> str:
         return f"ws://127.0.0.1:{self.port}"
 
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", self.kind]
+
     def start(self) -> Proc:
         self._log = open(self.log_path, "ab")  # noqa: SIM115
         env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.env}
-        self.proc = subprocess.Popen([sys.executable, "-m", self.kind], cwd=ROOT, env=env, stdout=self._log,
-                                     stderr=subprocess.STDOUT, start_new_session=True)
+        self.proc = subprocess.Popen(self.command(), cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
         return self
 
     def wait_ready(self, timeout: float = 90) -> None:
@@ -116,12 +119,8 @@ class Command(Proc):
         self.argv = list(argv)
         self.ready = ready
 
-    def start(self) -> Command:
-        self._log = open(self.log_path, "ab")  # noqa: SIM115
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.env}
-        self.proc = subprocess.Popen(self.argv, cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
-        return self
+    def command(self) -> list[str]:
+        return self.argv
 
     def wait_ready(self, timeout: float = 90) -> None:
         deadline = time.monotonic() + timeout
