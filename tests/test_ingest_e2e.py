@@ -109,9 +109,9 @@ def _assert_friendly_failure(done: dict[str, Any]) -> str:
 
 def test_outputs_are_verified_assets_with_progress(client: TestClient[Any], tmp_path: Path) -> None:
     """29.97 fps with B-frames and audio, uploaded, in several chunks, at two renditions."""
-    clip = make_clip(tmp_path / "clip.mp4", seconds=3.0, size=(160, 120), fps="30000/1001", gop=15, bframes=True)
+    clip = make_clip(tmp_path / "clip.mp4", seconds=6.0, size=(160, 120), fps="30000/1001", gop=15, bframes=True)
     source = _decode(clip.read_bytes())
-    assert source["frames"] == 90 and source["audio_samples"] > 0
+    assert source["frames"] == 180 and source["audio_samples"] > 0
     uploaded = _upload(client, clip, "video/mp4")
     assert "media_info" not in client.get(f"/assets/{uploaded['id']}").json()
 
@@ -131,10 +131,11 @@ def test_outputs_are_verified_assets_with_progress(client: TestClient[Any], tmp_
     assert any(0 < p < 1 for p in progress), progress
     assert result["progress"] == 1.0
     messages = [e["message"] for e in result["log"]]
-    # One log line per chunk as it finishes: 3 s at 1 s chunks (a keyframe every 0.5 s) is 3 chunks.
-    assert "Split 90 frames into 3 chunks of ~1s" in messages, messages
+    # One log line per chunk as it finishes: 6 s at 1 s chunks (a keyframe every 0.5 s) is 6 chunks. (6 s, not
+    # 3: the progress written every 0.2 s must be seen between 0 and 1 even when the chunks encode fast.)
+    assert "Split 180 frames into 6 chunks of ~1s" in messages, messages
     assert [m for m in messages if m.startswith("transcode: ") and m.endswith(" done")] == [
-        "transcode: 1/3 done", "transcode: 2/3 done", "transcode: 3/3 done"], messages
+        f"transcode: {k}/6 done" for k in range(1, 7)], messages
     assert any(m.startswith("Probed ") for m in messages)
     # The source's 128 kb/s AAC is above the 64 kb/s asked for: re-encoded, not copied.
     assert any(m.startswith("Encoded the audio track to aac 64 kb/s") for m in messages), messages
@@ -142,7 +143,7 @@ def test_outputs_are_verified_assets_with_progress(client: TestClient[Any], tmp_
     # media_info, also kept on the source asset once probed.
     info = outputs["media_info"]
     video = next(s for s in info["streams"] if s["type"] == "video")
-    assert video["frame_count"] == 90 and video["fps_fraction"] == "30000/1001" and video["has_b_frames"]
+    assert video["frame_count"] == 180 and video["fps_fraction"] == "30000/1001" and video["has_b_frames"]
     source_asset = client.get(f"/assets/{uploaded['id']}").json()
     assert source_asset["media_info"] == info
 
@@ -187,7 +188,7 @@ def test_outputs_are_verified_assets_with_progress(client: TestClient[Any], tmp_
     assert wav[:4] == b"RIFF" and audio["content_type"].startswith("audio/")
     with av.open(io.BytesIO(wav)) as container:
         assert container.streams.audio[0].sample_rate == 16000 and container.streams.audio[0].channels == 1
-    assert len(wav) - 44 == pytest.approx(3.0 * 16000 * 2, rel=0.02)  # 3 s of 16-bit samples
+    assert len(wav) - 44 == pytest.approx(6.0 * 16000 * 2, rel=0.02)  # 6 s of 16-bit samples
     waveform = outputs["waveform"]
     assert waveform["content_type"] == "application/json"
     peaks = json.loads(_asset_bytes(client, waveform))
