@@ -44,6 +44,10 @@ from pipelines.values import (
 __all__ = ["DEFAULT_MAX_TASKS", "GraphRun", "JobInfo", "resolve_value"]
 
 _log = logging.getLogger("pipelines.runner")
+#: Seconds for one try at fetching a finished task's result into this process, and how many tries. Only
+#: what a ``map:`` runs over and the graph's outputs are fetched: small values, milliseconds each.
+FETCH_TIMEOUT = 15.0
+FETCH_TRIES = 3
 
 ProgressSink = Callable[[float], Awaitable[None] | None]
 LogSink = Callable[[str], Awaitable[None] | None]
@@ -95,6 +99,7 @@ class GraphRun:
                                       if n.map is not None and n.map.scope == "node")
         self._kept = kept_nodes(graph)
         self._gathered: list[str] = []
+        self._fetches: set[asyncio.Future[Any]] = set()
 
     # -- public -----------------------------------------------------------------------
     @property
@@ -325,7 +330,7 @@ class GraphRun:
         if future.status == "finished" and node.name not in self._kept:
             return None
         try:
-            result = await future  # raises a failure or cancellation as it is; fetches a kept result
+            result = await self._fetch(future)  # raises a failure or cancellation as it is
         except asyncio.CancelledError:
             raise
         except FutureCancelledError as exc:
@@ -334,6 +339,27 @@ class GraphRun:
             raise _NodeFailed(describe_failure(node.name, str(future.key), exc, position)) from None
         self._gathered.append(str(future.key))
         return result
+
+    async def _fetch(self, future: Future) -> Any:
+        """A finished task's result, each try bounded by FETCH_TIMEOUT.
+
+        The chaos test found a dispatcher, resumed after a SIGSTOP, whose fetch of a finished task's small
+        result never returned (the task done on the scheduler, the job waiting in_progress, unbounded). A
+        try that times out is left behind, cancelled but not awaited, and the next starts afresh.
+        """
+        for attempt in range(1, FETCH_TRIES + 1):
+            fetch = asyncio.ensure_future(self.client.gather(future))
+            self._fetches.add(fetch)  # a strong reference: the loop keeps only weak ones
+            fetch.add_done_callback(self._fetches.discard)
+            done, _ = await asyncio.wait({fetch}, timeout=FETCH_TIMEOUT)
+            if fetch in done:
+                return fetch.result()
+            # Not awaited: the stuck gather ignored cancellation (asyncio.wait_for hung on it as well).
+            fetch.cancel()
+            _log.warning("%s: fetching the result of %s timed out (try %d of %d)", self.job.id, future.key,
+                         attempt, FETCH_TRIES)
+        raise _NodeFailed(f"could not fetch the result of task {future.key} from the cluster in {FETCH_TRIES} tries "
+                          f"of {FETCH_TIMEOUT:g}s; the job can be submitted again")
 
     def _task_done(self, node: Node, future: Future, count: int | None, done: int) -> None:
         """Progress and the log for one finished task (a fan-out logs about every twentieth)."""
