@@ -115,6 +115,19 @@ class Storage:
         fs, _ = self._fs()
         return fs.open(self._remote(path), mode)
 
+    def files_under(self, prefix: str) -> list[str]:
+        """The storage paths of every file under the folder ``prefix``, sorted (none if it does not exist)."""
+        rel = safe_relpath(prefix)
+        if self.is_local:
+            root, folder = self.local_root, self.local_path(rel)
+            if not folder.is_dir():
+                return []
+            return sorted(p.relative_to(root).as_posix() for p in folder.rglob("*") if not p.is_dir())
+        fs, root = self._fs()
+        base = f"{root}/{rel}"
+        found = fs.find(base) if fs.exists(base) else []
+        return sorted(str(p)[len(root) + 1 :] for p in found)
+
     def delete(self, path: str) -> None:
         if self.is_local:
             self.local_path(path).unlink(missing_ok=True)

@@ -45,11 +45,10 @@ from scheduler.settings import Settings
 from scheduler.store import guard
 from scheduler.timefmt import now_ts
 
-__all__ = ["HEARTBEAT_TTL", "Dispatcher"]
+__all__ = ["Dispatcher"]
 
 _log = logging.getLogger("scheduler.dispatcher")
 T = TypeVar("T")
-HEARTBEAT_TTL = 15
 
 
 @dataclass
@@ -201,27 +200,27 @@ class Dispatcher:
                 await self._pause(1)
 
     async def _heartbeat_loop(self) -> None:
-        last_recovery = 0.0
+        last_recovery, ttl = 0.0, self.settings.dispatcher_heartbeat_ttl
         while not self._stopping.is_set():
             try:
                 sent = list(self._running.values())
-                lost = set(await self.store.heartbeat(self.owner, HEARTBEAT_TTL, [r.lease for r in sent]))
+                lost = set(await self.store.heartbeat(self.owner, ttl, [r.lease for r in sent]))
                 for running in sent:
                     if running.job_id in lost:
                         self._lose(running, "the heartbeat found the job held by another dispatcher")
-                if time.monotonic() - last_recovery > HEARTBEAT_TTL:
+                if time.monotonic() - last_recovery > ttl:
                     await self.recover()
                     last_recovery = time.monotonic()
             except QueueUnavailableError as exc:
-                # Past HEARTBEAT_TTL without one, this dispatcher's jobs may be re-queued and run elsewhere;
+                # Past the TTL without one, this dispatcher's jobs may be re-queued and run elsewhere;
                 # its fenced writes then refuse it, so the job is not run twice to the end.
                 _log.warning("dispatcher %s heartbeat failed (%s); its jobs may be re-queued after %d s",
-                             self.owner, exc, HEARTBEAT_TTL)
+                             self.owner, exc, ttl)
             except asyncio.CancelledError:
                 raise
             except Exception:  # noqa: BLE001
                 _log.exception("dispatcher heartbeat error")
-            await self._pause(HEARTBEAT_TTL / 3)
+            await self._pause(ttl / 3)
 
     async def _watch_loop(self) -> None:
         """Notice cancellations made through the API, and jobs another dispatcher took over; stop their tasks."""
@@ -359,7 +358,8 @@ class Dispatcher:
         outputs = await run.run()
         running.finishing = True
         # From here on nothing is written unless the lease is confirmed fresh (fencing.PublishGuard).
-        lease_guard = PublishGuard(self.store, running.lease, ttl=HEARTBEAT_TTL, margin=HEARTBEAT_TTL / 3)
+        ttl = self.settings.dispatcher_heartbeat_ttl
+        lease_guard = PublishGuard(self.store, running.lease, ttl=ttl, margin=ttl / 3)
         running.publisher = JobPublisher(self.service, job_id, lease_guard, running.log, self._until_redis)
         return await running.publisher.publish(bound, record, job, outputs)
 

@@ -36,29 +36,11 @@ def _prefix(job_id: str) -> str:
     return prefix
 
 
-def _local_files(storage: Storage, prefix: str) -> list[str]:
-    root = storage.local_root
-    folder = storage.local_path(prefix)
-    if not folder.is_dir():
-        return []
-    return sorted(path.relative_to(root).as_posix() for path in folder.rglob("*") if not path.is_dir())
-
-
-def _remote_files(storage: Storage, prefix: str) -> list[str]:
-    import fsspec
-
-    fs, root = fsspec.core.url_to_fs(storage.url)
-    base = root.rstrip("/")
-    found = fs.find(f"{base}/{prefix}") if fs.exists(f"{base}/{prefix}") else []
-    return sorted(str(path)[len(base) + 1:] for path in found)
-
-
 def intermediate_paths(storage: Storage, job_id: str, keep: Iterable[str] = ()) -> list[str]:
     """The storage paths under ``jobs/<job_id>/`` that are not in ``keep``."""
     prefix = _prefix(job_id)
     kept = {safe_relpath(p) for p in keep}
-    files = _local_files(storage, prefix) if storage.is_local else _remote_files(storage, prefix)
-    return [path for path in files if path not in kept]
+    return [path for path in storage.files_under(prefix) if path not in kept]
 
 
 def delete_intermediates(storage: Storage, job_id: str, keep: Iterable[str] = ()) -> int:

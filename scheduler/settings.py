@@ -35,6 +35,9 @@ class Settings(BaseSettings):
     )
     graphs_dir: Path = Field(_PROJECT_ROOT / "graphs", description="Folder of job graphs (<job_type>.yaml)")
     max_running_jobs: int = Field(4, ge=1, description="Jobs one dispatcher runs at once")
+    dispatcher_heartbeat_ttl: int = Field(
+        15, ge=2, le=3600,
+        description="Seconds a dispatcher that stops heartbeating keeps its jobs before another re-queues them")
     max_job_attempts: int = Field(3, ge=1, description="Tries of a job interrupted by a lost dispatcher")
     max_job_seconds: float | None = Field(
         24 * 3600, gt=0, description="Longest a job may run before it fails (a graph's max_job_seconds overrides it)")

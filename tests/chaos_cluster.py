@@ -2,8 +2,8 @@
 
 Debian's ``redis-server`` (append-only file, ``appendfsync always``, so a SIGKILL loses no acknowledged
 write and a restart on the same port and folder reloads it), a Dask scheduler, Dask workers
-(``--nworkers 1 --nthreads 1``, each with its nanny), dispatchers (``python -m scheduler`` through
-:mod:`tests.chaos_dispatcher`, for a short heartbeat TTL) and one API server with ``RUN_DISPATCHER=false``.
+(``--nworkers 1 --nthreads 1``, each with its nanny), dispatchers (``python -m scheduler`` with a short
+``DISPATCHER_HEARTBEAT_TTL``) and one API server with ``RUN_DISPATCHER=false``.
 Every process has its own process group and log file under the test's folder.
 
 It also reads what the test checks: which dispatcher holds which job (Redis' ``ave:running`` hash), the
@@ -23,12 +23,13 @@ import time
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 import redis as redis_sync
 from distributed import Client
 
+from tests.conftest import wait_until
 from tests.procs import ROOT, Command, free_port
 
 __all__ = ["FANOUT_GRAPH", "JOB_ID", "JobWatch", "Topology", "asset_ids", "epoch", "job_of", "wait_until"]
@@ -53,24 +54,12 @@ outputs:
   joined: $joined
 """
 JOB_ID = re.compile(r"job_[0-9a-f]+")
-T = TypeVar("T")
 
 
 def job_of(key: str) -> str | None:
     """The job a task key belongs to (keys are ``<node>-<job id>[.a<attempt>][-<index>]``)."""
     found = JOB_ID.search(key)
     return found.group(0) if found else None
-
-
-def wait_until(probe: Callable[[], T | None], timeout: float, what: str, interval: float = 0.1) -> T:
-    """``probe()``'s first truthy value, polled until ``timeout``; else fail, saying what did not happen."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = probe()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"in {timeout:g}s: {what}")
 
 
 def epoch(ts: str | None) -> float | None:
@@ -112,7 +101,7 @@ class Topology:
             "HOST": "127.0.0.1", "REDIS_URL": self.redis_url, "DASK_SCHEDULER_ADDRESS": self.dask_address,
             "GRAPHS_DIR": str(graphs), "DATA_DIR": str(tmp / "data"), "LOG_LEVEL": "info",
             "MAX_RUNNING_JOBS": str(max_running_jobs), "MAX_JOB_ATTEMPTS": str(max_attempts),
-            "CHAOS_HEARTBEAT_TTL": str(heartbeat_ttl), "RUN_WEBHOOKS": "false",
+            "DISPATCHER_HEARTBEAT_TTL": str(heartbeat_ttl), "RUN_WEBHOOKS": "false",
         }
         self.redis = self._redis_command()
         self.scheduler = Command("dask-scheduler", [
@@ -156,7 +145,7 @@ class Topology:
         return worker
 
     def add_dispatcher(self, name: str) -> Command:
-        dispatcher = Command(name, [sys.executable, "-m", "tests.chaos_dispatcher"], self.env,
+        dispatcher = Command(name, [sys.executable, "-m", "scheduler"], self.env,
                              self.logs / f"{name}.log", ready=lambda c: self.owner(name) is not None)
         self.dispatchers[name] = dispatcher.start()
         return dispatcher

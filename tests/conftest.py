@@ -7,7 +7,7 @@ import shutil
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 import redis as redis_sync
@@ -83,6 +83,20 @@ def media_root(settings: Settings) -> Path:
 def client(settings: Settings) -> Iterator[TestClient[Any]]:
     with TestClient(app=create_app(settings), timeout=30) as test_client:
         yield test_client
+
+
+T = TypeVar("T")
+
+
+def wait_until(probe: Callable[[], T | None], timeout: float, what: str, interval: float = 0.05) -> T:
+    """``probe()``'s first truthy value, polled until ``timeout``; else fail, saying what did not happen."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = probe()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"in {timeout:g}s: {what}")
 
 
 def wait_for(client: TestClient[Any], job_id: str, statuses: tuple[str, ...] = ("completed", "failed", "cancelled"),

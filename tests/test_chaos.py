@@ -39,7 +39,7 @@ from tests.mediagen import make_clip
 pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None,
                                 reason="needs Debian's redis-server: `make system-deps` installs it")
 
-HEARTBEAT_TTL = 3  # seconds; the dispatchers' default is 15 (tests/chaos_dispatcher.py)
+HEARTBEAT_TTL = 3  # seconds (DISPATCHER_HEARTBEAT_TTL; the default is 15)
 MAX_ATTEMPTS = 5  # more than the faults can interrupt one job, so none should run out of them
 OUTAGE_SECONDS = 20
 BOUND = 60.0  # seconds from a fault until the jobs it hit have finished

@@ -6,7 +6,6 @@ tests/retention_ops.py (two chunks under ``jobs/<id>/chunks/``, then one publish
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ from litestar.testing import TestClient
 
 from scheduler.settings import Settings
 from server.app import create_app
-from tests.conftest import wait_for
+from tests.conftest import wait_for, wait_until
 from tests.retention_ops import add_parts_graph
 
 PROJECT = "proj_keep"
@@ -47,22 +46,13 @@ def _job_files(settings: Settings, job_id: str) -> list[str]:
     return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
 
 
-def _until(check: Any, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := check():
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-
-
 def test_intermediates_go_when_a_job_completes_and_its_output_stays(client: TestClient[Any],
                                                                      settings: Settings) -> None:
     job_id = _submit(client, text="kept")
     done = wait_for(client, job_id)
     assert done["status"] == "completed", done["error_message"]
     asset = done["result_payload"]["outputs"]["file"]
-    _until(lambda: _job_files(settings, job_id) == ["out/result.txt"], 10, "the chunks to be deleted")
+    wait_until(lambda: _job_files(settings, job_id) == ["out/result.txt"], 10, "the chunks to be deleted")
     content = client.get(f"/assets/{asset['id']}/content")
     assert content.status_code == 200 and content.text == "kept (attempt 1)"
 
@@ -72,11 +62,11 @@ def test_intermediates_go_when_a_job_fails_or_is_cancelled(client: TestClient[An
                                                            how: str) -> None:
     job_id = _submit(client, fail=how == "failed", seconds=0.5 if how == "failed" else 30)
     if how == "cancelled":
-        _until(lambda: len(_job_files(settings, job_id)) == 2, 30, "the chunks to be written")
+        wait_until(lambda: len(_job_files(settings, job_id)) == 2, 30, "the chunks to be written")
         assert client.post(f"/jobs/{job_id}/cancel").status_code == 200
     done = wait_for(client, job_id)
     assert done["status"] == how
-    _until(lambda: not (Path(settings.media_url) / "jobs" / job_id).exists(), 10, "the job's folder to go")
+    wait_until(lambda: not (Path(settings.media_url) / "jobs" / job_id).exists(), 10, "the job's folder to go")
     assert client.get(f"/assets/?project_id={PROJECT}").json() == []
 
 
@@ -95,12 +85,12 @@ def test_finished_jobs_and_their_logs_expire_and_leave_every_listing(settings: S
         # A polling client's cached JSON of the record never outlives the record.
         assert 0 < redis.pttl(f"ave:job:{job_id}:json") <= TTL_SECONDS * 1000
 
-        gone = _until(lambda: client.get(f"/jobs/{job_id}").status_code == 404, TTL_SECONDS + 5, "the job to expire")
+        gone = wait_until(lambda: client.get(f"/jobs/{job_id}").status_code == 404, TTL_SECONDS + 5, "the job to expire")
         assert gone and client.get(f"/jobs/{job_id}").json() == {"detail": f"Job {job_id} not found"}
         assert client.get("/jobs/").json() == [] and client.get("/v1/jobs/?status=completed").json() == []
         assert not redis.exists(f"ave:job:{job_id}:log", f"ave:job:{job_id}:json")
         # The housekeeping loop (every 5 s) drops it from the indexes too.
-        _until(lambda: redis.zscore("ave:jobs", job_id) is None, 15, "the listing index to be swept")
+        wait_until(lambda: redis.zscore("ave:jobs", job_id) is None, 15, "the listing index to be swept")
         assert redis.zscore("ave:jobs:expiry", job_id) is None
         # What it published stays.
         assert client.get(f"/assets/{asset_id}/content").text == "outlives its job (attempt 1)"
@@ -111,7 +101,7 @@ def test_delete_a_finished_job_keeps_its_assets(client: TestClient[Any], setting
     job_id = _submit(client, text="deleted job's output")
     done = wait_for(client, job_id)
     asset = done["result_payload"]["outputs"]["file"]
-    _until(lambda: _job_files(settings, job_id) == ["out/result.txt"], 10, "the chunks to be deleted")
+    wait_until(lambda: _job_files(settings, job_id) == ["out/result.txt"], 10, "the chunks to be deleted")
     # A late write (a task still running after a cancel) is deleted with the job.
     stray = Path(settings.media_url) / "jobs" / job_id / "chunks" / "late.bin"
     stray.parent.mkdir(parents=True)

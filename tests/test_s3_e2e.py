@@ -25,7 +25,7 @@ from operators.storage import Storage
 from operators.storage_cache import MediaCache
 from scheduler.settings import Settings
 from tests import speechgen as sg
-from tests.conftest import wait_for
+from tests.conftest import wait_for, wait_until
 from tests.s3server import S3Server
 
 PREFIX = "media"
@@ -54,11 +54,16 @@ def settings(settings: Settings, s3: S3Server, bucket: str) -> Settings:
                                        "media_storage_options": s3.storage_options()})
 
 
+def _keys(s3: S3Server, bucket: str, under: str) -> list[str]:
+    """The keys of every object under ``PREFIX/under`` in the bucket, listed with boto3."""
+    listed = s3.client().list_objects_v2(Bucket=bucket, Prefix=f"{PREFIX}/{under}").get("Contents", [])
+    return [o["Key"] for o in listed]
+
+
 def _objects(s3: S3Server, bucket: str, under: str) -> dict[str, bytes]:
     """Every object under ``PREFIX/under`` in the bucket, read with boto3."""
     client = s3.client()
-    listed = client.list_objects_v2(Bucket=bucket, Prefix=f"{PREFIX}/{under}").get("Contents", [])
-    return {o["Key"]: client.get_object(Bucket=bucket, Key=o["Key"])["Body"].read() for o in listed}
+    return {key: client.get_object(Bucket=bucket, Key=key)["Body"].read() for key in _keys(s3, bucket, under)}
 
 
 def _download(client: TestClient[Any], record: dict[str, Any]) -> bytes:
@@ -95,6 +100,8 @@ def test_ingest_and_transcribe_on_s3(client: TestClient[Any], s3: S3Server, buck
     print(f"\nS3 bytes read of the source per ingest: {read} of {size} ({read / size:.2f}x, {chunks} chunks)")
     assert size <= read <= 1.2 * size, (read, size)
 
+    # The transcoded chunks (intermediates) leave the bucket once the job ends; the outputs stay.
+    wait_until(lambda: not _keys(s3, bucket, f"jobs/{ingest['id']}/chunks/"), 10, "the chunks to be deleted")
     # Every output is an object in the bucket, the same bytes the API serves.
     stored = _objects(s3, bucket, f"jobs/{ingest['id']}/")
     outputs = ingest["result_payload"]["outputs"]

@@ -25,7 +25,7 @@ from operators.media.probe import probe
 from operators.speech.whisper import resolve_model
 from tests import speechgen as sg
 from tests.subtitles import parse_srt, parse_vtt
-from tests.conftest import wait_for
+from tests.conftest import wait_for, wait_until
 
 pytestmark = pytest.mark.skipif(not sg.have_espeak(), reason=sg.ESPEAK_MISSING)
 
@@ -195,8 +195,10 @@ def test_a_video_with_aac_audio(client: TestClient[Any], media_root: Path, short
     log = messages(done)
     assert any(m.startswith("Extracted ") and "16000 Hz mono audio" in m for m in log), log
     assert not any("using it as is" in m for m in log)
-    left = [p for p in (media_root / "jobs" / done["id"]).rglob("*") if p.is_file()]
-    assert len(left) == len(OUTPUT_KINDS) and not (media_root / "jobs" / done["id"] / "audio").exists(), left
+    # (They go just after the job is marked completed: wait for that.)
+    folder = media_root / "jobs" / done["id"]
+    wait_until(lambda: not (folder / "audio").exists(), 10, "the extracted audio to be deleted")
+    assert len([p for p in folder.rglob("*") if p.is_file()]) == len(OUTPUT_KINDS)
 
 
 def test_transcribe_chained_from_ingest_reuses_its_audio(client: TestClient[Any], media_root: Path,

@@ -21,7 +21,6 @@ Times returned are on each window's own audio (0 = its first sample).
 
 from __future__ import annotations
 
-import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,7 +34,6 @@ SAMPLE_RATE = 16000
 TAIL_SECONDS = 1.0
 #: Rounds of tail decoding; one is nearly always enough, two bound the rare long monologue.
 TAIL_ROUNDS = 2
-_MIN_TAIL_SECONDS = 0.3
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,11 +73,6 @@ class _Piece:
     segments: list[DecodedSegment] = field(default_factory=list)
 
 
-def compression_ratio(text: str) -> float:
-    data = text.encode("utf-8")
-    return len(data) / max(1, len(zlib.compress(data)))
-
-
 def looks_like_loop(text: str, seconds: float, threshold: float = 2.4) -> bool:
     """Whether Whisper's text for ``seconds`` of speech is a decoding loop, not repeated speech.
 
@@ -88,28 +81,35 @@ def looks_like_loop(text: str, seconds: float, threshold: float = 2.4) -> bool:
     words than anyone says in that time (over 6 words a second; fast talkers reach ~4.5).
     A speaker repeating a sentence passes the ratio test but neither of the others.
     """
-    if compression_ratio(text) <= threshold:
+    from faster_whisper.transcribe import get_compression_ratio  # Whisper's own measure (imported late: heavy)
+
+    if get_compression_ratio(text) <= threshold:
         return False
     words = [w.strip(".,!?;:\"'").lower() for w in text.split()]
     if len(words) > 6.0 * max(seconds, 1.0):
         return True
+    # An n-word phrase said 4 times running: 3n words in a row each equal to the word n before it,
+    # wherever the phrase starts.
     for n in range(1, 7):
-        run = 1
-        for i in range(n, len(words) - n + 1, n):
-            run = run + 1 if words[i : i + n] == words[i - n : i] else 1
-            if run >= 4:
+        run = 0
+        for word, later in zip(words, words[n:]):
+            run = run + 1 if word == later else 0
+            if run >= 3 * n:
                 return True
     return False
 
 
-def decode_windows(model: Any, windows: list[np.ndarray], settings: BatchSettings) -> list[list[DecodedSegment]]:
-    """Transcribe each window's 16 kHz samples (each at most 30 s); segments per window, in order."""
+def decode_windows(model: Any, windows: list[np.ndarray], settings: BatchSettings) -> tuple[str, list[list[DecodedSegment]]]:
+    """Transcribe each window's 16 kHz samples (each at most 30 s): the language (``settings.language``, or
+    the one Whisper detected in the first batch), and the segments of each window, in order."""
     pieces = [_Piece(i, 0.0, w.size / SAMPLE_RATE) for i, w in enumerate(windows) if w.size]
     results: list[list[DecodedSegment]] = [[] for _ in windows]
+    language = settings.language
     for round_ in range(1 + TAIL_ROUNDS):
         if not pieces:
             break
-        _decode_batch(model, windows, pieces, settings)
+        detected = _decode_batch(model, windows, pieces, settings)
+        language = language or detected
         tails = []
         for piece in pieces:
             if round_ == 0:
@@ -119,18 +119,18 @@ def decode_windows(model: Any, windows: list[np.ndarray], settings: BatchSetting
             if tail is not None:
                 tails.append(tail)
         pieces = tails
-    return results
+    return language or "en", results
 
 
 def _tail(piece: _Piece) -> _Piece | None:
     last = piece.segments[-1].end if piece.segments else piece.start
-    if not piece.segments or piece.end - last <= TAIL_SECONDS or piece.end - last < _MIN_TAIL_SECONDS:
+    if not piece.segments or piece.end - last <= TAIL_SECONDS:
         return None
     return _Piece(piece.window, last, piece.end)
 
 
-def _decode_batch(model: Any, windows: list[np.ndarray], pieces: list[_Piece], settings: BatchSettings) -> None:
-    """One batched pass over ``pieces``: fills each piece's segments (times on its window's audio)."""
+def _decode_batch(model: Any, windows: list[np.ndarray], pieces: list[_Piece], settings: BatchSettings) -> str:
+    """One batched pass over ``pieces``: fills each piece's segments (times on its window's audio); the language."""
     from faster_whisper import BatchedInferencePipeline
 
     # The pieces end to end in one array, each a clip of its own: the pipeline batches clips.
@@ -138,7 +138,7 @@ def _decode_batch(model: Any, windows: list[np.ndarray], pieces: list[_Piece], s
     sizes = [int(p.end * SAMPLE_RATE) - int(p.start * SAMPLE_RATE) for p in pieces]
     offsets = np.concatenate([[0], np.cumsum(sizes)]) / SAMPLE_RATE
     clips = [{"start": float(offsets[i]), "end": float(offsets[i + 1])} for i in range(len(pieces))]
-    segments, _info = BatchedInferencePipeline(model).transcribe(
+    segments, info = BatchedInferencePipeline(model).transcribe(
         audio,
         language=settings.language,
         beam_size=settings.beam_size,
@@ -157,6 +157,7 @@ def _decode_batch(model: Any, windows: list[np.ndarray], pieces: list[_Piece], s
         k = int(np.clip(np.searchsorted(offsets * 100, seg.seek + 1.0, side="right") - 1, 0, len(pieces) - 1))
         shift = pieces[k].start - offsets[k]
         pieces[k].segments.append(_segment(seg, shift, pieces[k].end))
+    return str(info.language)
 
 
 def _segment(seg: Any, shift: float, limit: float) -> DecodedSegment:

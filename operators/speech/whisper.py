@@ -172,7 +172,7 @@ PRELOAD_ENV = "AVE_PRELOAD_MODELS"
 def warm_up() -> list[str]:
     """Load the models named by ``AVE_PRELOAD_MODELS`` (default ``tiny.en``) as tasks will ask for them."""
     names = [n.strip() for n in os.environ.get(PRELOAD_ENV, "tiny.en").split(",") if n.strip()]
-    params = WhisperParams.model_construct(**WhisperParams().model_dump())
+    params = WhisperParams()
     loaded = []
     for name in names:
         if model_problem(name) is None:
@@ -258,10 +258,7 @@ def transcribe_pieces(pieces: list[tuple[np.ndarray, Mapping]], params: WhisperP
     model = load_model(resolve_model(params.model), params.compute_type, _threads(params))
     settings = BatchSettings(language=params.language, beam_size=params.beam_size, batch_size=params.batch_size,
                              initial_prompt=params.initial_prompt)
-    decoded = decode_windows(model, [samples for samples, _ in pieces], settings)
-    language = params.language or "en"
-    if params.language is None and any(decoded):
-        language = model.detect_language(pieces[0][0])[0]
+    language, decoded = decode_windows(model, [samples for samples, _ in pieces], settings)
     return language, [_mapped(segments, to_source) for segments, (_, to_source) in zip(decoded, pieces)]
 
 

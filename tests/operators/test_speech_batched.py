@@ -17,6 +17,8 @@ needs_espeak = pytest.mark.skipif(not sg.have_espeak(), reason=sg.ESPEAK_MISSING
 def test_a_decoding_loop_is_told_from_a_speaker_repeating_himself():
     assert looks_like_loop("Thank you. " * 30, seconds=28.0)
     assert looks_like_loop("I'm going to go " * 8 + "home", seconds=28.0)
+    # Wherever the loop starts: 4 x "thank you" one word after a 12-word sentence said 3 times.
+    assert looks_like_loop(" ".join([sg.BECKETT_TEXT] * 3) + " so thank you thank you thank you thank you", 28.0)
     # 3 x beckett in 28 s: compresses as well as a loop (ratio > 2.4), but it is what was said.
     assert not looks_like_loop(" ".join([sg.BECKETT_TEXT] * 3), seconds=28.0)
     assert not looks_like_loop(" ".join(sg.SENTENCES[:6]), seconds=25.0)
@@ -47,7 +49,7 @@ def test_batched_windows_keep_their_own_words_and_skip_the_temperature_fallback(
     spoken = sg.compose([0.5, "The boy was there when the sun rose.", 0.5])
     sentence = spoken.audio
     caplog.set_level(logging.DEBUG, logger="faster_whisper")
-    out = decode_windows(model, [repeated, sentence], BatchSettings(batch_size=8))
+    _language, out = decode_windows(model, [repeated, sentence], BatchSettings(batch_size=8))
     first = " ".join(s.text for s in out[0])
     assert sg.wer(" ".join([sg.BECKETT_TEXT] * 3), first) <= 0.15, first
     second = " ".join(s.text for s in out[1])
