@@ -6,8 +6,10 @@ a project's assets. The record's ``path`` is relative to the media root.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import secrets
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from redis import asyncio as aioredis
@@ -16,9 +18,13 @@ from operators.types import StoredFile
 from scheduler.store import guard, require_decoding
 from scheduler.timefmt import now_ts
 
-__all__ = ["AssetNotFoundError", "AssetStore", "public_asset"]
+__all__ = ["AssetNotFoundError", "AssetStore", "Writer", "public_asset"]
 
 _P = "ave:"
+
+#: Runs a record's Redis writes (``[["SET", key, value], ...]``) atomically, its own way: the dispatcher
+#: publishing a job's outputs passes ``JobStore.fenced_write`` bound to its lease.
+Writer = Callable[[list[list[str]]], Awaitable[None]]
 
 
 class AssetNotFoundError(LookupError):
@@ -53,10 +59,16 @@ class AssetStore:
     def new_id() -> str:
         return f"asset_{secrets.token_hex(12)}"
 
+    @staticmethod
+    def stable_id(*parts: object) -> str:
+        """An id that the same parts always give (a job run's output: job, attempt, path), so writing its
+        record again after a lost reply overwrites it rather than adding a second."""
+        return f"asset_{hashlib.sha256(chr(0).join(map(str, parts)).encode()).hexdigest()[:24]}"
+
     async def create(self, *, path: str, kind: str, content_type: str, size: int, project_id: str | None,
                      filename: str | None = None, sha256: str | None = None, job_id: str | None = None,
                      meta: dict[str, Any] | None = None, asset_id: str | None = None,
-                     derived_from: list[str] | None = None) -> dict[str, Any]:
+                     derived_from: list[str] | None = None, write: Writer | None = None) -> dict[str, Any]:
         record: dict[str, Any] = {
             "id": asset_id or self.new_id(),
             "project_id": project_id,
@@ -75,18 +87,25 @@ class AssetStore:
             # Lineage: the assets this one was made from, nearest first (a transcript of ingest's
             # audio names the audio, then the video it came from).
             record["derived_from"] = derived_from
-        await self.save(record)
+        await self.save(record, write=write)
         return record
 
-    async def save(self, record: dict[str, Any]) -> None:
-        async def write() -> None:
+    async def save(self, record: dict[str, Any], *, write: Writer | None = None) -> None:
+        """Store the record and index it under its project, in one atomic step (``write``'s, when given)."""
+        commands = [["SET", f"{_P}asset:{record['id']}", json.dumps(record, default=str)]]
+        if record.get("project_id"):
+            commands.append(["SADD", f"{_P}project:{record['project_id']}:assets", str(record["id"])])
+        if write is not None:
+            await write(commands)
+            return
+
+        async def transaction() -> None:
             async with self.redis.pipeline(transaction=True) as pipe:
-                pipe.set(f"{_P}asset:{record['id']}", json.dumps(record, default=str))
-                if record.get("project_id"):
-                    pipe.sadd(f"{_P}project:{record['project_id']}:assets", record["id"])
+                for name, *args in commands:
+                    pipe.execute_command(name, *args)
                 await pipe.execute()
 
-        await guard(write())
+        await guard(transaction())
 
     async def get(self, asset_id: str) -> dict[str, Any]:
         raw = await guard(self.redis.get(f"{_P}asset:{asset_id}"))
@@ -129,8 +148,9 @@ class AssetStore:
         return record
 
     async def register_output(self, stored: StoredFile, *, project_id: str | None, job_id: str,
-                              derived_from: list[str] | None = None) -> dict[str, Any]:
-        """Register a file a job wrote; return the public record."""
+                              derived_from: list[str] | None = None, write: Writer | None = None,
+                              asset_id: str | None = None) -> dict[str, Any]:
+        """Register a file a job wrote; return the public record. ``write``: see :meth:`save`."""
         record = await self.create(
             path=stored.path,
             kind=stored.kind,
@@ -140,6 +160,8 @@ class AssetStore:
             job_id=job_id,
             meta=dict(stored.meta) or None,
             derived_from=derived_from,
+            write=write,
+            asset_id=asset_id,
         )
         return public_asset(record)
 

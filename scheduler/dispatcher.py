@@ -37,6 +37,7 @@ from scheduler.errors import (
     UnknownJobTypeError,
 )
 from scheduler.fencing import JobLostError, Lease, PublishGuard
+from scheduler.recovery import Recovery
 from scheduler.metrics import RETRIES_KEY, RETRY_TOPIC, RetryEvents
 from scheduler.publishing import JobPublisher
 from scheduler.retention import remove_intermediates
@@ -89,6 +90,7 @@ class Dispatcher:
         self._slot_free = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._background: set[asyncio.Task[None]] = set()
+        self._recovery = Recovery(self.store, self.owner, settings.max_job_attempts)
 
     # -- lifecycle ----------------------------------------------------------------------
     async def start(self) -> None:
@@ -132,39 +134,9 @@ class Dispatcher:
         return list(self._running)
 
     async def recover(self) -> list[str]:
-        """Re-queue (or fail) jobs left in_progress by dispatchers that are gone.
-
-        Fenced with what recovery saw (that dispatcher and its attempt) and, in the same script, the absence
-        of its heartbeat: a job it re-claimed, or one whose dispatcher came back, is left alone.
-        """
-        handled = []
-        for job_id, owner in await self.store.orphans(exclude=self.owner):
-            try:
-                fields = await self.store.internal(job_id)
-            except JobNotFoundError:
-                continue
-            if fields.get("owner") != owner or fields.get("status") != "in_progress":
-                continue  # taken over since orphans() looked
-            attempts = int(fields.get("attempts") or 0)
-            lease = Lease(job_id, owner, attempts)
-            try:
-                if attempts >= self.settings.max_job_attempts:
-                    await self.store.fail(
-                        job_id,
-                        f"The job was interrupted {attempts} times (its dispatcher {owner} stopped) "
-                        "and is not retried again", lease=lease, expect_dead=True,
-                    )
-                else:
-                    await self.store.requeue(
-                        job_id,
-                        f"Re-queued: dispatcher {owner} stopped while running it "
-                        f"(attempt {attempts} of {self.settings.max_job_attempts})", lease=lease,
-                    )
-            except (JobLostError, InvalidTransitionError) as exc:
-                _log.info("recovery left job %s alone: %s", job_id, exc)
-                continue
-            handled.append(job_id)
-        return handled
+        """Re-queue (or fail) jobs left in_progress by dispatchers that are gone, and claims of this one it
+        never learnt of (see :mod:`scheduler.recovery`); the ids handled."""
+        return await self._recovery.run(self._running)
 
     # -- loops --------------------------------------------------------------------------
     async def _claim_loop(self) -> None:
@@ -400,7 +372,9 @@ class Dispatcher:
                     await self._until_redis(write)
                     completed = status == "completed"
                 except InvalidTransitionError:
-                    pass  # cancelled (or finished) meanwhile: the stored status stands
+                    # Cancelled meanwhile (the stored status stands), or this very write went through
+                    # before Redis went away without answering, and its retry found the job completed.
+                    completed = status == "completed" and await self._completed_by(running)
                 except JobLostError as exc:
                     self._lose(running, exc.reason, stop=False)
                     status = "lost"
@@ -411,6 +385,11 @@ class Dispatcher:
                                            running.published_paths if completed else ())
         finally:
             self._release(running)
+
+    async def _completed_by(self, running: _Running) -> bool:
+        """Whether the job is completed under this run's lease (its own final write, answered too late)."""
+        held = await self._until_redis(lambda: self.store.holder(running.job_id))
+        return held == ("completed", self.owner, running.lease.attempt)
 
     def _release(self, running: _Running) -> None:
         # Only this run's entry: a later attempt of the same job may have replaced it (see _claim_loop).

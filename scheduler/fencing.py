@@ -10,11 +10,15 @@ re-queue the job before the heartbeat key expires, ``ttl`` seconds after Redis p
 which is after the dispatcher's clock started counting; so every guarded write starts while no other
 dispatcher can hold the job.
 
-What remains: a write that starts inside the window but reaches Redis more than ``margin`` seconds later
-(a stalled process or network) could land after another dispatcher re-claimed the job. The final
-transition is fenced and refuses such a stale owner; the dispatcher then deletes the asset records it
-registered and cancels the jobs it chained (see ``scheduler.publishing``). A clip-version entry it appended
-stays (entries are kept once per job id, so the new run's is not added).
+Asset records close that window entirely: each is written by a script that checks the lease in the same
+atomic step (``JobStore.fenced_write``), and its id is derived from the job, the attempt and the path, so a
+write retried after a lost reply overwrites its record instead of adding one. What remains, for the other
+writes (a clip-version entry, a source's ``media_info``, a chained job): one that starts inside the window
+but reaches Redis more than ``margin`` seconds later (a stalled process or network) could land after
+another dispatcher re-claimed the job. The final transition is fenced and refuses such a stale owner; the
+dispatcher then deletes the asset records it registered while it held the job and cancels the jobs it
+chained (see ``scheduler.publishing``). A clip-version entry it appended stays (entries are kept once per
+job id, so the new run's is not added).
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from operators.types import NewClipVersion, StoredFile
-from scheduler.assets import AssetStore
+from scheduler.assets import AssetStore, Writer
 from scheduler.clip_versions import ClipVersionStore
 
 __all__ = ["publish_outputs"]
@@ -22,17 +22,21 @@ __all__ = ["publish_outputs"]
 async def publish_outputs(value: Any, assets: AssetStore, *, project_id: str | None, job_id: str,
                           clip_versions: ClipVersionStore | None = None, derived_from: list[str] | None = None,
                           before_write: Callable[[], Awaitable[None]] | None = None,
-                          registered: dict[str, dict[str, Any]] | None = None) -> Any:
+                          registered: dict[str, dict[str, Any]] | None = None, write: Writer | None = None,
+                          id_seed: str | None = None) -> Any:
     """Outputs as JSON: files become asset records, proposed clip versions become their ids.
 
     ``derived_from`` (the job's source assets and their own lineage) is kept on every new asset.
     A file named twice (an output, and inside a proposed clip version's timeline) is one asset.
     ``before_write`` is awaited before each record is written (the dispatcher's lease check: it raises to
     stop publishing); ``registered`` (storage path -> public asset record) is filled as assets are written,
-    so a caller knows them even when publishing stops half-way.
+    so a caller knows them even when publishing stops half-way. ``write`` runs each asset record's writes
+    (the dispatcher's fenced write: a record is stored only while its lease holds, checked by Redis).
+    ``id_seed`` (the run: job and attempt) makes each file's asset id stable, so publishing again after a
+    write whose reply was lost (Redis went away) overwrites the record instead of adding one.
     """
     publisher = _Publisher(assets, clip_versions, project_id, job_id, derived_from, before_write,
-                           registered if registered is not None else {})
+                           registered if registered is not None else {}, write, id_seed)
     return await publisher.publish(value)
 
 
@@ -45,6 +49,8 @@ class _Publisher:
     derived_from: list[str] | None
     before_write: Callable[[], Awaitable[None]] | None
     registered: dict[str, dict[str, Any]]
+    write: Writer | None = None
+    id_seed: str | None = None
 
     async def _check(self) -> None:
         if self.before_write is not None:
@@ -74,7 +80,9 @@ class _Publisher:
         if stored.path not in self.registered:
             await self._check()
             self.registered[stored.path] = await self.assets.register_output(
-                stored, project_id=self.project_id, job_id=self.job_id, derived_from=self.derived_from)
+                stored, project_id=self.project_id, job_id=self.job_id, derived_from=self.derived_from,
+                write=self.write,
+                asset_id=None if self.id_seed is None else self.assets.stable_id(self.id_seed, stored.path))
         return self.registered[stored.path]
 
     async def _clip_version(self, proposed: NewClipVersion) -> str:

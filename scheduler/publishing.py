@@ -1,10 +1,11 @@
 """What a completed graph run publishes: its outputs as assets, clip-version updates and chained jobs.
 
 Every write here happens only after :class:`~scheduler.fencing.PublishGuard` has confirmed, recently enough,
-that this dispatcher still holds the job (see :mod:`scheduler.fencing` for the window that remains). A run
-that turns out to be stale after publishing (its final, fenced transition refused) calls :meth:`rollback`,
-which forgets the asset records it registered (their files are the new run's too: same paths) and cancels
-the jobs it chained.
+that this dispatcher still holds the job, and asset records are moreover written by a fenced script that
+Redis refuses once the lease is gone (see :mod:`scheduler.fencing` for the window that remains for the
+rest). A run that turns out to be stale after publishing (its final, fenced transition refused) calls
+:meth:`rollback`, which forgets the asset records it registered while it held the job (their files are the
+new run's too: same paths) and cancels the jobs it chained.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pipelines.errors import PayloadError
 from pipelines.graph import Chain, Graph
 from pipelines.runner import JobInfo, resolve_value
 from scheduler.clip_versions import ClipVersionNotFoundError
-from scheduler.errors import InvalidTransitionError, JobNotFoundError, QueueUnavailableError, SourceError
+from scheduler.errors import InvalidTransitionError, JobNotFoundError, SourceError
 from scheduler.errors import UnknownJobTypeError
 from scheduler.fencing import PublishGuard
 from scheduler.outputs import publish_outputs
@@ -64,13 +65,14 @@ class JobPublisher:
 
     async def rollback(self) -> None:
         """Undo what a run that lost its job published: its asset records and its chained jobs."""
+        # Waiting out a Redis outage (as the final transition does): a record left would be a second asset.
         for asset in self.registered.values():
-            with contextlib.suppress(QueueUnavailableError):
-                await self.service.assets.forget(str(asset["id"]))
+            await self.until_redis(lambda asset_id=str(asset["id"]): self.service.assets.forget(asset_id))
         for chained in self.chained_ids:
-            with contextlib.suppress(QueueUnavailableError, InvalidTransitionError, JobNotFoundError):
-                await self.service.store.cancel(chained, message=f"Cancelled: job {self.job_id}, which started it, "
-                                                                 "was taken over by another dispatcher")
+            with contextlib.suppress(InvalidTransitionError, JobNotFoundError):
+                await self.until_redis(lambda job_id=chained: self.service.store.cancel(
+                    job_id, message=f"Cancelled: job {self.job_id}, which started it, was taken over by another "
+                                    "dispatcher"))
 
     async def _outputs(self, outputs: dict[str, Any], sources: dict[str, Any], project_id: str | None) -> Any:
         await self.guard.check()
@@ -78,7 +80,14 @@ class JobPublisher:
         derived = await self.service.assets.lineage(source_ids) if source_ids else None
         return await publish_outputs(outputs, self.service.assets, project_id=project_id, job_id=self.job_id,
                                      clip_versions=self.service.clip_versions, derived_from=derived,
-                                     before_write=self.guard.check, registered=self.registered)
+                                     before_write=self.guard.check, registered=self.registered,
+                                     write=self._fenced_write,
+                                     id_seed=f"{self.job_id}.a{self.guard.lease.attempt}")
+
+    async def _fenced_write(self, commands: list[list[str]]) -> None:
+        """An asset record's writes, refused by Redis itself unless this run still holds the job: a write
+        that reached Redis late (the process stalled past the guard's window) cannot register it twice."""
+        await self.service.store.fenced_write(self.guard.lease, commands)
 
     async def _annotate_sources(self, sources: dict[str, Any], outputs: dict[str, Any]) -> None:
         """A job's ``media_info`` output describes its source: keep it on the source asset."""

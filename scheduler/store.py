@@ -137,6 +137,7 @@ class JobStore:
         self._requeue = redis.register_script(lua.REQUEUE)
         self._heartbeat = redis.register_script(lua.HEARTBEAT)
         self._confirm = redis.register_script(lua.CONFIRM)
+        self._fenced_write = redis.register_script(lua.FENCED_WRITE)
         self._delete = redis.register_script(lua.DELETE)
         self._sweep = redis.register_script(lua.SWEEP)
         self._read = redis.register_script(lua.READ)
@@ -365,11 +366,13 @@ class JobStore:
         return await self._move(job_id, ["pending", "queued", "in_progress"], "cancelled", message=message,
                                 completed_at=now_ts())
 
-    async def requeue(self, job_id: str, message: str, *, lease: Lease | None = None) -> bool:
+    async def requeue(self, job_id: str, message: str, *, lease: Lease | None = None,
+                      expect_dead: bool = True) -> bool:
         """Put an interrupted in_progress job back on the queue (recovery only).
 
         With ``lease`` (what recovery saw: the dead dispatcher and its attempt) it is refused with
-        :class:`JobLostError` when the job is held otherwise by now, or when that dispatcher is alive again.
+        :class:`JobLostError` when the job is held otherwise by now, or (``expect_dead``) when that
+        dispatcher is alive again.
         """
         fields = await self.internal(job_id)
         score = await guard(self._score(int(fields.get("priority") or 0)))
@@ -378,7 +381,8 @@ class JobStore:
         try:
             done = await guard(self._requeue(
                 keys=[self._key(job_id), self._queue_key, f"{_P}running", self._log_key(job_id), owner_key],
-                args=[now_ts(), score, entry, self.log_limit, self.channel(job_id), *_fence(lease, expect_dead=True)],
+                args=[now_ts(), score, entry, self.log_limit, self.channel(job_id),
+                      *_fence(lease, expect_dead=expect_dead)],
             ))
         except ResponseError as exc:
             raise self._refusal(exc, job_id, "queued", lease) from None
@@ -427,19 +431,31 @@ class JobStore:
         except ResponseError as exc:
             raise self._refusal(exc, lease.job_id, "in_progress", lease) from None
 
+    async def fenced_write(self, lease: Lease, commands: list[list[str]]) -> None:
+        """Run ``commands`` (e.g. ``[["SET", key, value], ["SADD", index, member]]``) atomically, only while
+        ``lease`` holds its job in progress: :class:`JobLostError` when it does not (nothing is written),
+        :class:`InvalidTransitionError` when the job was cancelled meanwhile."""
+        try:
+            await guard(self._fenced_write(keys=[self._key(lease.job_id)],
+                                           args=[*_fence(lease), _json(commands)]))
+        except ResponseError as exc:
+            raise self._refusal(exc, lease.job_id, "completed", lease) from None
+
     async def release_owner(self, owner: str) -> None:
         await guard(self.redis.delete(self._owner_key(owner)))
 
+    async def claimed(self) -> dict[str, str]:
+        """Every in_progress job's id -> the dispatcher that claimed it."""
+        return await guard(self.redis.hgetall(f"{_P}running"))  # type: ignore[no-any-return]
+
+    async def is_alive(self, owner: str) -> bool:
+        """Whether the dispatcher ``owner``'s heartbeat key is there."""
+        return bool(await guard(self.redis.exists(self._owner_key(owner))))
+
     async def orphans(self, *, exclude: str | None = None) -> list[tuple[str, str]]:
         """Running jobs whose dispatcher's heartbeat is gone: ``[(job_id, owner)]``."""
-        running = await guard(self.redis.hgetall(f"{_P}running"))
-        found = []
-        for job_id, owner in running.items():
-            if owner == exclude:
-                continue
-            if not await guard(self.redis.exists(self._owner_key(owner))):
-                found.append((job_id, owner))
-        return found
+        return [(job_id, owner) for job_id, owner in (await self.claimed()).items()
+                if owner != exclude and not await self.is_alive(owner)]
 
     # -- retention --------------------------------------------------------------------
     async def published_paths(self, job_id: str) -> list[str]:

@@ -19,6 +19,7 @@ __all__ = [
     "CLAIM",
     "CONFIRM",
     "DELETE",
+    "FENCED_WRITE",
     "HEARTBEAT",
     "READ",
     "READ_CACHED",
@@ -217,6 +218,19 @@ if held[1] ~= ARGV[2] or held[2] ~= ARGV[3] then
 end
 redis.call('SET', KEYS[2], '1', 'EX', ARGV[1])
 return status
+"""
+
+# KEYS: job ; ARGV: fence owner, fence attempt, '0', JSON list of commands (each a list: name, args...).
+# Writes to other records made for a job (its published asset records), run only while the lease holds
+# the job in progress, in the same atomic step as the check: a dispatcher that lost its job, however late
+# its write arrives, writes nothing (LOST; BADSTATE when the job was cancelled meanwhile).
+FENCED_WRITE = """
+local cur = redis.call('HGET', KEYS[1], 'status')
+if not cur then return {err = 'NOTFOUND'} end
+""" + _fence(1, 1) + """
+if cur ~= 'in_progress' then return {err = 'BADSTATE ' .. cur} end
+for _, command in ipairs(cjson.decode(ARGV[4])) do redis.call(unpack(command)) end
+return 'OK'
 """
 
 # KEYS: job, log, jobs index, expiry index, webhooks due, webhook attempts, cached json

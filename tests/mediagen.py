@@ -8,9 +8,12 @@ from __future__ import annotations
 
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import av
+
+if TYPE_CHECKING:
+    import numpy as np
 
 __all__ = ["make_audio_only", "make_clip", "make_text", "make_truncated"]
 
@@ -204,7 +207,7 @@ def make_indexed_clip(path: str | Path, frames: int, fps: str = "30", size: tupl
     return path
 
 
-def read_index(gray: "np.ndarray") -> int:
+def read_index(gray: np.ndarray) -> int:
     """The number a frame of :func:`make_indexed_clip` shows, from its luma (any size)."""
     height, width = gray.shape[:2]
     bar = width / INDEX_BITS

@@ -17,9 +17,14 @@ import pytest
 from distributed import Client, LocalCluster
 from redis import asyncio as aioredis
 
+from operators.types import StoredFile
+from scheduler.assets import AssetStore
 from scheduler.dispatcher import Dispatcher
+from scheduler.errors import InvalidTransitionError, QueueUnavailableError
 from scheduler.fencing import JobLostError, Lease
 from scheduler.graphs import GraphCatalog
+from scheduler.outputs import publish_outputs
+from scheduler.recovery import Recovery
 from scheduler.runtime import Runtime
 from scheduler.settings import Settings
 from scheduler.store import JobStore
@@ -117,6 +122,74 @@ def test_requeue_of_a_job_claimed_again_is_refused(redis_url: str) -> None:
     asyncio.run(scenario())
 
 
+def test_asset_records_are_written_only_while_the_lease_holds(redis_url: str) -> None:
+    """Redis itself checks the lease with each asset record a run publishes: a stale run's write, however
+    late it arrives, stores nothing; a retried write of the same run overwrites its record (one asset)."""
+
+    async def scenario() -> None:
+        redis = aioredis.Redis.from_url(redis_url, decode_responses=True)
+        store, assets = JobStore(redis), AssetStore(redis)
+        job = await store.create("sleepy", {})
+        stale = await store.claim_lease("d1")
+        assert stale is not None and await store.requeue(job["id"], "Re-queued: d1 stopped", lease=stale)
+        fresh = await store.claim_lease("d2")
+        assert fresh is not None
+        output = {"video": StoredFile(path=f"jobs/{job['id']}/out.mp4", kind="video", content_type="video/mp4",
+                                      size=10)}
+
+        def publish(lease: Lease) -> Awaitable[Any]:
+            return publish_outputs(output, assets, project_id=PROJECT, job_id=job["id"],
+                                   write=lambda commands: store.fenced_write(lease, commands),
+                                   id_seed=f"{job['id']}.a{lease.attempt}")
+
+        with pytest.raises(JobLostError, match="held by d2"):
+            await publish(stale)
+        assert await assets.list(PROJECT) == []
+        first = await publish(fresh)
+        again = await publish(fresh)  # as after a reply lost in a Redis outage
+        assert first["video"]["id"] == again["video"]["id"]
+        listed = await assets.list(PROJECT)
+        assert [a["id"] for a in listed] == [first["video"]["id"]] and listed[0]["job_id"] == job["id"]
+        await store.cancel(job["id"])
+        with pytest.raises(InvalidTransitionError):
+            await store.fenced_write(fresh, [["SET", "ave:test:never", "1"]])
+        assert await redis.get("ave:test:never") is None
+        await redis.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_a_claim_whose_reply_was_lost_is_requeued_by_its_own_dispatcher(redis_url: str) -> None:
+    """Redis ran d1's claim but its answer never came (killed as it answered): the job is in_progress under
+    d1, whose heartbeat lives, and d1 does not run it. d1's recovery re-queues it on its second look."""
+
+    async def scenario() -> None:
+        redis = aioredis.Redis.from_url(redis_url, decode_responses=True)
+        store = JobStore(redis)
+        lost_reply, running = await store.create("sleepy", {}), await store.create("sleepy", {})
+        lease = await store.claim_lease("d1")  # the reply "lost": d1 never adds it to what it runs
+        assert lease is not None and lease.job_id == lost_reply["id"]
+        assert await store.claim_lease("d1") is not None  # the job d1 does run
+        await store.heartbeat("d1", 15)
+        recovery = Recovery(store, "d1", max_attempts=3)
+        # First look: possibly a claim whose answer is on its way; left alone.
+        assert await recovery.run([running["id"]]) == []
+        assert await store.holder(lost_reply["id"]) == ("in_progress", "d1", 1)
+        assert await recovery.run([running["id"]]) == [lost_reply["id"]]
+        assert await store.status(lost_reply["id"]) == "queued"
+        assert await store.holder(running["id"]) == ("in_progress", "d1", 1)
+        log = [e["message"] for e in (await store.get(lost_reply["id"]))["result_payload"]["log"]]
+        assert any("never learnt" in m and "attempt 1 of 3" in m for m in log), log
+        # Claimed again (attempt 2) and run by d1 this time: a stray seen with another attempt is not one.
+        again = await store.claim_lease("d1")
+        assert again == Lease(lost_reply["id"], "d1", 2)
+        assert await recovery.run([running["id"], lost_reply["id"]]) == []
+        assert await store.holder(lost_reply["id"]) == ("in_progress", "d1", 2)
+        await redis.aclose()
+
+    asyncio.run(scenario())
+
+
 # -- two real dispatchers --------------------------------------------------------------------------
 class _Two:
     """A runtime (the app's wiring, without its dispatcher) and Dask client for two Dispatchers in one loop."""
@@ -206,6 +279,42 @@ def test_a_stale_dispatcher_that_finishes_its_graph_publishes_nothing(
     asyncio.run(scenario())
     lost = [r.getMessage() for r in caplog.records if "lost job" in r.getMessage()]
     assert lost and "d1-stale" in lost[0] and "publishing nothing" in lost[0], lost
+
+
+def test_a_completion_whose_reply_was_lost_keeps_its_outputs(
+        settings: Settings, graphs_dir: Path, dask_cluster: LocalCluster) -> None:
+    """The final write reached Redis, its answer did not (Redis went away): the retry finds the job completed
+    under this very lease, and the dispatcher keeps what it published instead of rolling it back.
+
+    A wrapper drops the first answer: a real server cannot be killed at that instant reliably."""
+
+    async def scenario() -> None:
+        two = _Two(settings, graphs_dir)
+        await two.start(dask_cluster.scheduler_address)
+        store = two.runtime.store
+        real_complete, calls = store.complete, []
+
+        async def complete_then_lose_the_reply(job_id: str, result: dict[str, Any], **kwargs: Any) -> None:
+            calls.append(job_id)
+            await real_complete(job_id, result, **kwargs)
+            if len(calls) == 1:
+                raise QueueUnavailableError("Connection closed by server.")
+
+        store.complete = complete_then_lose_the_reply  # type: ignore[method-assign]
+        try:
+            job = await two.runtime.service.submit("parts", {"project_id": PROJECT})
+            await two.dispatcher("d1")
+            await _until(lambda: _status_is(store, job["id"], "completed"), 60, "the job to complete")
+            await _until(lambda: _no_jobs(two.dispatchers[0]), 20, "the run to end")
+            assert len(calls) == 2, calls
+            record = await store.get(job["id"])
+            published = await two.runtime.assets.list(PROJECT)
+            assert [a["id"] for a in published] == [record["result_payload"]["outputs"]["file"]["id"]]
+            assert (Path(settings.media_url) / published[0]["path"]).is_file()
+        finally:
+            await two.close()
+
+    asyncio.run(scenario())
 
 
 def test_a_dispatcher_that_sees_its_job_taken_stops_its_tasks(

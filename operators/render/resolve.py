@@ -22,7 +22,6 @@ from operators.render.timeline import (
     AudioClip,
     AudioTrack,
     CaptionTrack,
-    CropKey,
     CropRect,
     TextClip,
     TextTrack,
