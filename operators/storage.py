@@ -97,7 +97,11 @@ class Storage:
         if self.is_local:
             return self.local_path(path).is_file()
         fs, _ = self._fs()
-        return bool(fs.isfile(self._remote(path)))
+        # Not fs.isfile: it answers False for any error, so an unreachable store would read as a missing file.
+        try:
+            return fs.info(self._remote(path)).get("type") == "file"
+        except FileNotFoundError:
+            return False
 
     def size(self, path: str) -> int:
         if self.is_local:

@@ -34,6 +34,7 @@ from scheduler.errors import (
     JobNotFoundError,
     QueueUnavailableError,
     SourceError,
+    StorageUnavailableError,
     UnknownJobTypeError,
 )
 from scheduler.fencing import JobLostError, Lease, PublishGuard
@@ -347,7 +348,8 @@ class Dispatcher:
             except QueueUnavailableError as exc:
                 if self._stopping.is_set():
                     raise asyncio.CancelledError from exc  # recovery picks the job up later
-                _log.warning("Redis unavailable, job waiting: %s", exc)
+                what = "Media storage unreachable" if isinstance(exc, StorageUnavailableError) else "Redis unavailable"
+                _log.warning("%s, job waiting: %s", what, exc)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
 

@@ -7,12 +7,18 @@ __all__ = [
     "JobNotFoundError",
     "QueueUnavailableError",
     "SourceError",
+    "StorageUnavailableError",
     "UnknownJobTypeError",
 ]
 
 
 class QueueUnavailableError(ConnectionError):
     """Redis could not be reached; ``str()`` is the Redis client's own message."""
+
+
+class StorageUnavailableError(QueueUnavailableError):
+    """The media storage did not answer (an S3 endpoint down): transient, like Redis being away, so the
+    API answers 503 and a dispatcher waits for it rather than failing the job."""
 
 
 class JobNotFoundError(LookupError):

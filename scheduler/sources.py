@@ -9,7 +9,7 @@ from operators.storage import Storage, safe_relpath
 from operators.types import SourceRef
 from pipelines.payload import SourceRequest
 from scheduler.assets import AssetNotFoundError, AssetStore
-from scheduler.errors import SourceError
+from scheduler.errors import SourceError, StorageUnavailableError
 
 __all__ = ["resolve_source"]
 
@@ -38,6 +38,8 @@ async def resolve_source(request: SourceRequest, storage: Storage, assets: Asset
         exists = await to_thread.run_sync(_exists, storage, path)
     except PathOutsideRootError as exc:
         raise SourceError("source_uri", f"{exc}; it must name a file under the media root") from None
+    except Exception as exc:  # noqa: BLE001  (whatever the store's client raises when it cannot answer)
+        raise StorageUnavailableError(f"checking '{uri}' failed: {type(exc).__name__}: {exc}") from exc
     if not exists:
         raise SourceError("source_uri", f"'{uri}' does not exist under the media root")
     return SourceRef(path=path)

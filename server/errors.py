@@ -14,7 +14,8 @@ from litestar.status_codes import HTTP_400_BAD_REQUEST, HTTP_422_UNPROCESSABLE_E
 from pipelines.errors import PayloadError
 from scheduler.assets import AssetNotFoundError
 from scheduler.clip_versions import ClipVersionNotFoundError
-from scheduler.errors import JobNotFoundError, QueueUnavailableError, SourceError, UnknownJobTypeError
+from scheduler.errors import JobNotFoundError, QueueUnavailableError, SourceError, StorageUnavailableError
+from scheduler.errors import UnknownJobTypeError
 from scheduler.idempotency import IdempotencyBusyError, IdempotencyMismatchError
 
 __all__ = ["EXCEPTION_HANDLERS", "queue_error_detail", "unprocessable"]
@@ -34,6 +35,8 @@ def unprocessable(loc: list[str], msg: str, type_: str = "value_error") -> HTTPE
 
 
 def queue_error_detail(exc: QueueUnavailableError) -> str:
+    if isinstance(exc, StorageUnavailableError):
+        return f"Media storage unreachable: {str(exc).rstrip('.')}."
     return f"Queue connection error: {str(exc).rstrip('.')}."
 
 

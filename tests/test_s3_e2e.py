@@ -23,6 +23,7 @@ from litestar.testing import TestClient
 
 from operators.storage import Storage
 from operators.storage_cache import MediaCache
+from server.app import create_app
 from scheduler.settings import Settings
 from tests import speechgen as sg
 from tests.conftest import wait_for, wait_until
@@ -169,6 +170,20 @@ def test_a_slow_store_does_not_stall_the_api(client: TestClient[Any], s3: S3Serv
     assert took < 0.6, f"/health/ took {took:.2f}s while a submission waited on S3"
     assert health.status_code == 200 and still_waiting
     assert answers["post"].status_code == 422 and "slow.mp4" in answers["post"].text
+
+
+def test_an_unreachable_store_is_a_503_not_a_missing_source(settings: Settings, tmp_path: Path) -> None:
+    """S3 down at submission: POST answers the documented 503, not a 422 that calls the source missing."""
+    gone = S3Server(tmp_path / "moto.log").start()
+    # One try each (botocore and s3fs retry a refused connection for ~9 s otherwise).
+    options = {**gone.storage_options(), "config_kwargs": {"retries": {"max_attempts": 1}}, "retries": 1}
+    gone.stop()
+    app = create_app(settings.model_copy(update={"media_storage_options": options}))
+    with TestClient(app=app, timeout=60) as client:
+        response = client.post("/jobs/?job_type=ingest", json={"project_id": "proj_s3", "source_uri": "talk.mp4"})
+    assert response.status_code == 503, response.text
+    detail = response.json()["detail"]
+    assert detail.startswith("Failed to enqueue job: Media storage unreachable: checking 'talk.mp4' failed"), detail
 
 
 # --- the cache itself, on the same S3 server -------------------------------------------------------
