@@ -205,7 +205,8 @@ class JobStore:
         async def write() -> None:
             score = await self._score(priority)
             async with self.redis.pipeline(transaction=True) as pipe:
-                pipe.hset(self._key(job_id), mapping=fields)
+                # queue_score: its place in the queue, which a requeue after an interruption gives it back.
+                pipe.hset(self._key(job_id), mapping={**fields, "queue_score": str(score)})
                 pipe.zadd(self._queue_key, {job_id: score})
                 pipe.zadd(f"{_P}jobs", {job_id: _epoch(now)})
                 pipe.hincrby(SUBMITTED_KEY, job_type, 1)
@@ -375,7 +376,8 @@ class JobStore:
         dispatcher is alive again.
         """
         fields = await self.internal(job_id)
-        score = await guard(self._score(int(fields.get("priority") or 0)))
+        # Back where it was submitted (ahead of the jobs queued after it): it was already under way.
+        score = int(fields.get("queue_score") or 0) or await guard(self._score(int(fields.get("priority") or 0)))
         entry = _json({"timestamp": now_ts(), "message": message})
         owner_key = self._owner_key(lease.owner) if lease is not None else self._key(job_id)
         try:

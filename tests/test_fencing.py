@@ -159,6 +159,24 @@ def test_asset_records_are_written_only_while_the_lease_holds(redis_url: str) ->
     asyncio.run(scenario())
 
 
+def test_a_requeued_job_goes_back_to_its_place_in_the_queue(redis_url: str) -> None:
+    """An interrupted job was already under way: it runs before the jobs submitted after it, not after."""
+
+    async def scenario() -> None:
+        redis = aioredis.Redis.from_url(redis_url, decode_responses=True)
+        store = JobStore(redis, queue_name=f"place-{time.monotonic_ns()}")
+        first = await store.create("sleepy", {})
+        later = [await store.create("sleepy", {}) for _ in range(2)]
+        lease = await store.claim_lease("d1")
+        assert lease is not None and lease.job_id == first["id"]
+        assert await store.requeue(first["id"], "Re-queued: d1 stopped", lease=lease)
+        order = [(await store.claim_lease("d2")) for _ in range(3)]
+        assert [lease.job_id for lease in order if lease] == [first["id"], *(j["id"] for j in later)]
+        await redis.aclose()
+
+    asyncio.run(scenario())
+
+
 def test_a_claim_whose_reply_was_lost_is_requeued_by_its_own_dispatcher(redis_url: str) -> None:
     """Redis ran d1's claim but its answer never came (killed as it answered): the job is in_progress under
     d1, whose heartbeat lives, and d1 does not run it. d1's recovery re-queues it on its second look."""
