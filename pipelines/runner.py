@@ -41,7 +41,7 @@ from pipelines.values import (
     task_template,
 )
 
-__all__ = ["DEFAULT_MAX_TASKS", "GraphRun", "JobInfo", "resolve_value"]
+__all__ = ["DEFAULT_MAX_TASKS", "GraphRun", "JobInfo", "clear_cancelled_gather", "resolve_value"]
 
 _log = logging.getLogger("pipelines.runner")
 #: Seconds for one try at fetching a finished task's result into this process, and how many tries. Only
@@ -207,7 +207,15 @@ class GraphRun:
                 await asyncio.wait_for(self._finished.wait(), timeout=0.1)
 
     async def _node_task(self, node: Node) -> None:
-        await self._run_node(node)
+        try:
+            await self._run_node(node)
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise
+            # A CancelledError nobody asked for (from inside a library call): a TaskGroup ignores a child
+            # that ends cancelled, and the nodes waiting on this one would wait forever. Fail the job.
+            raise _NodeFailed(f"{node.name}: a call to the cluster was cancelled unexpectedly") from None
         self._pending_nodes -= 1
         if self._pending_nodes == 0:
             self._finished.set()
@@ -341,21 +349,31 @@ class GraphRun:
         return result
 
     async def _fetch(self, future: Future) -> Any:
-        """A finished task's result, each try bounded by FETCH_TIMEOUT.
+        """A finished task's result, each try bounded by FETCH_TIMEOUT; a fetch is never cancelled.
 
-        The chaos test found a dispatcher, resumed after a SIGSTOP, whose fetch of a finished task's small
-        result never returned (the task done on the scheduler, the job waiting in_progress, unbounded). A
-        try that times out is left behind, cancelled but not awaited, and the next starts afresh.
+        distributed's Client batches concurrent gathers into one request (``Client._gather_future``). When
+        the gather that started a request is cancelled while the request waits for its turn (five gathers
+        in flight), every gather batched into it raises CancelledError, and the cancelled request stays
+        in place, so every later gather of that client raises it at once: one stale run stopped mid-fetch
+        (a dispatcher resumed from SIGSTOP cancels its lost jobs) poisoned the client for all the others
+        (the chaos test; tests/test_gather_poison.py shows it on a bare client). So a cancelled run leaves
+        its fetch to finish (asyncio.wait does not cancel what it waits on), a try that times out is left
+        behind the same way, and a fetch cancelled by someone else clears the poisoned request and tries
+        again.
         """
         for attempt in range(1, FETCH_TRIES + 1):
             fetch = asyncio.ensure_future(self.client.gather(future))
             self._fetches.add(fetch)  # a strong reference: the loop keeps only weak ones
             fetch.add_done_callback(self._fetches.discard)
             done, _ = await asyncio.wait({fetch}, timeout=FETCH_TIMEOUT)
-            if fetch in done:
+            if fetch in done and not fetch.cancelled():
                 return fetch.result()
-            # Not awaited: the stuck gather ignored cancellation (asyncio.wait_for hung on it as well).
-            fetch.cancel()
+            if fetch in done:
+                cleared = clear_cancelled_gather(self.client)
+                _log.warning("%s: fetching the result of %s was cancelled by another gather of the client "
+                             "(try %d of %d%s)", self.job.id, future.key, attempt, FETCH_TRIES,
+                             "; cleared its cancelled request" if cleared else "")
+                continue
             _log.warning("%s: fetching the result of %s timed out (try %d of %d)", self.job.id, future.key,
                          attempt, FETCH_TRIES)
         raise _NodeFailed(f"could not fetch the result of task {future.key} from the cluster in {FETCH_TRIES} tries "
@@ -407,6 +425,17 @@ def _first_failure(exc: BaseException) -> _NodeFailed | None:
             if found is not None:
                 return found
     return None
+
+
+def clear_cancelled_gather(client: Client) -> bool:
+    """Forget a batched gather request of ``client`` that was cancelled before it ran (see GraphRun._fetch);
+    whether there was one. Later gathers then start a request of their own instead of failing at once."""
+    pending = getattr(client, "_gather_future", None)
+    if pending is None or not pending.done() or not pending.cancelled():
+        return False
+    client._gather_future = None
+    client._gather_keys = None
+    return True
 
 
 def _call(sink: Callable[[Any], Any], value: Any) -> None:

@@ -284,6 +284,11 @@ class Dispatcher:
                 outcome = ("lost", None)
             elif running.cancelled:
                 outcome = ("stands", None)
+            elif not self._stopping.is_set() and not _cancelling():
+                # Nobody cancelled this task: a CancelledError from inside a library call (Dask's, see
+                # GraphRun._fetch). Released, the job would stay in_progress until recovery found it.
+                outcome = ("failed", "Internal error while running the job: a call to the cluster was "
+                                     "cancelled unexpectedly; the job can be submitted again")
             else:  # the dispatcher is stopping: leave the job for recovery
                 self._release(running)
                 raise
@@ -398,3 +403,9 @@ class Dispatcher:
         if self._running.get(running.job_id) is running:
             del self._running[running.job_id]
         self._slot_free.set()
+
+
+def _cancelling() -> bool:
+    """Whether the running task was asked to cancel (``Task.cancel``), not merely handed a CancelledError."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0

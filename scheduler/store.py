@@ -23,24 +23,21 @@ a job with a ``callback_url`` enqueues its webhook: a change is never written wi
 
 from __future__ import annotations
 
-import asyncio
-import json
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable, Iterable
 from types import EllipsisType
 from typing import Any, TypeVar
 
-import msgspec
 from redis import asyncio as aioredis
-from redis.exceptions import NoScriptError, RedisError, ResponseError
-from redis.client import NEVER_DECODE
+from redis.exceptions import ResponseError
 
 from scheduler import store_lua as lua
-from scheduler.errors import InvalidTransitionError, JobNotFoundError, QueueUnavailableError
+from scheduler.errors import InvalidTransitionError, JobNotFoundError
 from scheduler.fencing import JobLostError, Lease
 from scheduler.job_record import public_record
-from scheduler.metrics import SUBMITTED_KEY, note_redis_error
+from scheduler.redis_calls import decode_json, guard, raw_script, require_decoding, to_json
+from scheduler.metrics import SUBMITTED_KEY
 from scheduler.settings import QUEUE_NAME
 from scheduler.timefmt import now_ts
 
@@ -59,52 +56,6 @@ T = TypeVar("T")
 
 #: Seconds a record's cached JSON is kept (clients poll a job while it runs; then it is only memory).
 JSON_CACHE_SECONDS = 60
-
-
-#: Seconds one guarded Redis call may take before it counts as Redis being unreachable.
-REDIS_CALL_TIMEOUT = 10.0
-
-
-async def guard(call: Awaitable[T]) -> T:
-    """Await a Redis call, turning connection problems (and a call past :data:`REDIS_CALL_TIMEOUT`)
-    into :class:`QueueUnavailableError`."""
-    try:
-        async with asyncio.timeout(REDIS_CALL_TIMEOUT):
-            return await call
-    except ResponseError:
-        raise
-    except TimeoutError as exc:  # asyncio's (builtin TimeoutError, an OSError), from the timeout above
-        note_redis_error()
-        raise QueueUnavailableError(f"Timeout: no answer from Redis in {REDIS_CALL_TIMEOUT:g} s") from exc
-    except (RedisError, OSError) as exc:
-        note_redis_error()
-        raise QueueUnavailableError(str(exc) or type(exc).__name__) from exc
-
-
-_decode_json = msgspec.json.decode
-
-
-def _json(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), default=str)
-
-
-def require_decoding(redis: aioredis.Redis) -> aioredis.Redis:
-    """``redis``, when it answers text (``decode_responses=True``, as the Runtime opens it); else a TypeError.
-
-    The stores read every reply as ``str``; a client answering bytes would make keys like ``b'job_…'``.
-    """
-    if not redis.get_encoder().decode_responses:
-        raise TypeError("the scheduler's stores need a Redis client made with decode_responses=True")
-    return redis
-
-
-async def _raw_script(redis: aioredis.Redis, script: Any, keys: list[str], args: list[Any]) -> Any:
-    """Run a registered script and take its reply as bytes (the cached JSON goes out as it is, undecoded)."""
-    try:
-        return await redis.execute_command("EVALSHA", script.sha, len(keys), *keys, *args, **{NEVER_DECODE: True})
-    except NoScriptError:
-        script.sha = await redis.script_load(script.script)
-        return await redis.execute_command("EVALSHA", script.sha, len(keys), *keys, *args, **{NEVER_DECODE: True})
 
 
 def _fence(lease: Lease | None, *, expect_dead: bool = False) -> list[str]:
@@ -186,8 +137,8 @@ class JobStore:
             "job_type": job_type,
             "status": "queued",
             "priority": str(priority),
-            "clip_version_id": _json(clip_version_id),
-            "payload": _json(payload),
+            "clip_version_id": to_json(clip_version_id),
+            "payload": to_json(payload),
             "created_at": now,
             "updated_at": now,
             "started_at": "",
@@ -225,7 +176,7 @@ class JobStore:
         """``encode(record)``, from the record's cached JSON when it has not changed since (one round trip and
         no decoding: what a polling client asks for again and again); else read, encoded and cached."""
         key = self._key(job_id)
-        raw = await guard(_raw_script(self.redis, self._read_cached, [key, self._log_key(job_id), f"{key}:json"], []))
+        raw = await guard(raw_script(self.redis, self._read_cached, [key, self._log_key(job_id), f"{key}:json"], []))
         if not raw:
             raise JobNotFoundError(job_id)
         if raw[:1] == b"{":
@@ -246,7 +197,7 @@ class JobStore:
         values = raw.split("\0", len(lua.READ_FIELDS))
         fields = dict(zip(lua.READ_FIELDS, values))
         log_text = values[-1]
-        log = _decode_json(f"[{log_text.replace(chr(10), ',')}]") if log_text else []
+        log = decode_json(f"[{log_text.replace(chr(10), ',')}]") if log_text else []
         return public_record(fields, log, self.queue_name), int(fields.get("rev") or 0)
 
     async def status(self, job_id: str) -> str | None:
@@ -297,7 +248,7 @@ class JobStore:
         for k, v in fields.items():
             flat += [k, v]
         now = now_ts()
-        entry = _json({"timestamp": now, "message": message}) if message else ""
+        entry = to_json({"timestamp": now, "message": message}) if message else ""
         owner_key = self._owner_key(lease.owner) if lease is not None else self._key(job_id)
         try:
             return await guard(  # type: ignore[no-any-return]
@@ -346,7 +297,7 @@ class JobStore:
         """``keep``: the storage paths of the assets it published (what retention must not delete)."""
         now = now_ts()
         await self._move(job_id, ["in_progress"], "completed", lease=lease, completed_at=now, progress="1",
-                         result=_json(result), published_paths=_json(sorted(keep)))
+                         result=to_json(result), published_paths=to_json(sorted(keep)))
 
     async def fail(self, job_id: str, message: str, result: dict[str, Any] | None = None,
                    allowed: Iterable[str] = ("in_progress",), *, lease: Lease | None = None,
@@ -354,9 +305,9 @@ class JobStore:
         """``expect_dead`` (recovery): refused unless the lease's owner has no heartbeat any more."""
         # No NUL in the stored message: the record is read back NUL-separated (see READ).
         fields = {"completed_at": now_ts(), "error_message": message.replace("\0", ""),
-                  "published_paths": _json(sorted(keep))}
+                  "published_paths": to_json(sorted(keep))}
         if result is not None:
-            fields["result"] = _json(result)
+            fields["result"] = to_json(result)
         await self._move(job_id, allowed, "failed", lease=lease, expect_dead=expect_dead, **fields)
 
     async def cancel(self, job_id: str, message: str | None = None) -> str:
@@ -378,7 +329,7 @@ class JobStore:
         fields = await self.internal(job_id)
         # Back where it was submitted (ahead of the jobs queued after it): it was already under way.
         score = int(fields.get("queue_score") or 0) or await guard(self._score(int(fields.get("priority") or 0)))
-        entry = _json({"timestamp": now_ts(), "message": message})
+        entry = to_json({"timestamp": now_ts(), "message": message})
         owner_key = self._owner_key(lease.owner) if lease is not None else self._key(job_id)
         try:
             done = await guard(self._requeue(
@@ -404,12 +355,12 @@ class JobStore:
         a dispatcher that no longer holds the job writes nothing and gets :class:`JobLostError`.
         """
         stamped = [(now_ts(), m) if isinstance(m, str) else m for m in messages]
-        entries = [_json({"timestamp": ts, "message": m}) for ts, m in stamped]
+        entries = [to_json({"timestamp": ts, "message": m}) for ts, m in stamped]
         progress_arg = "" if progress is None else repr(min(1.0, max(0.0, progress)))
         eta_arg = "" if eta is ... else "null" if eta is None else repr(round(float(eta), 1))
         rev = int(await guard(self._report(
             keys=[self._key(job_id), self._log_key(job_id)],
-            args=[now_ts(), progress_arg, eta_arg, _json(extra) if extra else "", self.log_limit,
+            args=[now_ts(), progress_arg, eta_arg, to_json(extra) if extra else "", self.log_limit,
                   self.channel(job_id), *_fence(lease)[:2], *entries],
         )) or 0)
         if rev < 0 and lease is not None:
@@ -439,7 +390,7 @@ class JobStore:
         :class:`InvalidTransitionError` when the job was cancelled meanwhile."""
         try:
             await guard(self._fenced_write(keys=[self._key(lease.job_id)],
-                                           args=[*_fence(lease), _json(commands)]))
+                                           args=[*_fence(lease), to_json(commands)]))
         except ResponseError as exc:
             raise self._refusal(exc, lease.job_id, "completed", lease) from None
 
@@ -470,7 +421,7 @@ class JobStore:
             raise JobNotFoundError(job_id)
         if status not in TERMINAL:
             raise InvalidTransitionError(job_id, status, "deleted")
-        return list(_decode_json(paths)) if paths else []
+        return list(decode_json(paths)) if paths else []
 
     async def delete(self, job_id: str) -> None:
         """Remove a finished job, its log and its webhook deliveries (not its assets)."""

