@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import msgspec
 from redis import asyncio as aioredis
 from redis.client import NEVER_DECODE
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, RedisError, ResponseError
 
 from scheduler.errors import QueueUnavailableError
 from scheduler.metrics import note_redis_error
 
-__all__ = ["REDIS_CALL_TIMEOUT", "decode_json", "guard", "raw_script", "require_decoding", "to_json"]
+__all__ = ["REDIS_CALL_TIMEOUT", "decode_json", "guard", "guard_read", "raw_script", "require_decoding", "to_json"]
 
 T = TypeVar("T")
 
@@ -37,6 +38,17 @@ async def guard(call: Awaitable[T]) -> T:
     except (RedisError, OSError) as exc:
         note_redis_error()
         raise QueueUnavailableError(str(exc) or type(exc).__name__) from exc
+
+
+async def guard_read(call: Callable[[], Awaitable[T]]) -> T:
+    """:func:`guard` for a read, sent once more when the connection had dropped: a pooled connection to a
+    Redis that restarted fails its first command, and a read, unlike a write, is safe to send twice."""
+    try:
+        return await guard(call())
+    except QueueUnavailableError as exc:
+        if not isinstance(exc.__cause__, RedisConnectionError):
+            raise
+        return await guard(call())
 
 
 decode_json = msgspec.json.decode

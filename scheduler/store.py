@@ -36,7 +36,7 @@ from scheduler import store_lua as lua
 from scheduler.errors import InvalidTransitionError, JobNotFoundError
 from scheduler.fencing import JobLostError, Lease
 from scheduler.job_record import public_record
-from scheduler.redis_calls import decode_json, guard, raw_script, require_decoding, to_json
+from scheduler.redis_calls import decode_json, guard, guard_read, raw_script, require_decoding, to_json
 from scheduler.metrics import SUBMITTED_KEY
 from scheduler.settings import QUEUE_NAME
 from scheduler.timefmt import now_ts
@@ -176,7 +176,8 @@ class JobStore:
         """``encode(record)``, from the record's cached JSON when it has not changed since (one round trip and
         no decoding: what a polling client asks for again and again); else read, encoded and cached."""
         key = self._key(job_id)
-        raw = await guard(raw_script(self.redis, self._read_cached, [key, self._log_key(job_id), f"{key}:json"], []))
+        raw = await guard_read(lambda: raw_script(self.redis, self._read_cached,
+                                                  [key, self._log_key(job_id), f"{key}:json"], []))
         if not raw:
             raise JobNotFoundError(job_id)
         if raw[:1] == b"{":
@@ -188,7 +189,7 @@ class JobStore:
 
     async def snapshot(self, job_id: str) -> tuple[dict[str, Any], int]:
         """The job record and its ``rev`` (how many changes it has had), read together."""
-        raw = await guard(self._read(keys=[self._key(job_id), self._log_key(job_id)]))
+        raw = await guard_read(lambda: self._read(keys=[self._key(job_id), self._log_key(job_id)]))
         if not raw:
             raise JobNotFoundError(job_id)
         return self._parse(raw)
