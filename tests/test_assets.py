@@ -16,7 +16,8 @@ from litestar.testing import TestClient
 
 from scheduler.settings import Settings
 from server.app import create_app
-from server.controllers.assets import ByteRange, RangeNotSatisfiableError, parse_range, safe_filename
+from server.controllers.assets import safe_filename
+from server.downloads import ByteRange, RangeNotSatisfiableError, parse_range
 from tests.conftest import wait_for
 from tests.mediagen import make_clip
 

@@ -1,28 +1,19 @@
 """``/assets/``: upload sources (streamed to storage), read their records, download their bytes.
 
-Uploads never hold the whole file in memory: a raw body is read with ``request.stream()``
-and a ``multipart/form-data`` body is parsed as it arrives by the push parser of the
-``multipart`` package (the one Litestar itself uses, but Litestar's ``request.form()``
-buffers every part). The bytes are hashed, counted and written through
-``Storage.writing()`` in blocks of at most :data:`BLOCK` bytes, so a half-written or
-refused upload never appears in storage. Downloads honour single ``Range`` requests and
-read only the requested bytes.
+Uploads are streamed into storage as they arrive (:mod:`server.uploads`), never held whole in memory, and
+a half-written or refused upload never appears in storage. Downloads honour single ``Range`` requests and
+read only the requested bytes (:mod:`server.downloads`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import mimetypes
 import re
 import unicodedata
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from pathlib import Path
-from typing import IO, Annotated, Any
-from urllib.parse import quote
+from typing import Annotated, Any
 
-from anyio import CancelScope, to_thread
+from anyio import to_thread
 from litestar import Controller, MediaType, Request, Response, get, head, post
 from litestar.exceptions import HTTPException
 from litestar.openapi import ResponseSpec
@@ -30,9 +21,6 @@ from litestar.params import Parameter
 from litestar.response import Stream
 from litestar.serialization import encode_json
 from multipart import (  # type: ignore[import-untyped]  (Litestar's own multipart dependency)
-    MultipartError,
-    MultipartSegment,
-    PushMultipartParser,
     parse_options_header,
 )
 
@@ -44,33 +32,22 @@ from scheduler.runtime import Runtime
 from scheduler.settings import Settings
 from server.auth import TOKEN_SCOPE_KEY
 from server.controllers.jobs import IDEMPOTENCY_KEY, replayed
+from server.downloads import RangeNotSatisfiableError, content_disposition, parse_range, read_range
 from server.errors import unprocessable
 from server.openapi import responses
 from server.schemas import Asset, UploadedAsset
+from server.uploads import MULTIPART_SLACK, Part, discard, empty_upload, multipart_part, raw_chunks
+from server.uploads import store_upload, too_large
 
-__all__ = [
-    "BLOCK",
-    "UPLOAD_FIELDS",
-    "AssetController",
-    "ByteRange",
-    "RangeNotSatisfiableError",
-    "content_disposition",
-    "parse_range",
-    "safe_filename",
-]
-
-BLOCK = 1024 * 1024
-"""Bytes buffered before a write to storage, and the size of each chunk a download sends."""
+__all__ = ["UPLOAD_FIELDS", "AssetController", "safe_filename"]
 
 UPLOAD_FIELDS = ("id", "project_id", "filename", "content_type", "size", "sha256", "created_at", "kind")
 """The keys of the upload response, in order."""
 
-_MULTIPART_SLACK = 64 * 1024  # boundaries, part headers and small form fields around the file part
 _FILENAME_MAX_BYTES = 200
 _UNSAFE_FILENAME = re.compile(r"[^\w.+()\- ]")
 _MEDIA_TYPE = re.compile(r"^[a-z0-9][a-z0-9!#$&^_.+-]*/[a-z0-9][a-z0-9!#$&^_.+-]*$")
 _UNSPECIFIED_TYPES = frozenset({"", "application/octet-stream", "application/x-www-form-urlencoded"})
-_RANGE_SPEC = re.compile(r"^(\d*)\s*-\s*(\d*)$")
 #: For the OpenAPI document only (the handler checks it itself, with its own message): what
 #: _check_project_id accepts.
 PROJECT_ID = Parameter(
@@ -121,16 +98,6 @@ def _content_type(declared: str | None, filename: str | None) -> str:
     return guessed or "application/octet-stream"
 
 
-def content_disposition(filename: str, disposition: str = "inline") -> str:
-    """``inline; filename="..."`` with an ASCII fallback and RFC 5987 ``filename*`` when needed."""
-    fallback = unicodedata.normalize("NFKD", filename).encode("ascii", "ignore").decode()
-    fallback = re.sub(r'[\x00-\x1f\x7f"\\]', "_", fallback) or "download"
-    value = f'{disposition}; filename="{fallback}"'
-    if fallback != filename:
-        value += f"; filename*=UTF-8''{quote(filename, safe='')}"
-    return value
-
-
 def _check_project_id(project_id: str) -> str:
     """A project id usable as one storage path segment, or a 422 naming ``project_id``."""
     if (not project_id.strip() or project_id in (".", "..") or len(project_id) > 200
@@ -139,219 +106,6 @@ def _check_project_id(project_id: str) -> str:
                             "project_id must be a non-empty id of at most 200 characters, without '/', '\\' or "
                             "control characters")
     return project_id
-
-
-def _too_large(limit: int) -> HTTPException:
-    return HTTPException(status_code=413, detail=f"Upload exceeds the limit of {limit} bytes (MAX_UPLOAD_BYTES)")
-
-
-def _empty_upload(loc: list[str]) -> HTTPException:
-    return unprocessable(loc, "The upload is empty: send the file as the request body or as the multipart field 'file'")
-
-
-@dataclass(frozen=True, slots=True)
-class ByteRange:
-    """One satisfiable byte range; ``end`` is inclusive, as in ``Content-Range``."""
-
-    start: int
-    end: int
-
-    @property
-    def length(self) -> int:
-        return self.end - self.start + 1
-
-    def content_range(self, total: int) -> str:
-        return f"bytes {self.start}-{self.end}/{total}"
-
-
-class RangeNotSatisfiableError(ValueError):
-    """The Range header is valid but no byte of it lies in the file."""
-
-
-def parse_range(header: str | None, total: int) -> ByteRange | None:
-    """Parse ``Range: bytes=a-b | a- | -n`` against a file of ``total`` bytes.
-
-    Returns ``None`` when the whole file should be sent: no header, another unit, a
-    malformed header, or several ranges (RFC 9110 lets a server ignore Range). Raises
-    :class:`RangeNotSatisfiableError` when the range starts past the end.
-    """
-    if not header:
-        return None
-    unit, sep, spec = header.partition("=")
-    if not sep or unit.strip().lower() != "bytes":
-        return None
-    specs = [s.strip() for s in spec.split(",") if s.strip()]
-    if len(specs) != 1:
-        return None
-    match = _RANGE_SPEC.match(specs[0])
-    if match is None or (not match.group(1) and not match.group(2)):
-        return None
-    first, last = match.group(1), match.group(2)
-    if not first:  # suffix: the last n bytes
-        suffix = int(last)
-        if suffix == 0 or total == 0:
-            raise RangeNotSatisfiableError(header)
-        return ByteRange(max(0, total - suffix), total - 1)
-    start = int(first)
-    if last and int(last) < start:
-        return None  # syntactically invalid: ignored
-    if start >= total:
-        raise RangeNotSatisfiableError(header)
-    return ByteRange(start, min(int(last), total - 1) if last else total - 1)
-
-
-# --------------------------------------------------------------------------- upload plumbing
-
-
-@dataclass(frozen=True, slots=True)
-class _Part:
-    """What the body says about the file: its name and type, and an iterator over its bytes."""
-
-    filename: str | None
-    content_type: str | None
-    chunks: AsyncIterator[bytes]
-
-
-async def _raw_chunks(request: Request[Any, Any, Any]) -> AsyncIterator[bytes]:
-    async for chunk in request.stream():
-        if chunk:
-            yield chunk
-
-
-async def _multipart_events(request: Request[Any, Any, Any], boundary: str,
-                            limit: int) -> AsyncIterator[MultipartSegment | bytes | None]:
-    """Parser events as the body arrives; more than ``limit`` body bytes in all gives 413."""
-    received = 0
-    try:
-        with PushMultipartParser(boundary, max_header_count=16) as parser:
-            async for chunk in request.stream():
-                received += len(chunk)
-                if received > limit:
-                    raise _too_large(limit - _MULTIPART_SLACK)
-                for event in parser.parse(chunk):
-                    yield event
-                if parser.closed:
-                    break
-            if not parser.closed:
-                for event in parser.parse(b""):
-                    yield event
-    except MultipartError as exc:
-        raise HTTPException(status_code=400, detail=f"Malformed multipart body: {exc}") from None
-
-
-async def _multipart_part(request: Request[Any, Any, Any], boundary: str, limit: int) -> _Part:
-    """Read up to the part named ``file``; its bytes then stream from the returned iterator."""
-    events = _multipart_events(request, boundary, limit)
-    async for event in events:
-        if isinstance(event, MultipartSegment) and event.name == "file":
-            segment = event
-            break
-    else:
-        raise unprocessable(["body", "file"], "The multipart body has no part named 'file'")
-
-    async def file_bytes() -> AsyncIterator[bytes]:
-        async for item in events:
-            if item is None:
-                break
-            if isinstance(item, bytes):
-                yield item
-        async for _ in events:  # the closing boundary (and any later parts) must still parse
-            pass
-
-    return _Part(filename=segment.filename, content_type=segment.header("Content-Type"), chunks=file_bytes())
-
-
-def _write_block(handle: IO[bytes], digest: Any, block: bytes) -> None:
-    digest.update(block)
-    handle.write(block)
-
-
-async def _spool(target: Path, chunks: AsyncIterator[bytes], limit: int) -> tuple[int, str]:
-    """Write ``chunks`` to ``target`` in blocks; returns (size, sha256). Past ``limit``: 413."""
-    digest = hashlib.sha256()
-    size = 0
-    pending: list[bytes] = []
-    pending_size = 0
-    handle: IO[bytes] = await to_thread.run_sync(target.open, "wb")
-    try:
-        async for chunk in chunks:
-            size += len(chunk)
-            if size > limit:
-                raise _too_large(limit)
-            pending.append(chunk)
-            pending_size += len(chunk)
-            if pending_size >= BLOCK:
-                block = b"".join(pending)
-                pending.clear()
-                pending_size = 0
-                await to_thread.run_sync(_write_block, handle, digest, block)
-                del block
-        if pending:
-            await to_thread.run_sync(_write_block, handle, digest, b"".join(pending))
-            pending.clear()
-    finally:
-        handle.close()
-    return size, digest.hexdigest()
-
-
-async def _store(storage: Storage, path: str, chunks: AsyncIterator[bytes], limit: int,
-                 empty_loc: list[str]) -> tuple[int, str]:
-    """Stream into storage at ``path`` atomically; nothing is left behind when it fails."""
-    # Every storage step runs in a thread: even the temp file's folder may be on a network mount.
-    writing = storage.writing(path)
-    tmp = await to_thread.run_sync(writing.__enter__)
-    try:
-        size, sha256 = await _spool(tmp, chunks, limit)
-        if size == 0:
-            raise _empty_upload(empty_loc)
-    except BaseException as exc:
-        with CancelScope(shield=True):  # a client that went away still gets its temp file removed
-            await to_thread.run_sync(_abandon, writing, exc, storage, path)
-        raise
-    await to_thread.run_sync(writing.__exit__, None, None, None)  # rename (or upload) into place
-    return size, sha256
-
-
-def _abandon(writing: Any, exc: BaseException, storage: Storage, path: str) -> None:
-    writing.__exit__(type(exc), exc, exc.__traceback__)  # removes the temp file
-    _remove_empty_dirs(storage, path)
-
-
-def _remove_empty_dirs(storage: Storage, path: str) -> None:
-    """Remove the asset's folder (and the project's, if now empty) after a failed upload."""
-    if not storage.is_local:
-        return
-    folder = storage.local_path(path).parent
-    for directory in (folder, folder.parent):
-        try:
-            directory.rmdir()
-        except OSError:
-            return
-
-
-async def _discard(storage: Storage, path: str) -> None:
-    try:
-        await to_thread.run_sync(storage.delete, path)
-        await to_thread.run_sync(_remove_empty_dirs, storage, path)
-    except OSError:
-        pass
-
-
-async def _read_range(storage: Storage, path: str, start: int, length: int) -> AsyncIterator[bytes]:
-    """Read ``length`` bytes from ``start``, one :data:`BLOCK` at a time, off the event loop."""
-    handle: IO[bytes] = await to_thread.run_sync(storage.open, path, "rb")
-    try:
-        if start:
-            await to_thread.run_sync(handle.seek, start)
-        remaining = length
-        while remaining > 0:
-            data = await to_thread.run_sync(handle.read, min(BLOCK, remaining))
-            if not data:
-                break
-            remaining -= len(data)
-            yield data
-    finally:
-        handle.close()
 
 
 # --------------------------------------------------------------------------- controller
@@ -387,22 +141,22 @@ class AssetController(Controller):
         declared_type = request.headers.get("content-type")
         options = parse_options_header(declared_type or "")[1]
         is_multipart = _media_type(declared_type) == "multipart/form-data"
-        allowance = limit + _MULTIPART_SLACK if is_multipart else limit
+        allowance = limit + MULTIPART_SLACK if is_multipart else limit
         declared_length = request.content_length
         if declared_length is not None and declared_length > allowance:
-            raise _too_large(limit)
+            raise too_large(limit)
         empty_loc = ["body", "file"] if is_multipart else ["body"]
         if declared_length == 0:
-            raise _empty_upload(empty_loc)
+            raise empty_upload(empty_loc)
         await assets.ping()  # 503 before a single byte is taken when Redis is down
 
         if is_multipart:
             boundary = options.get("boundary")
             if not boundary:
                 raise HTTPException(status_code=400, detail="Malformed multipart body: no boundary in Content-Type")
-            part = await _multipart_part(request, boundary, allowance)
+            part = await multipart_part(request, boundary, allowance)
         else:
-            part = _Part(filename=None, content_type=declared_type, chunks=_raw_chunks(request))
+            part = Part(filename=None, content_type=declared_type, chunks=raw_chunks(request))
 
         original = filename if filename is not None else part.filename
         content_type = _content_type(part.content_type, safe_filename(original))
@@ -410,7 +164,7 @@ class AssetController(Controller):
         asset_id = assets.new_id()
         path = f"uploads/{project_id}/{asset_id}/{name}"
         storage = runtime.storage
-        size, sha256 = await _store(storage, path, part.chunks, limit, empty_loc)
+        size, sha256 = await store_upload(storage, path, part.chunks, limit, empty_loc)
         held = None
         if idempotency_key is not None:
             # Known only now that the bytes are in: the request's fingerprint includes their hash.
@@ -420,16 +174,16 @@ class AssetController(Controller):
                 held = await keys.begin(request.scope.get(TOKEN_SCOPE_KEY) or "-", "assets", idempotency_key,
                                         fingerprint)
             except BaseException:
-                await _discard(storage, path)
+                await discard(storage, path)
                 raise
             if isinstance(held, StoredResponse):
-                await _discard(storage, path)
+                await discard(storage, path)
                 return replayed(held)
         try:
             record = await assets.create(path=path, kind="source", content_type=content_type, size=size,
                                          project_id=project_id, filename=name, sha256=sha256, asset_id=asset_id)
         except BaseException:
-            await _discard(storage, path)
+            await discard(storage, path)
             if held is not None:
                 with contextlib.suppress(Exception):
                     await runtime.idempotency.release(held)
@@ -488,7 +242,7 @@ class AssetController(Controller):
             start, length = byte_range.start, byte_range.length
             headers["Content-Range"] = byte_range.content_range(total)
         headers["Content-Length"] = str(length)
-        return Stream(_read_range(runtime.storage, record["path"], start, length), status_code=status,
+        return Stream(read_range(runtime.storage, record["path"], start, length), status_code=status,
                       media_type=record.get("content_type") or "application/octet-stream", headers=headers)
 
     @head("/{asset_id:str}/content", summary="An asset's content headers", include_in_schema=False)
