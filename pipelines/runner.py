@@ -27,6 +27,7 @@ from distributed.client import FutureCancelledError
 from operators.context import OpContext
 from operators.storage import Storage
 from pipelines.errors import JobFailedError
+from pipelines.fetching import FetchError, fetch_result
 from pipelines.graph import Graph, Node
 from pipelines.task import access, describe_failure, run_task
 from pipelines.values import (
@@ -41,13 +42,9 @@ from pipelines.values import (
     task_template,
 )
 
-__all__ = ["DEFAULT_MAX_TASKS", "GraphRun", "JobInfo", "clear_cancelled_gather", "resolve_value"]
+__all__ = ["DEFAULT_MAX_TASKS", "GraphRun", "JobInfo", "resolve_value"]
 
 _log = logging.getLogger("pipelines.runner")
-#: Seconds for one try at fetching a finished task's result into this process, and how many tries. Only
-#: what a ``map:`` runs over and the graph's outputs are fetched: small values, milliseconds each.
-FETCH_TIMEOUT = 15.0
-FETCH_TRIES = 3
 
 ProgressSink = Callable[[float], Awaitable[None] | None]
 LogSink = Callable[[str], Awaitable[None] | None]
@@ -343,41 +340,16 @@ class GraphRun:
             raise
         except FutureCancelledError as exc:
             raise _NodeFailed(f"{node.name}: task {future.key} was cancelled ({exc})") from None
+        except FetchError as exc:
+            raise _NodeFailed(f"{node.name}: {exc}") from None
         except Exception as exc:  # noqa: BLE001  (every task failure becomes the job's message)
             raise _NodeFailed(describe_failure(node.name, str(future.key), exc, position)) from None
         self._gathered.append(str(future.key))
         return result
 
     async def _fetch(self, future: Future) -> Any:
-        """A finished task's result, each try bounded by FETCH_TIMEOUT; a fetch is never cancelled.
-
-        distributed's Client batches concurrent gathers into one request (``Client._gather_future``). When
-        the gather that started a request is cancelled while the request waits for its turn (five gathers
-        in flight), every gather batched into it raises CancelledError, and the cancelled request stays
-        in place, so every later gather of that client raises it at once: one stale run stopped mid-fetch
-        (a dispatcher resumed from SIGSTOP cancels its lost jobs) poisoned the client for all the others
-        (the chaos test; tests/test_gather_poison.py shows it on a bare client). So a cancelled run leaves
-        its fetch to finish (asyncio.wait does not cancel what it waits on), a try that times out is left
-        behind the same way, and a fetch cancelled by someone else clears the poisoned request and tries
-        again.
-        """
-        for attempt in range(1, FETCH_TRIES + 1):
-            fetch = asyncio.ensure_future(self.client.gather(future))
-            self._fetches.add(fetch)  # a strong reference: the loop keeps only weak ones
-            fetch.add_done_callback(self._fetches.discard)
-            done, _ = await asyncio.wait({fetch}, timeout=FETCH_TIMEOUT)
-            if fetch in done and not fetch.cancelled():
-                return fetch.result()
-            if fetch in done:
-                cleared = clear_cancelled_gather(self.client)
-                _log.warning("%s: fetching the result of %s was cancelled by another gather of the client "
-                             "(try %d of %d%s)", self.job.id, future.key, attempt, FETCH_TRIES,
-                             "; cleared its cancelled request" if cleared else "")
-                continue
-            _log.warning("%s: fetching the result of %s timed out (try %d of %d)", self.job.id, future.key,
-                         attempt, FETCH_TRIES)
-        raise _NodeFailed(f"could not fetch the result of task {future.key} from the cluster in {FETCH_TRIES} tries "
-                          f"of {FETCH_TIMEOUT:g}s; the job can be submitted again")
+        """A finished task's result (see :func:`pipelines.fetching.fetch_result`: never cancelled, bounded)."""
+        return await fetch_result(self.client, future, job_id=self.job.id, pending=self._fetches)
 
     def _task_done(self, node: Node, future: Future, count: int | None, done: int) -> None:
         """Progress and the log for one finished task (a fan-out logs about every twentieth)."""
@@ -425,17 +397,6 @@ def _first_failure(exc: BaseException) -> _NodeFailed | None:
             if found is not None:
                 return found
     return None
-
-
-def clear_cancelled_gather(client: Client) -> bool:
-    """Forget a batched gather request of ``client`` that was cancelled before it ran (see GraphRun._fetch);
-    whether there was one. Later gathers then start a request of their own instead of failing at once."""
-    pending = getattr(client, "_gather_future", None)
-    if pending is None or not pending.done() or not pending.cancelled():
-        return False
-    client._gather_future = None
-    client._gather_keys = None
-    return True
 
 
 def _call(sink: Callable[[Any], Any], value: Any) -> None:

@@ -19,7 +19,8 @@ from distributed import Client, Future, LocalCluster
 from operators.storage import Storage
 from pipelines.errors import JobFailedError
 from pipelines.payload import bind_payload
-from pipelines.runner import GraphRun, JobInfo, clear_cancelled_gather
+from pipelines.fetching import clear_cancelled_gather
+from pipelines.runner import GraphRun, JobInfo
 from scheduler.graphs import GraphCatalog
 
 
