@@ -17,7 +17,8 @@ from litestar.testing import TestClient
 from scheduler.eta import EtaEstimator
 from scheduler.events import LiveMessage, Subscription
 from scheduler.settings import Settings
-from scheduler.webhooks import CallbackURLError, address_allowed, check_callback_url, retry_delay, sign, verify
+from scheduler.webhook_guard import CallbackURLError, address_allowed, check_callback_url, sign, verify
+from scheduler.webhooks import retry_delay
 from server.app import create_app
 
 TEST_GRAPHS = Path(__file__).resolve().parent / "graphs"

@@ -20,7 +20,8 @@ from scheduler.runtime import Runtime
 from scheduler.service import JobService
 from scheduler.settings import Settings
 from scheduler.store import STATUSES, JobStore
-from scheduler.webhooks import CallbackURLError, ReplayRefusedError, check_callback_url
+from scheduler.webhook_guard import CallbackURLError, check_callback_url
+from scheduler.webhooks import ReplayRefusedError
 from server.auth import TOKEN_SCOPE_KEY
 from server.errors import queue_error_detail, unprocessable
 from server.openapi import responses
