@@ -286,7 +286,7 @@ class Dispatcher:
                 outcome = ("stands", None)
             elif not self._stopping.is_set() and not _cancelling():
                 # Nobody cancelled this task: a CancelledError from inside a library call (Dask's, see
-                # GraphRun._fetch). Released, the job would stay in_progress until recovery found it.
+                # pipelines.fetching). Released, the job would stay in_progress until recovery found it.
                 outcome = ("failed", "Internal error while running the job: a call to the cluster was "
                                      "cancelled unexpectedly; the job can be submitted again")
             else:  # the dispatcher is stopping: leave the job for recovery
