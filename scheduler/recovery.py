@@ -39,11 +39,11 @@ class Recovery:
 
     async def run(self, running: Collection[str]) -> list[str]:
         """One pass; ``running``: the jobs this dispatcher runs. The ids re-queued or failed."""
-        claimed = await self.store.claimed()
-        handled = [job_id for job_id, owner in claimed.items() if owner != self.owner
-                   and not await self.store.is_alive(owner) and await self._orphan(job_id, owner)]
-        return handled + await self._strays_of(
-            [job_id for job_id, owner in claimed.items() if owner == self.owner and job_id not in running])
+        handled = [job_id for job_id, owner in await self.store.orphans(exclude=self.owner)
+                   if await self._orphan(job_id, owner)]
+        mine = [job_id for job_id, owner in (await self.store.claimed()).items()
+                if owner == self.owner and job_id not in running]
+        return handled + await self._strays_of(mine)
 
     async def _orphan(self, job_id: str, owner: str) -> bool:
         lease = await self._lease(job_id, owner)

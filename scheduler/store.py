@@ -402,14 +402,10 @@ class JobStore:
         """Every in_progress job's id -> the dispatcher that claimed it."""
         return await guard(self.redis.hgetall(f"{_P}running"))  # type: ignore[no-any-return]
 
-    async def is_alive(self, owner: str) -> bool:
-        """Whether the dispatcher ``owner``'s heartbeat key is there."""
-        return bool(await guard(self.redis.exists(self._owner_key(owner))))
-
     async def orphans(self, *, exclude: str | None = None) -> list[tuple[str, str]]:
         """Running jobs whose dispatcher's heartbeat is gone: ``[(job_id, owner)]``."""
         return [(job_id, owner) for job_id, owner in (await self.claimed()).items()
-                if owner != exclude and not await self.is_alive(owner)]
+                if owner != exclude and not await guard(self.redis.exists(self._owner_key(owner)))]
 
     # -- retention --------------------------------------------------------------------
     async def published_paths(self, job_id: str) -> list[str]:
