@@ -66,10 +66,10 @@ def _layer(key: tuple[str, int, str]) -> str:
 
 
 async def run(requests: int) -> dict[str, Any]:
-    from scheduler.graphs import GraphCatalog
-    from scheduler.redis_server import EmbeddedRedis
-    from scheduler.runtime import Runtime
-    from scheduler.settings import Settings
+    from scheduler.admission.graphs import GraphCatalog
+    from scheduler.wiring.redis_server import EmbeddedRedis
+    from scheduler.wiring.runtime import Runtime
+    from scheduler.wiring.settings import Settings
     from server.app import create_app
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-profile-"))

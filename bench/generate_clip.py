@@ -51,7 +51,7 @@ from common import (  # noqa: E402
     write_json,
 )
 
-from operators.clips.embeddings import MAX_TOKENS, Embedder, get_embedder, model_files  # noqa: E402
+from operators.clips.text.embeddings import MAX_TOKENS, Embedder, get_embedder, model_files  # noqa: E402
 from operators.clips.find import FindParams, find_clips  # noqa: E402
 from operators.clips.models import Loudness  # noqa: E402
 from operators.speech.models import Transcript, TranscriptSegment, Word  # noqa: E402

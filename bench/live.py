@@ -44,8 +44,8 @@ from common import (  # noqa: E402
     write_json,
 )
 
-from scheduler.redis_server import EmbeddedRedis  # noqa: E402
-from scheduler.store import JobStore  # noqa: E402
+from scheduler.wiring.redis_server import EmbeddedRedis  # noqa: E402
+from scheduler.records.jobs import JobStore  # noqa: E402
 
 PROGRESS = re.compile(rb'"progress":([0-9.eE+-]+)')
 

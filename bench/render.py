@@ -507,7 +507,7 @@ async def make_transcript_asset(server: ServerProcess, asset_id: str) -> None:
     """Give the uploaded transcript's record ``kind: transcript``, through the server's embedded Redis."""
     from redis import asyncio as aioredis
 
-    from scheduler.assets import AssetStore
+    from scheduler.records.assets import AssetStore
 
     port = (server.data_dir / "redis" / "redis.port").read_text().strip()
     redis = aioredis.Redis.from_url(f"redis://127.0.0.1:{port}/0", decode_responses=True)

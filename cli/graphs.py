@@ -83,7 +83,7 @@ def cmd_graphs_show(api: Api, args: argparse.Namespace) -> int:
         print(str(exc))
         return EXIT_FAILED
     if graph is not None:
-        from scheduler.diagram import graph_dag, mermaid
+        from pipelines.diagram import graph_dag, mermaid
 
         dag = graph_dag(graph)
         text = mermaid(dag)
@@ -107,7 +107,7 @@ def draw_dag(dag: dict[str, Any], source: str) -> None:
     from rich.table import Table
     from rich.text import Text
 
-    from scheduler.diagram import dag_lines
+    from pipelines.diagram import dag_lines
 
     console = make_console(stderr=False)
     console.print(Text(dag["name"], style="bold") + Text(f"  {source}", style="dim"))

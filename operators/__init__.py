@@ -60,9 +60,10 @@ def _load_builtins() -> None:
             if exc.name == pkg_name:
                 continue
             raise
-        for info in pkgutil.iter_modules(pkg.__path__):
-            if not info.name.startswith("_"):
-                importlib.import_module(f"{pkg_name}.{info.name}")
+        # walk_packages: a subpackage's modules (operators.clips.vision, ...) register theirs too.
+        for info in pkgutil.walk_packages(pkg.__path__, prefix=f"{pkg_name}."):
+            if not info.name.rsplit(".", 1)[-1].startswith("_"):
+                importlib.import_module(info.name)
 
 
 _load_builtins()

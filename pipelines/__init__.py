@@ -16,7 +16,7 @@ from pipelines.errors import (
 from pipelines.graph import Chain, Graph, Node
 from pipelines.loader import load_graph, load_graph_dir, parse_graph
 from pipelines.payload import BoundPayload, SourceRequest, bind_payload
-from pipelines.runner import DEFAULT_MAX_TASKS, GraphRun, JobInfo, resolve_value
+from pipelines.run.runner import DEFAULT_MAX_TASKS, GraphRun, JobInfo, resolve_value
 
 __all__ = [
     "DEFAULT_MAX_TASKS",

@@ -10,7 +10,7 @@ from pydantic import BaseModel
 from operators.registry import OperatorSpec
 from pipelines.refs import Literal_, Ref, map_tree
 from pipelines.spec import ChainSpec, GraphSpec
-from pipelines.task import access
+from pipelines.run.task import access
 
 __all__ = ["Chain", "Graph", "Node"]
 

@@ -1,8 +1,8 @@
 """The Dask client, the dispatcher, progress reporting and the Redis job store."""
 
-from scheduler.assets import AssetNotFoundError, AssetStore, public_asset
-from scheduler.cluster import ClusterHandle
-from scheduler.dispatcher import Dispatcher
+from scheduler.records.assets import AssetNotFoundError, AssetStore, public_asset
+from scheduler.dispatch.cluster import ClusterHandle
+from scheduler.dispatch.dispatcher import Dispatcher
 from scheduler.errors import (
     InvalidTransitionError,
     JobNotFoundError,
@@ -10,11 +10,11 @@ from scheduler.errors import (
     SourceError,
     UnknownJobTypeError,
 )
-from scheduler.graphs import DOCUMENTED_JOB_TYPES, GraphCatalog
-from scheduler.runtime import Runtime, broker_display
-from scheduler.service import JobService
-from scheduler.settings import APP_NAME, QUEUE_NAME, Settings
-from scheduler.store import STATUSES, TERMINAL, JobStore
+from scheduler.admission.graphs import DOCUMENTED_JOB_TYPES, GraphCatalog
+from scheduler.wiring.runtime import Runtime, broker_display
+from scheduler.admission.service import JobService
+from scheduler.wiring.settings import APP_NAME, QUEUE_NAME, Settings
+from scheduler.records.jobs import STATUSES, TERMINAL, JobStore
 
 __all__ = [
     "APP_NAME",

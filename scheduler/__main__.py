@@ -6,8 +6,8 @@ import asyncio
 import logging
 import signal
 
-from scheduler.runtime import Runtime
-from scheduler.settings import Settings
+from scheduler.wiring.runtime import Runtime
+from scheduler.wiring.settings import Settings
 
 
 async def _main(settings: Settings) -> None:

@@ -13,8 +13,8 @@ from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.serialization import encode_json
 
-from scheduler.runtime import Runtime
-from scheduler.settings import APP_NAME, Settings
+from scheduler.wiring.runtime import Runtime
+from scheduler.wiring.settings import APP_NAME, Settings
 from server.controllers import GraphController, HealthController, JobController
 from server.deps import (
     provide_assets,
@@ -36,7 +36,7 @@ _log = logging.getLogger("server")
 def create_app(settings: Settings | None = None) -> Litestar:
     """Build the app. Graphs load here, so a broken graph stops start-up with its file and line."""
     settings = settings or Settings()
-    from scheduler.graphs import GraphCatalog
+    from scheduler.admission.graphs import GraphCatalog
 
     catalog = GraphCatalog.load(settings.graphs_dir)
     if settings.models_dir is not None:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from litestar.datastructures import State
 
-from scheduler.assets import AssetStore
-from scheduler.clip_versions import ClipVersionStore
-from scheduler.runtime import Runtime
-from scheduler.service import JobService
-from scheduler.settings import Settings
-from scheduler.store import JobStore
+from scheduler.records.assets import AssetStore
+from scheduler.records.clip_versions import ClipVersionStore
+from scheduler.wiring.runtime import Runtime
+from scheduler.admission.service import JobService
+from scheduler.wiring.settings import Settings
+from scheduler.records.jobs import JobStore
 
 __all__ = [
     "provide_assets",

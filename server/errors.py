@@ -12,11 +12,11 @@ from litestar.exceptions.http_exceptions import RequestEntityTooLarge
 from litestar.status_codes import HTTP_400_BAD_REQUEST, HTTP_422_UNPROCESSABLE_ENTITY, HTTP_500_INTERNAL_SERVER_ERROR
 
 from pipelines.errors import PayloadError
-from scheduler.assets import AssetNotFoundError
-from scheduler.clip_versions import ClipVersionNotFoundError
+from scheduler.records.assets import AssetNotFoundError
+from scheduler.records.clip_versions import ClipVersionNotFoundError
 from scheduler.errors import JobNotFoundError, QueueUnavailableError, SourceError, StorageUnavailableError
 from scheduler.errors import UnknownJobTypeError
-from scheduler.idempotency import IdempotencyBusyError, IdempotencyMismatchError
+from scheduler.records.idempotency import IdempotencyBusyError, IdempotencyMismatchError
 
 __all__ = ["EXCEPTION_HANDLERS", "queue_error_detail", "unprocessable"]
 

@@ -37,7 +37,7 @@ from litestar.openapi.spec import (
 )
 from litestar.openapi.spec.enums import OpenAPIType
 
-from scheduler.graphs import GraphCatalog
+from scheduler.admission.graphs import GraphCatalog
 from server.schemas import ErrorDetail
 
 __all__ = ["ERROR_DESCRIPTIONS", "finish_openapi", "publish_payload_models", "responses"]

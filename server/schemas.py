@@ -14,7 +14,7 @@ from typing import Any
 
 from msgspec import UNSET, Struct, UnsetType
 
-from scheduler.store import STATUSES
+from scheduler.records.jobs import STATUSES
 
 __all__ = [
     "Asset",

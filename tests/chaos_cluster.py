@@ -107,7 +107,7 @@ class Topology:
         self.scheduler = Command("dask-scheduler", [
             sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1",
             "--port", str(self.dask_port), "--no-dashboard"],
-            # One queued task per 1-thread worker, as the LocalCluster has (scheduler/cluster.py).
+            # One queued task per 1-thread worker, as the LocalCluster has (scheduler/dispatch/cluster.py).
             {"DASK_DISTRIBUTED__SCHEDULER__WORKER_SATURATION": "1.0"}, self.logs / "dask-scheduler.log",
             ready=lambda c: "Scheduler at" in c.tail(200))
         self.workers: dict[str, Command] = {}
@@ -138,7 +138,7 @@ class Topology:
     def add_worker(self, name: str) -> Command:
         argv = [sys.executable, "-m", "distributed.cli.dask_worker", self.dask_address, "--name", name,
                 "--nworkers", "1", "--nthreads", "1", "--memory-limit", "2GiB", "--host", "127.0.0.1",
-                "--no-dashboard", "--preload", "operators", "--preload", "pipelines.task"]
+                "--no-dashboard", "--preload", "operators", "--preload", "pipelines.run.task"]
         worker = Command(name, argv, {"AVE_CORES_PER_TASK": "1"}, self.logs / f"{name}.log",
                          ready=lambda c: name in self.worker_names())
         self.workers[name] = worker.start()

@@ -13,8 +13,8 @@ import redis as redis_sync
 from distributed import LocalCluster
 from litestar.testing import TestClient
 
-from scheduler.redis_server import EmbeddedRedis
-from scheduler.settings import Settings
+from scheduler.wiring.redis_server import EmbeddedRedis
+from scheduler.wiring.settings import Settings
 from server.app import create_app
 from tests import ops_testing  # noqa: F401  (registers test.* operators used by tests/graphs)
 

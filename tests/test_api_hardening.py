@@ -25,7 +25,7 @@ import redis as redis_sync
 from distributed import LocalCluster
 from prometheus_client.parser import text_string_to_metric_families
 
-from scheduler.redis_server import EmbeddedRedis
+from scheduler.wiring.redis_server import EmbeddedRedis
 from tests.conftest import ROOT, TEST_GRAPHS
 from tests.procs import Proc, free_port
 

@@ -354,7 +354,7 @@ def topology(tmp_path: Path) -> Iterator[Topology]:
 # What this test found, and what fixed it: assets published twice by a stale run, 4 runs in 4, then (with
 # the publish guard) 1 in about 10 (a write that passed the guard reached Redis late; asset records are
 # now written by a lease-checking script); a job of the resumed dispatcher waiting forever on a fetch,
-# 1 run in 2 at the time: its Dask client poisoned by a cancelled batched gather (see pipelines/fetching.py
+# 1 run in 2 at the time: its Dask client poisoned by a cancelled batched gather (see pipelines/run/fetching.py
 # and tests/test_gather_poison.py). A failing run prints its report: problems, per-fault times, logs.
 def test_chaos_no_accepted_job_is_lost(topology: Topology, tmp_path: Path) -> None:
     topo = topology

@@ -19,17 +19,17 @@ from distributed import Client, LocalCluster
 from redis import asyncio as aioredis
 
 from operators.types import StoredFile
-from scheduler.assets import AssetStore
-from scheduler.dispatcher import Dispatcher
+from scheduler.records.assets import AssetStore
+from scheduler.dispatch.dispatcher import Dispatcher
 from scheduler.errors import InvalidTransitionError, QueueUnavailableError
-from scheduler.fencing import JobLostError, Lease
-from scheduler.graphs import GraphCatalog
-from scheduler.outputs import publish_outputs
-from scheduler.recovery import Recovery
-from scheduler.redis_server import EmbeddedRedis
-from scheduler.runtime import Runtime
-from scheduler.settings import Settings
-from scheduler.store import JobStore
+from scheduler.records.fencing import JobLostError, Lease
+from scheduler.admission.graphs import GraphCatalog
+from scheduler.dispatch.outputs import publish_outputs
+from scheduler.dispatch.recovery import Recovery
+from scheduler.wiring.redis_server import EmbeddedRedis
+from scheduler.wiring.runtime import Runtime
+from scheduler.wiring.settings import Settings
+from scheduler.records.jobs import JobStore
 from tests.retention_ops import add_parts_graph
 
 PROJECT = "proj_fence"
@@ -254,7 +254,7 @@ def _freeze(dispatcher: Dispatcher) -> None:
 
 def test_a_stale_dispatcher_that_finishes_its_graph_publishes_nothing(
         settings: Settings, graphs_dir: Path, dask_cluster: LocalCluster, caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.WARNING, logger="scheduler.dispatcher")
+    caplog.set_level(logging.WARNING, logger="scheduler.dispatch.dispatcher")
     media = Path(settings.media_url)
 
     async def scenario() -> None:

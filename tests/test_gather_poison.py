@@ -19,9 +19,9 @@ from distributed import Client, Future, LocalCluster
 from operators.storage import Storage
 from pipelines.errors import JobFailedError
 from pipelines.payload import bind_payload
-from pipelines.fetching import clear_cancelled_gather
-from pipelines.runner import GraphRun, JobInfo
-from scheduler.graphs import GraphCatalog
+from pipelines.run.fetching import clear_cancelled_gather
+from pipelines.run.runner import GraphRun, JobInfo
+from scheduler.admission.graphs import GraphCatalog
 
 
 async def _poison(client: Client, finished: Future) -> None:

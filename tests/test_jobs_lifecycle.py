@@ -11,8 +11,8 @@ import redis as redis_sync
 from distributed import LocalCluster
 from litestar.testing import TestClient
 
-from scheduler.settings import Settings
-from scheduler.store import JobStore
+from scheduler.wiring.settings import Settings
+from scheduler.records.jobs import JobStore
 from server.app import create_app
 from tests.conftest import wait_for
 
@@ -163,7 +163,7 @@ def test_dispatcher_restart_requeues_then_fails_after_max_attempts(settings: Set
 def test_redis_outage_gives_503_and_recovers_without_losing_jobs(
     tmp_path: Path, dask_cluster: LocalCluster, graphs_dir: Path
 ) -> None:
-    from scheduler.redis_server import EmbeddedRedis, _free_port
+    from scheduler.wiring.redis_server import EmbeddedRedis, _free_port
 
     port = _free_port()
     server = EmbeddedRedis(tmp_path / "outage", port=port)

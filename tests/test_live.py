@@ -31,7 +31,7 @@ import redis as redis_sync
 import websockets
 from distributed import LocalCluster
 
-from scheduler.redis_server import EmbeddedRedis
+from scheduler.wiring.redis_server import EmbeddedRedis
 from tests.procs import ROOT, Proc, Receiver, free_port, plain, run_in_pty, sse_events
 
 SECRET = "test-webhook-secret"

@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 from litestar.testing import TestClient
 
-from scheduler.eta import EtaEstimator
-from scheduler.events import LiveMessage, Subscription
-from scheduler.settings import Settings
-from scheduler.webhook_guard import CallbackURLError, address_allowed, check_callback_url, sign, verify
-from scheduler.webhooks import retry_delay
+from scheduler.dispatch.eta import EtaEstimator
+from scheduler.notify.events import LiveMessage, Subscription
+from scheduler.wiring.settings import Settings
+from scheduler.notify.webhook_guard import CallbackURLError, address_allowed, check_callback_url, sign, verify
+from scheduler.notify.webhooks import retry_delay
 from server.app import create_app
 
 TEST_GRAPHS = Path(__file__).resolve().parent / "graphs"
@@ -136,7 +136,7 @@ def test_store_publishes_every_change_with_its_rev(redis_url: str) -> None:
     async def scenario() -> None:
         from redis import asyncio as aioredis
 
-        from scheduler.store import JobStore
+        from scheduler.records.jobs import JobStore
 
         redis = aioredis.Redis.from_url(redis_url, decode_responses=True)
         store = JobStore(redis)
@@ -240,7 +240,7 @@ def test_ave_graphs_check_reports_file_line_reason(tmp_path: Path, capsys: pytes
 def test_ave_graphs_show_draws_the_dag(capsys: pytest.CaptureFixture[str]) -> None:
     from cli.main import main
     from pipelines.loader import load_graph
-    from scheduler.diagram import graph_dag, mermaid
+    from pipelines.diagram import graph_dag, mermaid
 
     path = TEST_GRAPHS / "fanout.yaml"
     assert main(["graphs", "show", str(path), "--mermaid"]) == 0

@@ -23,7 +23,7 @@ import pytest
 import redis as redis_sync
 from distributed import LocalCluster
 
-from scheduler.redis_server import EmbeddedRedis
+from scheduler.wiring.redis_server import EmbeddedRedis
 from tests.conftest import ROOT, TEST_GRAPHS
 from tests.procs import Proc, free_port
 

@@ -16,12 +16,12 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from operators.clips.candidates import cut_points, enumerate_candidates
-from operators.clips.embeddings import embed
+from operators.clips.text.embeddings import embed
 from operators.clips.models import FoundClip, Loudness, Sentence, TranscriptUsed
 from operators.clips.scoring import Scorer
 from operators.clips.select import select
-from operators.clips.sentences import split_sentences, words_of
-from operators.clips.topics import segment_topics
+from operators.clips.text.sentences import split_sentences, words_of
+from operators.clips.text.topics import segment_topics
 from operators.context import OpContext
 from operators.registry import operator
 from operators.speech.models import Transcript

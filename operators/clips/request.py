@@ -57,7 +57,7 @@ class TranscriptRef(BaseModel):
         return {"title": "TranscriptAssetId", "type": "string", "minLength": 1, "maxLength": 200,
                 "description": "A transcript asset of the source (a transcribe job's 'transcript' output)"}
 
-    # -- the payload model protocol (scheduler/payload_assets.py) ------------------------------
+    # -- the payload model protocol (scheduler/admission/payload_assets.py) ------------------------------
     def asset_uses(self) -> list[AssetUse]:
         return [AssetUse((), self.id, "transcript")]
 

@@ -25,11 +25,11 @@ from multipart import (  # type: ignore[import-untyped]  (Litestar's own multipa
 )
 
 from operators.storage import Storage
-from scheduler.assets import AssetStore, public_asset
+from scheduler.records.assets import AssetStore, public_asset
 from scheduler.errors import QueueUnavailableError
-from scheduler.idempotency import StoredResponse
-from scheduler.runtime import Runtime
-from scheduler.settings import Settings
+from scheduler.records.idempotency import StoredResponse
+from scheduler.wiring.runtime import Runtime
+from scheduler.wiring.settings import Settings
 from server.auth import TOKEN_SCOPE_KEY
 from server.controllers.jobs import IDEMPOTENCY_KEY, replayed
 from server.downloads import RangeNotSatisfiableError, content_disposition, parse_range, read_range

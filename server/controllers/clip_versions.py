@@ -8,8 +8,8 @@ from litestar import Controller, get, post
 from litestar.params import Parameter
 from pydantic import BaseModel, ConfigDict, Field
 
-from scheduler.clip_versions import ClipNotFoundError, ClipVersionStore
-from scheduler.service import JobService
+from scheduler.records.clip_versions import ClipNotFoundError, ClipVersionStore
+from scheduler.admission.service import JobService
 from server.errors import unprocessable
 from server.openapi import responses
 from server.schemas import ClipVersion

@@ -7,8 +7,8 @@ from typing import Any
 from litestar import Controller, get
 from litestar.exceptions import NotFoundException
 
-from scheduler.diagram import graph_dag, mermaid
-from scheduler.runtime import Runtime
+from pipelines.diagram import graph_dag, mermaid
+from scheduler.wiring.runtime import Runtime
 from server.openapi import responses
 from server.schemas import Graph, GraphDetail
 

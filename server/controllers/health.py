@@ -7,8 +7,8 @@ from typing import Any
 
 from litestar import Controller, get
 
-from scheduler.runtime import Runtime
-from scheduler.settings import APP_NAME
+from scheduler.wiring.runtime import Runtime
+from scheduler.wiring.settings import APP_NAME
 from server.openapi import responses
 from server.schemas import Diagnostics, Health
 
@@ -27,7 +27,7 @@ class HealthController(Controller):
     @get("/diagnostics", summary="Redis and Dask cluster diagnostics", operation_id="diagnostics",
          opt={"public": True}, responses=responses(200, Diagnostics, description="Always 200: see status"))
     async def diagnostics(self, runtime: Runtime) -> dict[str, Any]:
-        from scheduler.runtime import broker_display
+        from scheduler.wiring.runtime import broker_display
 
         broker = broker_display(runtime.redis_url or runtime.settings.redis_url or "redis://localhost:6379/0")
         status = "ok"

@@ -14,14 +14,14 @@ from litestar.params import Parameter
 from litestar.serialization import encode_json
 
 from scheduler.errors import InvalidTransitionError, QueueUnavailableError
-from scheduler.idempotency import StoredResponse
-from scheduler.retention import delete_intermediates, remove_intermediates
-from scheduler.runtime import Runtime
-from scheduler.service import JobService
-from scheduler.settings import Settings
-from scheduler.store import STATUSES, JobStore
-from scheduler.webhook_guard import CallbackURLError, check_callback_url
-from scheduler.webhooks import ReplayRefusedError
+from scheduler.records.idempotency import StoredResponse
+from scheduler.dispatch.retention import delete_intermediates, remove_intermediates
+from scheduler.wiring.runtime import Runtime
+from scheduler.admission.service import JobService
+from scheduler.wiring.settings import Settings
+from scheduler.records.jobs import STATUSES, JobStore
+from scheduler.notify.webhook_guard import CallbackURLError, check_callback_url
+from scheduler.notify.webhooks import ReplayRefusedError
 from server.auth import TOKEN_SCOPE_KEY
 from server.errors import queue_error_detail, unprocessable
 from server.openapi import responses

@@ -2,7 +2,7 @@
 
 Both send the job record exactly as ``GET /jobs/{id}`` returns it: first the current one, then one
 per change, until the terminal one. The records come from the process's
-:class:`scheduler.events.JobEvents` hub, which hears every change through Redis, so any API server
+:class:`scheduler.notify.events.JobEvents` hub, which hears every change through Redis, so any API server
 serves any job wherever it runs.
 """
 
@@ -21,8 +21,8 @@ from litestar.openapi import ResponseSpec
 from litestar.response import Stream
 
 from scheduler.errors import JobNotFoundError, QueueUnavailableError
-from scheduler.events import JobEvents, Subscription
-from scheduler.runtime import Runtime
+from scheduler.notify.events import JobEvents, Subscription
+from scheduler.wiring.runtime import Runtime
 from server.errors import queue_error_detail
 from server.openapi import responses
 

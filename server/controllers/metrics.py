@@ -7,8 +7,8 @@ from typing import Any
 from litestar import Response, get
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from scheduler.metrics import render, snapshot
-from scheduler.runtime import Runtime
+from scheduler.records.metrics import render, snapshot
+from scheduler.wiring.runtime import Runtime
 
 __all__ = ["metrics_handler"]
 

@@ -13,12 +13,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from operators.clips.embeddings import embed, get_embedder
+from operators.clips.text.embeddings import embed, get_embedder
 from operators.clips.find import FindParams, clean_prompt, find_clips
 from operators.clips.loudness import LoudnessParams, loudness
 from operators.clips.models import Loudness
-from operators.clips.sentences import split_sentences, words_of
-from operators.clips.topics import segment_topics
+from operators.clips.text.sentences import split_sentences, words_of
+from operators.clips.text.topics import segment_topics
 from operators.speech.models import Transcript, TranscriptSegment, Word
 from operators.types import SourceRef
 from tests import clipgen as cg

@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from operators.clips.faces import detect_faces
+from operators.clips.vision.faces import detect_faces
 from operators.clips.models import FoundClip, Reframe
-from operators.clips.reframe import ReframeParams, crop_size, reframe
+from operators.clips.vision.reframe import ReframeParams, crop_size, reframe
 from operators.media.probe import probe
 from operators.types import SourceRef
 from tests import clipgen as cg

@@ -22,7 +22,7 @@ from operators.export.gif import gif
 from operators.export.loudness import LoudnessTarget, measure_file, measure_loudness
 from operators.export.plan import PlanParams, export_plan, output_rate, plan_export
 from operators.export.presets import BUILTIN, ExportPresets
-from operators.export.timelines import TimelineFormats, TimelineParams, read_back, summary, timelines
+from operators.export.otio.timelines import TimelineFormats, TimelineParams, read_back, summary, timelines
 from operators.media.info import AssetMedia, AudioStreamInfo, Chunk, MediaInfo, VideoStreamInfo
 from operators.media.probe import probe
 from operators.render.timeline import Timeline

@@ -1,0 +1,1 @@
+"""What the picture shows: shot boundaries, faces, and the reframing crop per shot."""

@@ -1,0 +1,1 @@
+"""Live updates and notifications: the pub/sub hub behind WebSocket and SSE, and webhooks."""

@@ -1,0 +1,180 @@
+"""Asset records in Redis: uploaded sources and every file a job produces.
+
+``ave:asset:<id>`` holds the record as JSON; ``ave:project:<project_id>:assets`` lists
+a project's assets. The record's ``path`` is relative to the media root.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from redis import asyncio as aioredis
+
+from operators.types import StoredFile
+from scheduler.records.jobs import guard, require_decoding
+from scheduler.records.timefmt import now_ts
+
+__all__ = ["AssetNotFoundError", "AssetStore", "Writer", "public_asset"]
+
+_P = "ave:"
+
+#: Runs a record's Redis writes (``[["SET", key, value], ...]``) atomically, its own way: the dispatcher
+#: publishing a job's outputs passes ``JobStore.fenced_write`` bound to its lease.
+Writer = Callable[[list[list[str]]], Awaitable[None]]
+
+
+class AssetNotFoundError(LookupError):
+    def __init__(self, asset_id: str) -> None:
+        self.asset_id = asset_id
+        super().__init__(f"Asset {asset_id} not found")
+
+    def __str__(self) -> str:
+        return f"Asset {self.asset_id} not found"
+
+
+_PROMOTED_META = ("width", "height", "duration")
+
+
+def public_asset(record: dict[str, Any]) -> dict[str, Any]:
+    """The record as the API shows it: no storage path, plus where to download it."""
+    shown = {k: v for k, v in record.items() if k != "path"}
+    # A client picking a proxy rendition or laying out a timeline reads these first: show
+    # them beside the id rather than only inside the operator-specific ``meta``.
+    for key in _PROMOTED_META:
+        if key in (record.get("meta") or {}):
+            shown.setdefault(key, record["meta"][key])
+    shown["url"] = f"/assets/{record['id']}/content"
+    return shown
+
+
+class AssetStore:
+    def __init__(self, redis: aioredis.Redis) -> None:
+        self.redis = require_decoding(redis)
+
+    @staticmethod
+    def new_id() -> str:
+        return f"asset_{secrets.token_hex(12)}"
+
+    @staticmethod
+    def stable_id(*parts: object) -> str:
+        """An id that the same parts always give (a job run's output: job, attempt, path), so writing its
+        record again after a lost reply overwrites it rather than adding a second."""
+        return f"asset_{hashlib.sha256(chr(0).join(map(str, parts)).encode()).hexdigest()[:24]}"
+
+    async def create(self, *, path: str, kind: str, content_type: str, size: int, project_id: str | None,
+                     filename: str | None = None, sha256: str | None = None, job_id: str | None = None,
+                     meta: dict[str, Any] | None = None, asset_id: str | None = None,
+                     derived_from: list[str] | None = None, write: Writer | None = None) -> dict[str, Any]:
+        record: dict[str, Any] = {
+            "id": asset_id or self.new_id(),
+            "project_id": project_id,
+            "filename": filename or path.rsplit("/", 1)[-1],
+            "content_type": content_type,
+            "size": size,
+            "sha256": sha256,
+            "created_at": now_ts(),
+            "kind": kind,
+            "job_id": job_id,
+            "path": path,
+        }
+        if meta:
+            record["meta"] = meta
+        if derived_from:
+            # Lineage: the assets this one was made from, nearest first (a transcript of ingest's
+            # audio names the audio, then the video it came from).
+            record["derived_from"] = derived_from
+        await self.save(record, write=write)
+        return record
+
+    async def save(self, record: dict[str, Any], *, write: Writer | None = None) -> None:
+        """Store the record and index it under its project, in one atomic step (``write``'s, when given)."""
+        commands = [["SET", f"{_P}asset:{record['id']}", json.dumps(record, default=str)]]
+        if record.get("project_id"):
+            commands.append(["SADD", f"{_P}project:{record['project_id']}:assets", str(record["id"])])
+        if write is not None:
+            await write(commands)
+            return
+
+        async def transaction() -> None:
+            async with self.redis.pipeline(transaction=True) as pipe:
+                for name, *args in commands:
+                    pipe.execute_command(name, *args)
+                await pipe.execute()
+
+        await guard(transaction())
+
+    async def get(self, asset_id: str) -> dict[str, Any]:
+        raw = await guard(self.redis.get(f"{_P}asset:{asset_id}"))
+        if raw is None:
+            raise AssetNotFoundError(asset_id)
+        return json.loads(raw)
+
+    async def ping(self) -> None:
+        """Check that Redis answers; raises :class:`QueueUnavailableError` when it does not."""
+        await guard(self.redis.ping())
+
+    async def list(self, project_id: str, *, kind: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+        """A project's asset records, newest first (optionally only those of ``kind``)."""
+        ids = sorted(await guard(self.redis.smembers(f"{_P}project:{project_id}:assets")))
+        if not ids:
+            return []
+        raws = await guard(self.redis.mget([f"{_P}asset:{i}" for i in ids]))
+        records = [json.loads(raw) for raw in raws if raw is not None]
+        if kind is not None:
+            records = [r for r in records if r.get("kind") == kind]
+        records.sort(key=lambda r: (str(r.get("created_at") or ""), str(r.get("id"))), reverse=True)
+        return records[:limit]
+
+    async def forget(self, asset_id: str) -> None:
+        """Remove an asset's record (not its file): a stale dispatcher undoing what it published."""
+        try:
+            record = await self.get(asset_id)
+        except AssetNotFoundError:
+            return
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.delete(f"{_P}asset:{asset_id}")
+            if record.get("project_id"):
+                pipe.srem(f"{_P}project:{record['project_id']}:assets", asset_id)
+            await guard(pipe.execute())
+
+    async def update(self, asset_id: str, **fields: Any) -> dict[str, Any]:
+        record = await self.get(asset_id)
+        record.update(fields)
+        await self.save(record)
+        return record
+
+    async def register_output(self, stored: StoredFile, *, project_id: str | None, job_id: str,
+                              derived_from: list[str] | None = None, write: Writer | None = None,
+                              asset_id: str | None = None) -> dict[str, Any]:
+        """Register a file a job wrote; return the public record. ``write``: see :meth:`save`."""
+        record = await self.create(
+            path=stored.path,
+            kind=stored.kind,
+            content_type=stored.content_type,
+            size=stored.size,
+            project_id=project_id,
+            job_id=job_id,
+            meta=dict(stored.meta) or None,
+            derived_from=derived_from,
+            write=write,
+            asset_id=asset_id,
+        )
+        return public_asset(record)
+
+    async def lineage(self, asset_ids: list[str]) -> list[str]:
+        """``asset_ids`` and everything they were made from, without repeats, nearest first."""
+        seen: list[str] = []
+        for asset_id in asset_ids:
+            if asset_id in seen:
+                continue
+            seen.append(asset_id)
+            try:
+                record = await self.get(asset_id)
+            except AssetNotFoundError:
+                continue
+            seen += [a for a in record.get("derived_from") or () if a not in seen]
+        return seen

@@ -1,0 +1,299 @@
+"""The Lua scripts of :mod:`scheduler.records.jobs`: every change of a job is one of these, run atomically by Redis.
+
+**Fencing.** A dispatcher's claim sets the job's ``owner`` and increments its ``attempts``; that pair is the
+dispatcher's lease (:class:`scheduler.records.fencing.Lease`), a fencing token. Every write a dispatcher makes for a
+job (progress, log, the final transition, the pre-publish confirmation, the heartbeat) passes its lease, and
+the script compares it with the job's current ``owner`` and ``attempts`` before it changes anything: a
+dispatcher whose job was re-queued (and perhaps claimed again by another) is refused with ``LOST``, however
+late its write arrives. An empty fence owner means "not fenced" (cancel from the API, tools and tests).
+Recovery fences its requeue (or fail) with the lease it saw *and* the absence of that dispatcher's heartbeat
+key, in the same script, so it can never take a job from a dispatcher that is alive or that re-claimed it.
+"""
+
+from __future__ import annotations
+
+from scheduler.records.metrics import DURATION_KEY, FINISHED_KEY, lua_buckets
+
+__all__ = [
+    "CACHE",
+    "CLAIM",
+    "CONFIRM",
+    "DELETE",
+    "FENCED_WRITE",
+    "HEARTBEAT",
+    "READ",
+    "READ_CACHED",
+    "READ_FIELDS",
+    "REPORT",
+    "REQUEUE",
+    "SWEEP",
+    "TRANSITION",
+]
+
+# The fence, shared by the scripts that take one: ARGV[o] owner ('' = not fenced), ARGV[o+1] attempt,
+# ARGV[o+2] '1' when the owner's heartbeat key (KEYS[k]) must be gone (recovery). Errors: LOST, ALIVE.
+_FENCE = """
+if ARGV[__O__] ~= '' then
+  local held = redis.call('HMGET', KEYS[1], 'owner', 'attempts')
+  if held[1] ~= ARGV[__O__] or held[2] ~= ARGV[__O__ + 1] then
+    return {err = 'LOST ' .. (held[1] or '') .. ' ' .. (held[2] or '')}
+  end
+  if ARGV[__O__ + 2] == '1' and redis.call('EXISTS', KEYS[__K__]) == 1 then return {err = 'ALIVE'} end
+end
+"""
+
+
+def _fence(argv: int, key: int) -> str:
+    return _FENCE.replace("__O__", str(argv)).replace("__K__", str(key))
+
+
+# KEYS: job, queue, running, log, webhooks-due, expiry index, owner's heartbeat key
+# ARGV: allowed-from (comma list), to, now, now-epoch, channel, log-entry ('' none), log-limit,
+#       webhook-key-prefix, fence owner, fence attempt, fence needs-dead, ttl-ms (0 keep), n, field1, value1, ...
+TRANSITION = """
+local cur = redis.call('HGET', KEYS[1], 'status')
+if not cur then return {err = 'NOTFOUND'} end
+""" + _fence(9, 7) + """
+local ok = false
+for s in string.gmatch(ARGV[1], '[^,]+') do if s == cur then ok = true end end
+if not ok then return {err = 'BADSTATE ' .. cur} end
+redis.call('HSET', KEYS[1], 'status', ARGV[2], 'updated_at', ARGV[3])
+local n = tonumber(ARGV[13])
+for i = 0, n - 1 do redis.call('HSET', KEYS[1], ARGV[14 + 2 * i], ARGV[15 + 2 * i]) end
+if ARGV[6] ~= '' then
+  redis.call('RPUSH', KEYS[4], ARGV[6])
+  redis.call('LTRIM', KEYS[4], -tonumber(ARGV[7]), -1)
+end
+local id = redis.call('HGET', KEYS[1], 'id')
+if ARGV[2] == 'completed' or ARGV[2] == 'failed' or ARGV[2] == 'cancelled' then
+  redis.call('HDEL', KEYS[3], id)
+  redis.call('ZREM', KEYS[2], id)
+  local url = redis.call('HGET', KEYS[1], 'callback_url')
+  -- metrics (scheduler/records/metrics.py): the outcome by job type, and the seconds since the job started
+  local jt = redis.call('HGET', KEYS[1], 'job_type') or 'unknown'
+  redis.call('HINCRBY', '__FINISHED__', jt .. '|' .. ARGV[2], 1)
+  local started = tonumber(redis.call('HGET', KEYS[1], 'started_epoch') or '')
+  if started then
+    local d = tonumber(ARGV[4]) - started
+    if d < 0 then d = 0 end
+    local base = jt .. '|' .. ARGV[2] .. '|'
+    for _, le in ipairs(__BUCKETS__) do
+      if d <= le then redis.call('HINCRBY', '__DURATION__', base .. le, 1) end
+    end
+    redis.call('HINCRBY', '__DURATION__', base .. '+Inf', 1)
+    redis.call('HINCRBYFLOAT', '__DURATION__', base .. 'sum', d)
+  end
+  local ttl = tonumber(ARGV[12])
+  if url and url ~= '' then
+    local seq = redis.call('HINCRBY', KEYS[1], 'webhook_seq', 1)
+    local did = id .. '.' .. seq
+    redis.call('HSET', ARGV[8] .. did, 'id', did, 'job_id', id, 'event', 'job.' .. ARGV[2], 'url', url,
+               'attempts', '0', 'state', 'pending', 'created_at', ARGV[3], 'replay', '0', 'next_attempt_at', ARGV[3])
+    if ttl > 0 then redis.call('PEXPIRE', ARGV[8] .. did, ttl) end
+    redis.call('ZADD', KEYS[5], ARGV[4], did)
+  end
+  -- Retention: the record and its log expire with Redis's own clock (nothing has to run for them to go);
+  -- the index of expiry times lets the sweep drop them from the listing index without scanning it.
+  if ttl > 0 then
+    redis.call('PEXPIRE', KEYS[1], ttl)
+    redis.call('PEXPIRE', KEYS[4], ttl)
+    redis.call('ZADD', KEYS[6], tonumber(ARGV[4]) + ttl / 1000, id)
+  end
+end
+local rev = redis.call('HINCRBY', KEYS[1], 'rev', 1)
+redis.call('DEL', KEYS[1] .. ':json')  -- the cached JSON of the record (get_json)
+redis.call('PUBLISH', ARGV[5], rev .. ' ' .. ARGV[2])
+return cur
+"""
+TRANSITION = (TRANSITION.replace("__FINISHED__", FINISHED_KEY).replace("__DURATION__", DURATION_KEY)
+              .replace("__BUCKETS__", lua_buckets()))
+
+# KEYS: queue, running ; ARGV: now, owner, prefix, now-epoch. Returns {id, attempt} (the new lease) or false.
+CLAIM = """
+while true do
+  local top = redis.call('ZPOPMIN', KEYS[1])
+  if #top == 0 then return false end
+  local id = top[1]
+  local key = ARGV[3] .. 'job:' .. id
+  if redis.call('HGET', key, 'status') == 'queued' then
+    redis.call('HSET', key, 'status', 'in_progress', 'updated_at', ARGV[1], 'owner', ARGV[2])
+    if redis.call('HGET', key, 'started_at') == '' then
+      redis.call('HSET', key, 'started_at', ARGV[1], 'started_epoch', ARGV[4])
+    end
+    local attempt = redis.call('HINCRBY', key, 'attempts', 1)
+    redis.call('HSET', key, 'eta', 'null')
+    redis.call('HSET', KEYS[2], id, ARGV[2])
+    local rev = redis.call('HINCRBY', key, 'rev', 1)
+    redis.call('DEL', key .. ':json')
+    redis.call('PUBLISH', ARGV[3] .. 'events:' .. id, rev .. ' in_progress')
+    return {id, tostring(attempt)}
+  end
+end
+"""
+
+# KEYS: job, log ; ARGV: now, progress ('' none), eta ('' keep, 'null', seconds), result ('' none),
+#                       log-limit, channel, fence owner ('' none), fence attempt, entry1, entry2, ...
+# Progress never goes down and moves only while in_progress; nothing changed: no rev, no notification.
+# A fenced report from a dispatcher that no longer holds the job: -1, and nothing written.
+REPORT = """
+local status = redis.call('HGET', KEYS[1], 'status')
+if not status then return 0 end
+if ARGV[7] ~= '' then
+  local held = redis.call('HMGET', KEYS[1], 'owner', 'attempts')
+  if held[1] ~= ARGV[7] or held[2] ~= ARGV[8] then return -1 end
+end
+local changed = false
+if #ARGV > 8 then
+  for i = 9, #ARGV do redis.call('RPUSH', KEYS[2], ARGV[i]) end
+  redis.call('LTRIM', KEYS[2], -tonumber(ARGV[5]), -1)
+  -- A finished job's record expires (retention): a log written after the end goes with it.
+  local ttl = redis.call('PTTL', KEYS[1])
+  if ttl > 0 then redis.call('PEXPIRE', KEYS[2], ttl) end
+  changed = true
+end
+if ARGV[4] ~= '' then
+  redis.call('HSET', KEYS[1], 'result', ARGV[4])
+  changed = true
+end
+if status == 'in_progress' then
+  if ARGV[2] ~= '' then
+    local cur = tonumber(redis.call('HGET', KEYS[1], 'progress') or '0') or 0
+    if tonumber(ARGV[2]) > cur then
+      redis.call('HSET', KEYS[1], 'progress', ARGV[2])
+      changed = true
+    end
+  end
+  if ARGV[3] ~= '' and changed and redis.call('HGET', KEYS[1], 'eta') ~= ARGV[3] then
+    redis.call('HSET', KEYS[1], 'eta', ARGV[3])
+  end
+end
+if not changed then return 0 end
+redis.call('HSET', KEYS[1], 'updated_at', ARGV[1])
+local rev = redis.call('HINCRBY', KEYS[1], 'rev', 1)
+redis.call('DEL', KEYS[1] .. ':json')  -- the cached JSON of the record (get_json)
+redis.call('PUBLISH', ARGV[6], rev .. ' ' .. status)
+return rev
+"""
+
+# KEYS: job, queue, running, log, owner's heartbeat key
+# ARGV: now, score, message-entry, log-limit, channel, fence owner ('' none), fence attempt, fence needs-dead
+REQUEUE = """
+local status = redis.call('HGET', KEYS[1], 'status')
+if not status then return 0 end
+""" + _fence(6, 5) + """
+if status ~= 'in_progress' then return 0 end
+local id = redis.call('HGET', KEYS[1], 'id')
+redis.call('HSET', KEYS[1], 'status', 'queued', 'updated_at', ARGV[1], 'owner', '', 'eta', 'null')
+redis.call('HDEL', KEYS[3], id)
+redis.call('ZADD', KEYS[2], ARGV[2], id)
+redis.call('RPUSH', KEYS[4], ARGV[3])
+redis.call('LTRIM', KEYS[4], -tonumber(ARGV[4]), -1)
+local rev = redis.call('HINCRBY', KEYS[1], 'rev', 1)
+redis.call('DEL', KEYS[1] .. ':json')  -- the cached JSON of the record (get_json)
+redis.call('PUBLISH', ARGV[5], rev .. ' queued')
+return 1
+"""
+
+# KEYS: this dispatcher's heartbeat key ; ARGV: ttl seconds, key prefix, owner, job1, attempt1, job2, ...
+# Refreshes the heartbeat and answers the jobs of the list this dispatcher no longer holds.
+HEARTBEAT = """
+redis.call('SET', KEYS[1], '1', 'EX', ARGV[1])
+local lost = {}
+for i = 4, #ARGV, 2 do
+  local held = redis.call('HMGET', ARGV[2] .. 'job:' .. ARGV[i], 'owner', 'attempts')
+  if held[1] ~= ARGV[3] or held[2] ~= ARGV[i + 1] then table.insert(lost, ARGV[i]) end
+end
+return lost
+"""
+
+# KEYS: job, this dispatcher's heartbeat key ; ARGV: ttl seconds, owner, attempt.
+# Before publishing: the lease still holds (else LOST) and the heartbeat is fresh for another ttl, so no
+# recovery can re-queue the job before then. Returns the job's status (in_progress, or cancelled meanwhile).
+CONFIRM = """
+local status = redis.call('HGET', KEYS[1], 'status')
+if not status then return {err = 'NOTFOUND'} end
+local held = redis.call('HMGET', KEYS[1], 'owner', 'attempts')
+if held[1] ~= ARGV[2] or held[2] ~= ARGV[3] then
+  return {err = 'LOST ' .. (held[1] or '') .. ' ' .. (held[2] or '')}
+end
+redis.call('SET', KEYS[2], '1', 'EX', ARGV[1])
+return status
+"""
+
+# KEYS: job ; ARGV: fence owner, fence attempt, '0', JSON list of commands (each a list: name, args...).
+# Writes to other records made for a job (its published asset records), run only while the lease holds
+# the job in progress, in the same atomic step as the check: a dispatcher that lost its job, however late
+# its write arrives, writes nothing (LOST; BADSTATE when the job was cancelled meanwhile).
+FENCED_WRITE = """
+local cur = redis.call('HGET', KEYS[1], 'status')
+if not cur then return {err = 'NOTFOUND'} end
+""" + _fence(1, 1) + """
+if cur ~= 'in_progress' then return {err = 'BADSTATE ' .. cur} end
+for _, command in ipairs(cjson.decode(ARGV[4])) do redis.call(unpack(command)) end
+return 'OK'
+"""
+
+# KEYS: job, log, jobs index, expiry index, webhooks due, webhook attempts, cached json
+# ARGV: webhook key prefix. DELETE /jobs/{id}: a finished job and everything Redis keeps for it.
+DELETE = """
+local f = redis.call('HMGET', KEYS[1], 'status', 'webhook_seq', 'id')
+if not f[1] then return {err = 'NOTFOUND'} end
+if f[1] ~= 'completed' and f[1] ~= 'failed' and f[1] ~= 'cancelled' then return {err = 'BADSTATE ' .. f[1]} end
+for i = 1, tonumber(f[2] or '0') or 0 do
+  local did = f[3] .. '.' .. i
+  redis.call('DEL', ARGV[1] .. did)
+  redis.call('ZREM', KEYS[5], did)
+end
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[6], KEYS[7])
+redis.call('ZREM', KEYS[3], f[3])
+redis.call('ZREM', KEYS[4], f[3])
+return 1
+"""
+
+# KEYS: jobs index, expiry index ; ARGV: now-epoch, limit, key prefix.
+# Drops expired jobs from the listing index (and their keys that were written after the end), oldest first.
+# A job still there (clocks of two machines apart) stays in the expiry index for the next sweep.
+SWEEP = """
+local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
+local n = 0
+for _, id in ipairs(due) do
+  local key = ARGV[3] .. 'job:' .. id
+  if redis.call('EXISTS', key) == 0 then
+    redis.call('ZREM', KEYS[1], id)
+    redis.call('ZREM', KEYS[2], id)
+    redis.call('DEL', key .. ':log', key .. ':webhooks', key .. ':json')
+    n = n + 1
+  end
+end
+return n
+"""
+
+# KEYS: job, log. The record's fields (READ_FIELDS) joined by NUL, then NUL and the log entries joined by
+# newlines, as one string: one command and one bulk reply for GET /jobs/{id} (stored JSON never holds a raw
+# NUL or newline, and ids and timestamps neither). A missing job: false.
+READ_FIELDS = ("id", "created_at", "updated_at", "clip_version_id", "job_type", "status", "priority", "payload",
+               "result", "error_message", "started_at", "completed_at", "progress", "eta", "rev")
+READ = """
+local f = redis.call('HMGET', KEYS[1], __FIELDS__)
+if not f[1] then return false end
+local parts = {}
+for i = 1, __N__ do parts[i] = f[i] or '' end
+return table.concat(parts, '\\0') .. '\\0' .. table.concat(redis.call('LRANGE', KEYS[2], 0, -1), '\\n')
+""".replace("__FIELDS__", ", ".join(f"'{name}'" for name in READ_FIELDS)).replace("__N__", str(len(READ_FIELDS)))
+
+# KEYS: job, log, json. GET /jobs/{id}: the record's cached JSON when it has not changed since it was cached
+# (every script that changes a record deletes it, in the same script), else what READ returns. A record's JSON
+# starts with '{', the fields with the job's id.
+READ_CACHED = "local j = redis.call('GET', KEYS[3])\nif j then return j end\n" + READ
+
+# KEYS: job, json ; ARGV: rev, body, ttl. Cache a record's JSON, unless the record changed since it was read
+# (and never longer than the record itself lives, once it expires).
+CACHE = """
+if redis.call('HGET', KEYS[1], 'rev') == ARGV[1] then
+  local ms = tonumber(ARGV[3]) * 1000
+  local left = redis.call('PTTL', KEYS[1])
+  if left > 0 and left < ms then ms = left end
+  redis.call('SET', KEYS[2], ARGV[2], 'PX', ms)
+end
+return 0
+"""
