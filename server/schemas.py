@@ -64,6 +64,9 @@ class Diagnostics(Struct, kw_only=True):
     environment: str
     queue: dict[str, Any]
     cluster: dict[str, Any]
+    #: This process's dispatcher, when it runs one: its background loops (``running``, or ``restarting: <error>``
+    #: while one is down) and the phase history of each job it runs.
+    dispatcher: dict[str, Any] | None = None
 
 
 class LogEntry(Struct, kw_only=True):

@@ -48,10 +48,15 @@ class HealthController(Controller):
         cluster = await runtime.cluster.info() if runtime.cluster is not None else {"connected": False, "error": "not started"}
         if not cluster.get("connected"):
             status = "degraded"
-        return {
+        body: dict[str, Any] = {
             "status": status,
             "app": APP_NAME,
             "environment": runtime.settings.app_env,
             "queue": queue,
             "cluster": cluster,
         }
+        if runtime.dispatcher is not None:
+            body["dispatcher"] = runtime.dispatcher.diagnostics()
+            if any(state != "running" for state in body["dispatcher"]["loops"].values()):
+                body["status"] = "degraded"
+        return body
