@@ -83,6 +83,7 @@ class OperatorRegistry:
     def __init__(self) -> None:
         self._ops: dict[str, OperatorSpec] = {}
         self._models: dict[str, type[BaseModel]] = {}
+        self._binders: dict[type, Callable[..., Any]] = {}
 
     def register_model(self, name: str, model: type[BaseModel]) -> None:
         """A structured payload type graphs can declare as an input (``{type: timeline}``)."""
@@ -95,6 +96,16 @@ class OperatorRegistry:
 
     def model_names(self) -> list[str]:
         return sorted(self._models)
+
+    def register_binder(self, model: type, func: Callable[..., Any]) -> None:
+        """How ``model``'s values get their assets (see :mod:`operators.asset_uses`)."""
+        self._binders[model] = func
+
+    def binder(self, model: type) -> Callable[..., Any]:
+        for cls in model.__mro__:
+            if cls in self._binders:
+                return self._binders[cls]
+        raise LookupError(f"no asset binder is registered for {model.__qualname__}")
 
     def register(self, name: str, func: Callable[..., Any], *, weight: float = 1.0) -> OperatorSpec:
         if name in self._ops and self._ops[name].func is not func:

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from operators.errors import AssetCheckError
 from operators.media.info import AssetMedia
 from operators.registry import payload_model
-from operators.render.resolve import AssetUse
+from operators.asset_uses import AssetUse
 from operators.types import Frozen, SourceRef
 
 __all__ = ["GivenTranscript", "TranscriptRef"]

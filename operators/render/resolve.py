@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
 
+from operators.asset_uses import AssetUse, Loc, asset_binder
 from operators.errors import AssetCheckError
 from operators.media.info import AssetMedia
 from operators.render.timeline import (
@@ -41,24 +42,15 @@ __all__ = [
     "TimelineError",
     "VisualLayer",
     "asset_uses",
+    "bind_timeline",
     "frame_of",
     "resolve",
 ]
 
-Loc = tuple[str | int, ...]
 
 
 class TimelineError(AssetCheckError):
     """Every problem found in a timeline, each with its path inside the timeline."""
-
-
-@dataclass(frozen=True, slots=True)
-class AssetUse:
-    """One place a timeline names an asset, and what the asset must be there."""
-
-    loc: Loc
-    asset_id: str
-    role: str  # visual | audio | font | transcript
 
 
 def frame_of(seconds: Fraction, fps: Fraction) -> int:
@@ -184,22 +176,16 @@ class RenderInput:
 
 
 def asset_uses(timeline: Timeline) -> list[AssetUse]:
-    """Every asset the timeline names, with the path to where it is named."""
-    uses: list[AssetUse] = []
-    for t, track in enumerate(timeline.tracks):
-        if isinstance(track, VideoTrack | AudioTrack):
-            role = "visual" if isinstance(track, VideoTrack) else "audio"
-            uses += [AssetUse(("tracks", t, "clips", c, "asset"), clip.asset, role) for c, clip in enumerate(track.clips)]
-        elif isinstance(track, TextTrack):
-            uses += [AssetUse(("tracks", t, "clips", c, "font"), clip.font, "font")
-                     for c, clip in enumerate(track.clips) if clip.font != "default"]
-        elif isinstance(track, CaptionTrack):
-            uses.append(AssetUse(("tracks", t, "transcript"), track.transcript, "transcript"))
-            if track.font != "default":
-                uses.append(AssetUse(("tracks", t, "font"), track.font, "font"))
-            if track.media is not None:
-                uses.append(AssetUse(("tracks", t, "media"), track.media, "visual"))
-    return uses
+    """Every asset the timeline names (:meth:`Timeline.asset_uses`)."""
+    return timeline.asset_uses()
+
+
+@asset_binder(Timeline)
+def bind_timeline(timeline: Timeline, assets: dict[str, AssetMedia], *, max_render_seconds: float | None = None,
+                  **_: Any) -> RenderInput:
+    """``Timeline.with_assets``: the value the render graph sees, the timeline placed on frames."""
+    spec = resolve(timeline, assets, max_seconds=max_render_seconds)
+    return RenderInput(timeline=timeline, assets=assets, spec=spec)
 
 
 def resolve(timeline: Timeline, assets: dict[str, AssetMedia], *, max_seconds: float | None = None) -> RenderSpec:

@@ -17,6 +17,7 @@ import re
 from fractions import Fraction
 from typing import Annotated, Any, Literal
 
+from operators.asset_uses import AssetUse, bind_assets
 from operators.registry import payload_model
 from pydantic import (
     BaseModel,
@@ -425,17 +426,29 @@ class Timeline(_Model):
         return tuple(out)
 
     # -- the payload model protocol: the assets it names, checked by the scheduler ---------------
-    def asset_uses(self) -> list[Any]:
-        from operators.render.resolve import asset_uses
+    def asset_uses(self) -> list[AssetUse]:
+        """Every asset the timeline names, with the path to where it is named."""
+        uses: list[AssetUse] = []
+        for t, track in enumerate(self.tracks):
+            if isinstance(track, VideoTrack | AudioTrack):
+                role = "visual" if isinstance(track, VideoTrack) else "audio"
+                uses += [AssetUse(("tracks", t, "clips", c, "asset"), clip.asset, role)
+                         for c, clip in enumerate(track.clips)]
+            elif isinstance(track, TextTrack):
+                uses += [AssetUse(("tracks", t, "clips", c, "font"), clip.font, "font")
+                         for c, clip in enumerate(track.clips) if clip.font != "default"]
+            elif isinstance(track, CaptionTrack):
+                uses.append(AssetUse(("tracks", t, "transcript"), track.transcript, "transcript"))
+                if track.font != "default":
+                    uses.append(AssetUse(("tracks", t, "font"), track.font, "font"))
+                if track.media is not None:
+                    uses.append(AssetUse(("tracks", t, "media"), track.media, "visual"))
+        return uses
 
-        return asset_uses(self)
-
-    def with_assets(self, assets: dict[str, Any], *, max_render_seconds: float | None = None, **_: Any) -> Any:
-        """The value the render graph sees: the timeline placed on frames; raises ``TimelineError``."""
-        from operators.render.resolve import RenderInput, resolve
-
-        spec = resolve(self, assets, max_seconds=max_render_seconds)
-        return RenderInput(timeline=self, assets=assets, spec=spec)
+    def with_assets(self, assets: dict[str, Any], **limits: Any) -> Any:
+        """The value the render graph sees: the timeline placed on frames (``operators.render.resolve``'s
+        registered binding); raises ``TimelineError``."""
+        return bind_assets(self, assets, **limits)
 
 
 _TRACK_TYPES = ("video", "text", "audio", "captions")

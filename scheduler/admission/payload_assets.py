@@ -13,6 +13,7 @@ from typing import Any
 
 from anyio import to_thread
 
+from operators.asset_uses import NamesAssets
 from operators.context import OpContext
 from operators.errors import AssetCheckError, OperatorError
 from operators.media.info import AssetMedia, MediaInfo
@@ -27,7 +28,7 @@ _MEDIA_KINDS_WITHOUT_PROBE = ("transcript", "srt", "vtt", "text", "waveform", "t
 
 
 def names_assets(value: Any) -> bool:
-    return callable(getattr(value, "asset_uses", None)) and callable(getattr(value, "with_assets", None))
+    return isinstance(value, NamesAssets)
 
 
 async def resolve_payload_assets(value: Any, *, loc: list[Any], project_id: str | None, storage: Storage,
