@@ -69,7 +69,7 @@ async def run(requests: int) -> dict[str, Any]:
     from scheduler.admission.graphs import GraphCatalog
     from scheduler.wiring.redis_server import EmbeddedRedis
     from scheduler.wiring.runtime import Runtime
-    from scheduler.wiring.settings import Settings
+    from scheduler.settings import Settings
     from server.app import create_app
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-profile-"))

@@ -13,7 +13,7 @@ from scheduler.errors import (
 from scheduler.admission.graphs import DOCUMENTED_JOB_TYPES, GraphCatalog
 from scheduler.wiring.runtime import Runtime, broker_display
 from scheduler.admission.service import JobService
-from scheduler.wiring.settings import APP_NAME, QUEUE_NAME, Settings
+from scheduler.settings import APP_NAME, QUEUE_NAME, Settings
 from scheduler.records.jobs import STATUSES, TERMINAL, JobStore
 
 __all__ = [

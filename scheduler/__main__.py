@@ -7,7 +7,7 @@ import logging
 import signal
 
 from scheduler.wiring.runtime import Runtime
-from scheduler.wiring.settings import Settings
+from scheduler.settings import Settings
 
 
 async def _main(settings: Settings) -> None:

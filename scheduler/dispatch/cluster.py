@@ -11,7 +11,7 @@ import dask
 from distributed import Client, LocalCluster
 
 from operators.context import CORES_PER_TASK_ENV
-from scheduler.wiring.settings import Settings
+from scheduler.settings import Settings
 
 __all__ = ["ClusterHandle"]
 

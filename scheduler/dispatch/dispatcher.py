@@ -33,7 +33,7 @@ from scheduler.errors import QueueUnavailableError
 from scheduler.records.fencing import JobLostError
 from scheduler.records.jobs import guard
 from scheduler.records.metrics import RETRIES_KEY, RETRY_TOPIC, RetryEvents
-from scheduler.wiring.settings import Settings
+from scheduler.settings import Settings
 
 __all__ = ["Dispatcher"]
 

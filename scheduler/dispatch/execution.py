@@ -35,7 +35,7 @@ from scheduler.errors import (
 from scheduler.records.fencing import JobLostError, Lease, PublishGuard
 from scheduler.records.jobs import JobStore
 from scheduler.records.timefmt import now_ts
-from scheduler.wiring.settings import Settings
+from scheduler.settings import Settings
 
 __all__ = ["JobExecution", "RunningJob"]
 

@@ -33,7 +33,7 @@ import httpx
 from redis import asyncio as aioredis
 
 from scheduler.errors import JobNotFoundError
-from scheduler.wiring.settings import Settings
+from scheduler.settings import Settings
 from scheduler.records.jobs import TERMINAL, WEBHOOK_KEY_PREFIX, WEBHOOKS_DUE_KEY, JobStore, guard, require_decoding
 from scheduler.records.timefmt import now_ts
 from scheduler.notify.webhook_guard import CallbackResolveError, CallbackURLError, check_callback_url, sign

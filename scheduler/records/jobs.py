@@ -38,7 +38,7 @@ from scheduler.records.fencing import JobLostError, Lease
 from scheduler.records.job_record import public_record
 from scheduler.records.redis_calls import decode_json, guard, guard_read, raw_script, require_decoding, to_json
 from scheduler.records.metrics import SUBMITTED_KEY
-from scheduler.wiring.settings import QUEUE_NAME
+from scheduler.settings import QUEUE_NAME
 from scheduler.records.timefmt import now_ts
 
 __all__ = ["ACTIVE", "EVENTS_PREFIX", "JobStore", "STATUSES", "TERMINAL", "guard", "require_decoding"]

@@ -1,1 +1,1 @@
-"""Process wiring: settings, the embedded Redis server, and the runtime that builds everything from them."""
+"""Process wiring: the embedded Redis server, and the runtime that builds everything from Settings."""

@@ -25,7 +25,7 @@ from pipelines.limits import PayloadBounds
 from scheduler.records.metrics import flush_redis_errors
 from scheduler.wiring.redis_server import EmbeddedRedis
 from scheduler.admission.service import JobService
-from scheduler.wiring.settings import Settings
+from scheduler.settings import Settings
 from scheduler.records.jobs import JobStore
 from scheduler.notify.webhooks import WebhookDeliverer, WebhookStore
 
