@@ -7,7 +7,7 @@ import logging
 
 import uvicorn
 
-from scheduler.wiring.settings import Settings
+from scheduler.settings import Settings
 from server.app import create_app
 from server.auth import redact_log_handlers
 

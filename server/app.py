@@ -14,7 +14,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.serialization import encode_json
 
 from scheduler.wiring.runtime import Runtime
-from scheduler.wiring.settings import APP_NAME, Settings
+from scheduler.settings import APP_NAME, Settings
 from server.controllers import GraphController, HealthController, JobController
 from server.deps import (
     provide_assets,

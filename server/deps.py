@@ -8,7 +8,7 @@ from scheduler.records.assets import AssetStore
 from scheduler.records.clip_versions import ClipVersionStore
 from scheduler.wiring.runtime import Runtime
 from scheduler.admission.service import JobService
-from scheduler.wiring.settings import Settings
+from scheduler.settings import Settings
 from scheduler.records.jobs import JobStore
 
 __all__ = [

@@ -14,7 +14,7 @@ from distributed import LocalCluster
 from litestar.testing import TestClient
 
 from scheduler.wiring.redis_server import EmbeddedRedis
-from scheduler.wiring.settings import Settings
+from scheduler.settings import Settings
 from server.app import create_app
 from tests import ops_testing  # noqa: F401  (registers test.* operators used by tests/graphs)
 

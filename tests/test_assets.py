@@ -14,7 +14,7 @@ import httpx
 import pytest
 from litestar.testing import TestClient
 
-from scheduler.wiring.settings import Settings
+from scheduler.settings import Settings
 from server.app import create_app
 from server.controllers.assets import safe_filename
 from server.downloads import ByteRange, RangeNotSatisfiableError, parse_range

@@ -11,7 +11,7 @@ import pytest
 import redis as redis_sync
 from litestar.testing import TestClient
 
-from scheduler.wiring.settings import Settings
+from scheduler.settings import Settings
 from tests.conftest import wait_for
 from tests.mediagen import make_clip
 

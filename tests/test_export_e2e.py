@@ -26,7 +26,7 @@ from operators.export.loudness import measure_file
 from operators.export.otio.timelines import read_back, summary
 from scheduler.records.assets import AssetStore
 from scheduler.records.clip_versions import ClipVersionStore
-from scheduler.wiring.settings import Settings
+from scheduler.settings import Settings
 from tests.conftest import wait_for
 from tests.mediagen import make_clip, make_indexed_clip
 

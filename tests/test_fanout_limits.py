@@ -11,7 +11,7 @@ from distributed import Client, LocalCluster
 from litestar.testing import TestClient
 
 from pipelines import GraphLoadError, GraphValidationError, parse_graph
-from scheduler.wiring.settings import Settings
+from scheduler.settings import Settings
 from server.app import create_app
 from tests.conftest import wait_for
 

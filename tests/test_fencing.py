@@ -28,7 +28,7 @@ from scheduler.dispatch.outputs import publish_outputs
 from scheduler.dispatch.recovery import Recovery
 from scheduler.wiring.redis_server import EmbeddedRedis
 from scheduler.wiring.runtime import Runtime
-from scheduler.wiring.settings import Settings
+from scheduler.settings import Settings
 from scheduler.records.jobs import JobStore
 from tests.retention_ops import add_parts_graph
 

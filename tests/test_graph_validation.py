@@ -21,7 +21,7 @@ from pipelines import (
     parse_graph,
 )
 from pipelines.errors import PayloadError
-from scheduler.wiring.settings import Settings
+from scheduler.settings import Settings
 from server.app import create_app
 from tests import ops_testing  # noqa: F401
 

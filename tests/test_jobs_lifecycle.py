@@ -11,7 +11,7 @@ import redis as redis_sync
 from distributed import LocalCluster
 from litestar.testing import TestClient
 
-from scheduler.wiring.settings import Settings
+from scheduler.settings import Settings
 from scheduler.records.jobs import JobStore
 from server.app import create_app
 from tests.conftest import wait_for

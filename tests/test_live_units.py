@@ -16,7 +16,7 @@ from litestar.testing import TestClient
 
 from scheduler.dispatch.eta import EtaEstimator
 from scheduler.notify.events import LiveMessage, Subscription
-from scheduler.wiring.settings import Settings
+from scheduler.settings import Settings
 from scheduler.notify.webhook_guard import CallbackURLError, address_allowed, check_callback_url, sign, verify
 from scheduler.notify.webhooks import retry_delay
 from server.app import create_app

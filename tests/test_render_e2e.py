@@ -19,7 +19,7 @@ from litestar.testing import TestClient
 from redis import asyncio as aioredis
 
 from scheduler.records.assets import AssetStore
-from scheduler.wiring.settings import Settings
+from scheduler.settings import Settings
 from server.app import create_app
 from tests.conftest import wait_for
 from tests.mediagen import make_clip, make_indexed_clip, make_text, read_index

@@ -14,7 +14,7 @@ import pytest
 import redis as redis_sync
 from litestar.testing import TestClient
 
-from scheduler.wiring.settings import Settings
+from scheduler.settings import Settings
 from server.app import create_app
 from tests.conftest import wait_for, wait_until
 from tests.retention_ops import add_parts_graph

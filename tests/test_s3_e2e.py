@@ -24,7 +24,7 @@ from litestar.testing import TestClient
 from operators.storage import Storage
 from operators.storage_cache import MediaCache
 from server.app import create_app
-from scheduler.wiring.settings import Settings
+from scheduler.settings import Settings
 from tests import speechgen as sg
 from tests.conftest import wait_for, wait_until
 from tests.s3server import S3Server

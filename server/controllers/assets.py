@@ -29,7 +29,7 @@ from scheduler.records.assets import AssetStore, public_asset
 from scheduler.errors import QueueUnavailableError
 from scheduler.records.idempotency import StoredResponse
 from scheduler.wiring.runtime import Runtime
-from scheduler.wiring.settings import Settings
+from scheduler.settings import Settings
 from server.auth import TOKEN_SCOPE_KEY
 from server.controllers.jobs import IDEMPOTENCY_KEY, replayed
 from server.downloads import RangeNotSatisfiableError, content_disposition, parse_range, read_range

@@ -8,7 +8,7 @@ from typing import Any
 from litestar import Controller, get
 
 from scheduler.wiring.runtime import Runtime
-from scheduler.wiring.settings import APP_NAME
+from scheduler.settings import APP_NAME
 from server.openapi import responses
 from server.schemas import Diagnostics, Health
 

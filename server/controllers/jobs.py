@@ -18,7 +18,7 @@ from scheduler.records.idempotency import StoredResponse
 from scheduler.dispatch.retention import delete_intermediates, remove_intermediates
 from scheduler.wiring.runtime import Runtime
 from scheduler.admission.service import JobService
-from scheduler.wiring.settings import Settings
+from scheduler.settings import Settings
 from scheduler.records.jobs import STATUSES, JobStore
 from scheduler.notify.webhook_guard import CallbackURLError, check_callback_url
 from scheduler.notify.webhooks import ReplayRefusedError
