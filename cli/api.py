@@ -4,9 +4,11 @@ the HTTP API wrapper whose error responses become ``CliError`` (``_detail``/``ch
 from __future__ import annotations
 
 import sys
-from typing import Any
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
 
-import httpx
+if TYPE_CHECKING:  # httpx loads on the first request: `ave graphs show` never needs it
+    import httpx
 
 __all__ = ["CHUNK", "DEFAULT_URL", "EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_USAGE", "TERMINAL", "Api",
            "CliError", "check_response", "fmt_eta", "fmt_size", "make_console"]
@@ -79,9 +81,17 @@ class Api:
         self.base_url = base_url.rstrip("/")
         #: ``Authorization: Bearer <token>`` for a server with API tokens (``--token`` or ``$AVE_TOKEN``).
         self.headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self.client = httpx.Client(base_url=self.base_url, timeout=timeout, headers=self.headers)
+        self.timeout = timeout
+
+    @cached_property
+    def client(self) -> httpx.Client:
+        import httpx
+
+        return httpx.Client(base_url=self.base_url, timeout=self.timeout, headers=self.headers)
 
     def request(self, method: str, path: str, what: str, **kwargs: Any) -> Any:
+        import httpx
+
         try:
             response = self.client.request(method, path, **kwargs)
         except httpx.HTTPError as exc:

@@ -12,8 +12,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from cli.api import CHUNK, EXIT_OK, EXIT_USAGE, Api, CliError, check_response, fmt_size, make_console
 from cli.follow import follow
 
@@ -59,6 +57,8 @@ def cmd_submit(api: Api, args: argparse.Namespace) -> int:
 
 
 def _upload(api: Api, path: Path, project: str, *, show: bool) -> dict[str, Any]:
+    import httpx  # loaded on use: the graph commands never need it
+
     size = path.stat().st_size
     content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
     progress: Any = None
@@ -148,6 +148,8 @@ def cmd_cancel(api: Api, args: argparse.Namespace) -> int:
 
 
 def cmd_download(api: Api, args: argparse.Namespace) -> int:
+    import httpx  # loaded on use: the graph commands never need it
+
     asset = api.request("GET", f"/assets/{args.asset_id}", "download")
     target = args.output or asset.get("filename") or args.asset_id
     to_stdout = target == "-"

@@ -1,46 +1,29 @@
-"""Job graphs: the YAML spec, loading and validation, and running them on Dask."""
+"""Job graphs: the YAML spec, loading and validation (here), and running them on Dask (``run/``).
 
-from pipelines.errors import (
-    CollectWithoutMapError,
-    GraphCycleError,
-    GraphError,
-    GraphLoadError,
-    GraphValidationError,
-    InvalidParamsError,
-    JobFailedError,
-    PayloadError,
-    UnknownInputError,
-    UnknownOperatorInGraphError,
-    UnresolvedReferenceError,
-)
-from pipelines.graph import Chain, Graph, Node
-from pipelines.loader import load_graph, load_graph_dir, parse_graph
-from pipelines.payload import BoundPayload, SourceRequest, bind_payload
-from pipelines.run.runner import DEFAULT_MAX_TASKS, GraphRun, JobInfo, resolve_value
+The names below are loaded on first use (PEP 562), so ``import pipelines`` stays light: loading and drawing a
+graph (``ave graphs show``) never imports Dask, which only :mod:`pipelines.run` needs.
+"""
 
-__all__ = [
-    "DEFAULT_MAX_TASKS",
-    "BoundPayload",
-    "Chain",
-    "CollectWithoutMapError",
-    "Graph",
-    "GraphCycleError",
-    "GraphError",
-    "GraphLoadError",
-    "GraphRun",
-    "GraphValidationError",
-    "InvalidParamsError",
-    "JobFailedError",
-    "JobInfo",
-    "Node",
-    "PayloadError",
-    "SourceRequest",
-    "UnknownInputError",
-    "UnknownOperatorInGraphError",
-    "UnresolvedReferenceError",
-    "bind_payload",
-    "load_graph",
-    "load_graph_dir",
-    "parse_graph",
-    "resolve_value",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_NAMES = {
+    "pipelines.errors": "CollectWithoutMapError GraphCycleError GraphError GraphLoadError GraphValidationError "
+                        "InvalidParamsError JobFailedError PayloadError UnknownInputError "
+                        "UnknownOperatorInGraphError UnresolvedReferenceError",
+    "pipelines.graph": "Chain Graph Node",
+    "pipelines.loader": "load_graph load_graph_dir parse_graph",
+    "pipelines.payload": "BoundPayload SourceRequest bind_payload",
+    "pipelines.run.runner": "DEFAULT_MAX_TASKS GraphRun JobInfo resolve_value",
+}
+_WHERE = {name: module for module, names in _NAMES.items() for name in names.split()}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module 'pipelines' has no attribute {name!r}")
+    return getattr(importlib.import_module(_WHERE[name]), name)

@@ -1,41 +1,12 @@
-"""The Dask client, the dispatcher, progress reporting and the Redis job store."""
+"""The core: Redis records, admission of jobs, running them on Dask, notifying clients, and the process wiring.
 
-from scheduler.records.assets import AssetNotFoundError, AssetStore, public_asset
-from scheduler.dispatch.cluster import ClusterHandle
-from scheduler.dispatch.dispatcher import Dispatcher
-from scheduler.errors import (
-    InvalidTransitionError,
-    JobNotFoundError,
-    QueueUnavailableError,
-    SourceError,
-    UnknownJobTypeError,
-)
-from scheduler.admission.graphs import DOCUMENTED_JOB_TYPES, GraphCatalog
-from scheduler.wiring.runtime import Runtime, broker_display
-from scheduler.admission.service import JobService
-from scheduler.settings import APP_NAME, QUEUE_NAME, Settings
-from scheduler.records.jobs import STATUSES, TERMINAL, JobStore
+- ``records/``: everything kept in Redis (jobs and their queue, assets, clip versions, idempotency keys,
+  leases, metric counts), every key built by ``records/keys.py``.
+- ``admission/``: the job types (one graph each) and the checks a submission passes before it is queued.
+- ``dispatch/``: the dispatcher, the job lifecycle state machine, recovery, publishing, the Dask cluster.
+- ``notify/``: live updates (WebSocket, SSE) and webhooks.
+- ``wiring/``: the runtime that builds all of it from :mod:`scheduler.settings`, and the embedded Redis.
 
-__all__ = [
-    "APP_NAME",
-    "DOCUMENTED_JOB_TYPES",
-    "QUEUE_NAME",
-    "STATUSES",
-    "TERMINAL",
-    "AssetNotFoundError",
-    "AssetStore",
-    "ClusterHandle",
-    "Dispatcher",
-    "GraphCatalog",
-    "InvalidTransitionError",
-    "JobNotFoundError",
-    "JobService",
-    "JobStore",
-    "QueueUnavailableError",
-    "Runtime",
-    "Settings",
-    "SourceError",
-    "UnknownJobTypeError",
-    "broker_display",
-    "public_asset",
-]
+Import the module you need: this package's ``__init__`` imports nothing, so a tool that needs one small part
+(the CLI drawing a graph) does not load Dask, Redis or the HTTP client.
+"""

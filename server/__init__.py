@@ -1,5 +1,1 @@
-"""The Litestar HTTP server."""
-
-from server.app import create_app
-
-__all__ = ["create_app"]
+"""The Litestar HTTP server: ``server.app.create_app()``."""

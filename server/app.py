@@ -15,7 +15,9 @@ from litestar.serialization import encode_json
 
 from scheduler.wiring.runtime import Runtime
 from scheduler.settings import APP_NAME, Settings
-from server.controllers import GraphController, HealthController, JobController
+from server.controllers.graphs import GraphController
+from server.controllers.health import HealthController
+from server.controllers.jobs import JobController
 from server.deps import (
     provide_assets,
     provide_clip_versions,

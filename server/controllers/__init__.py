@@ -1,7 +1,1 @@
-"""HTTP controllers."""
-
-from server.controllers.graphs import GraphController
-from server.controllers.health import HealthController
-from server.controllers.jobs import JobController
-
-__all__ = ["GraphController", "HealthController", "JobController"]
+"""HTTP controllers, one module per resource."""
