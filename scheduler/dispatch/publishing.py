@@ -24,7 +24,7 @@ from scheduler.errors import UnknownJobTypeError
 from scheduler.records.fencing import PublishGuard
 from scheduler.dispatch.outputs import publish_outputs
 from scheduler.admission.service import BoundJob, JobService
-from scheduler.records.timefmt import now_ts
+from scheduler.timefmt import now_ts
 
 __all__ = ["JobPublisher"]
 

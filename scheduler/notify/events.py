@@ -30,12 +30,12 @@ from redis import asyncio as aioredis
 from redis.exceptions import RedisError
 
 from scheduler.errors import JobNotFoundError, QueueUnavailableError
-from scheduler.records.jobs import EVENTS_PREFIX, TERMINAL, JobStore, require_decoding
+from scheduler.records import keys
+from scheduler.records.jobs import TERMINAL, JobStore, require_decoding
 
 __all__ = ["JobEvents", "LiveMessage", "Subscription"]
 
 _log = logging.getLogger("scheduler.notify.events")
-_HUB_CHANNEL = f"{EVENTS_PREFIX}_hub"  # always subscribed, so the reader always reads the socket
 SUBSCRIBE_TIMEOUT = 5.0
 
 
@@ -194,7 +194,7 @@ class JobEvents:
                 task.add_done_callback(_quiet)
 
     async def _unsubscribe(self, channel: str) -> None:
-        if channel[len(EVENTS_PREFIX):] in self._topics:
+        if channel[len(keys.EVENTS_PREFIX):] in self._topics:
             return  # followed again meanwhile
         with contextlib.suppress(RedisError, OSError, AttributeError):
             await self._pubsub.unsubscribe(channel)
@@ -291,7 +291,7 @@ class JobEvents:
 
     async def _connect(self) -> None:
         self._pubsub = self.redis.pubsub()
-        channels = [_HUB_CHANNEL, *(self.store.channel(job_id) for job_id in self._topics)]
+        channels = [keys.EVENTS_HUB, *(self.store.channel(job_id) for job_id in self._topics)]
         await self._pubsub.subscribe(*channels)
         loop = asyncio.get_running_loop()
         for topic in self._topics.values():
@@ -301,9 +301,9 @@ class JobEvents:
     def _handle(self, message: dict[str, Any]) -> None:
         kind = message.get("type")
         channel = message.get("channel")
-        if not isinstance(channel, str) or channel == _HUB_CHANNEL:
+        if not isinstance(channel, str) or channel == keys.EVENTS_HUB:
             return
-        topic = self._topics.get(channel[len(EVENTS_PREFIX):])
+        topic = self._topics.get(channel[len(keys.EVENTS_PREFIX):])
         if topic is None:
             return
         if kind == "subscribe":

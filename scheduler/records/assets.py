@@ -15,12 +15,12 @@ from typing import Any
 from redis import asyncio as aioredis
 
 from operators.types import StoredFile
+from scheduler.records import keys
 from scheduler.records.jobs import guard, require_decoding
-from scheduler.records.timefmt import now_ts
+from scheduler.timefmt import now_ts
 
 __all__ = ["AssetNotFoundError", "AssetStore", "Writer", "public_asset"]
 
-_P = "ave:"
 
 #: Runs a record's Redis writes (``[["SET", key, value], ...]``) atomically, its own way: the dispatcher
 #: publishing a job's outputs passes ``JobStore.fenced_write`` bound to its lease.
@@ -92,9 +92,9 @@ class AssetStore:
 
     async def save(self, record: dict[str, Any], *, write: Writer | None = None) -> None:
         """Store the record and index it under its project, in one atomic step (``write``'s, when given)."""
-        commands = [["SET", f"{_P}asset:{record['id']}", json.dumps(record, default=str)]]
+        commands = [["SET", keys.asset(record['id']), json.dumps(record, default=str)]]
         if record.get("project_id"):
-            commands.append(["SADD", f"{_P}project:{record['project_id']}:assets", str(record["id"])])
+            commands.append(["SADD", keys.project_assets(record['project_id']), str(record["id"])])
         if write is not None:
             await write(commands)
             return
@@ -108,7 +108,7 @@ class AssetStore:
         await guard(transaction())
 
     async def get(self, asset_id: str) -> dict[str, Any]:
-        raw = await guard(self.redis.get(f"{_P}asset:{asset_id}"))
+        raw = await guard(self.redis.get(keys.asset(asset_id)))
         if raw is None:
             raise AssetNotFoundError(asset_id)
         return json.loads(raw)
@@ -119,10 +119,10 @@ class AssetStore:
 
     async def list(self, project_id: str, *, kind: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
         """A project's asset records, newest first (optionally only those of ``kind``)."""
-        ids = sorted(await guard(self.redis.smembers(f"{_P}project:{project_id}:assets")))
+        ids = sorted(await guard(self.redis.smembers(keys.project_assets(project_id))))
         if not ids:
             return []
-        raws = await guard(self.redis.mget([f"{_P}asset:{i}" for i in ids]))
+        raws = await guard(self.redis.mget([keys.asset(i) for i in ids]))
         records = [json.loads(raw) for raw in raws if raw is not None]
         if kind is not None:
             records = [r for r in records if r.get("kind") == kind]
@@ -136,9 +136,9 @@ class AssetStore:
         except AssetNotFoundError:
             return
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.delete(f"{_P}asset:{asset_id}")
+            pipe.delete(keys.asset(asset_id))
             if record.get("project_id"):
-                pipe.srem(f"{_P}project:{record['project_id']}:assets", asset_id)
+                pipe.srem(keys.project_assets(record['project_id']), asset_id)
             await guard(pipe.execute())
 
     async def update(self, asset_id: str, **fields: Any) -> dict[str, Any]:

@@ -3,9 +3,11 @@
 A clip is a series of versions; every save of the editor is a new version with the next
 number. A version never changes, except that renders and exports made from it are appended.
 
-Layout (prefix ``ave:``):
+Layout (keys from :mod:`scheduler.records.keys`):
 - ``clip:<clip_id>``                    hash: ``project_id``, ``created_at``, ``versions`` (the counter)
-- ``clip_version:<id>``                 hash: ``body`` (the immutable record as JSON), ``version``, ``updated_at``
+- ``clip_version:<id>``                 hash: ``body`` (the immutable record as JSON, with the timeline's
+                                        ``timeline_schema_version``: see :mod:`.timeline_schema`), ``version``,
+                                        ``updated_at``
 - ``clip_version:<id>:<field>``         list of ``renders`` / ``exports`` entries (JSON), oldest first
 - ``clip_version:<id>:<field>:jobs``    set of the job ids already appended there (a retry appends once)
 - ``clip_versions``, ``project:<project_id>:clip_versions``, ``clip:<clip_id>:versions``
@@ -25,12 +27,13 @@ from typing import Any, Literal
 from redis import asyncio as aioredis
 from redis.exceptions import ResponseError
 
+from scheduler.records import keys
 from scheduler.records.jobs import guard, require_decoding
-from scheduler.records.timefmt import now_ts
+from scheduler.timefmt import now_ts
+from scheduler.records.timeline_schema import TIMELINE_SCHEMA_VERSION, migrate_timeline
 
 __all__ = ["OUTPUT_FIELDS", "ClipNotFoundError", "ClipVersionNotFoundError", "ClipVersionStore", "OutputField"]
 
-_P = "ave:"
 OutputField = Literal["renders", "exports"]
 OUTPUT_FIELDS: tuple[OutputField, ...] = ("renders", "exports")
 
@@ -96,19 +99,19 @@ class ClipVersionStore:
     # -- keys -------------------------------------------------------------------------
     @staticmethod
     def _key(cv_id: str) -> str:
-        return f"{_P}clip_version:{cv_id}"
+        return keys.clip_version(cv_id)
 
     @staticmethod
     def _clip_key(clip_id: str) -> str:
-        return f"{_P}clip:{clip_id}"
+        return keys.clip(clip_id)
 
     @staticmethod
     def _index(*, project_id: str | None = None, clip_id: str | None = None) -> str:
         if clip_id is not None:
-            return f"{_P}clip:{clip_id}:versions"
+            return keys.clip_versions_of_clip(clip_id)
         if project_id is not None:
-            return f"{_P}project:{project_id}:clip_versions"
-        return f"{_P}clip_versions"
+            return keys.project_clip_versions(project_id)
+        return keys.CLIP_VERSIONS
 
     # -- create and read --------------------------------------------------------------
     async def create(self, *, project_id: str, timeline: dict[str, Any], clip_id: str | None = None,
@@ -119,11 +122,11 @@ class ClipVersionStore:
         clip = clip_id or f"clip_{secrets.token_hex(12)}"
         now = now_ts()
         body = {"id": cv_id, "clip_id": clip, "project_id": project_id, "name": name, "timeline": timeline,
-                "metadata": metadata or {}, "created_at": now}
-        keys = [self._clip_key(clip), self._key(cv_id), self._index(), self._index(project_id=project_id),
-                self._index(clip_id=clip), f"{_P}clip_versions:seq"]
+                "timeline_schema_version": TIMELINE_SCHEMA_VERSION, "metadata": metadata or {}, "created_at": now}
+        names = [self._clip_key(clip), self._key(cv_id), self._index(), self._index(project_id=project_id),
+                 self._index(clip_id=clip), keys.CLIP_VERSIONS_SEQ]
         try:
-            version = await guard(self._create(keys=keys, args=[project_id, cv_id, _json(body), now,
+            version = await guard(self._create(keys=names, args=[project_id, cv_id, _json(body), now,
                                                                 "1" if new_clip else "0"]))
         except ResponseError as exc:
             if "NOCLIP" in str(exc) or "OTHERPROJECT" in str(exc):
@@ -159,7 +162,7 @@ class ClipVersionStore:
                 for cv_id in ids:
                     pipe.hgetall(self._key(cv_id))
                     for name in OUTPUT_FIELDS:
-                        pipe.lrange(f"{self._key(cv_id)}:{name}", 0, -1)
+                        pipe.lrange(keys.clip_version_outputs(cv_id, name), 0, -1)
                 return await pipe.execute()
 
         replies = await guard(read())
@@ -183,7 +186,8 @@ class ClipVersionStore:
         if field not in OUTPUT_FIELDS:
             raise ValueError(f"field must be one of: {', '.join(OUTPUT_FIELDS)}")
         key = self._key(cv_id)
-        done = await guard(self._append(keys=[key, f"{key}:{field}", f"{key}:{field}:jobs"],
+        done = await guard(self._append(keys=[key, keys.clip_version_outputs(cv_id, field),
+                                              keys.clip_version_output_jobs(cv_id, field)],
                                         args=[_json(entry), now_ts(), str(entry.get("job_id") or "")]))
         if not done:
             raise ClipVersionNotFoundError(cv_id)
@@ -198,7 +202,7 @@ def _record(body: dict[str, Any], version: int, updated_at: str, outputs: dict[s
         "version": version,
         "project_id": body["project_id"],
         "name": body.get("name"),
-        "timeline": body["timeline"],
+        "timeline": migrate_timeline(body["timeline"], body.get("timeline_schema_version")),
         "metadata": body.get("metadata") or {},
         "renders": outputs["renders"],
         "exports": outputs["exports"],

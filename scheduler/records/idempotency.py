@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from redis import asyncio as aioredis
 from redis.client import NEVER_DECODE
 
+from scheduler.records import keys
 from scheduler.records.jobs import guard, require_decoding
 
 __all__ = [
@@ -37,7 +38,6 @@ __all__ = [
     "scope_of",
 ]
 
-_P = "ave:idem:"
 
 # KEYS: key ; ARGV: expected pending value, done value, ttl ms
 _FINISH = """
@@ -98,7 +98,7 @@ class IdempotencyStore:
 
     @staticmethod
     def redis_key(scope: str, route: str, key: str) -> str:
-        return f"{_P}{scope}:{route}:{hashlib.sha256(key.encode()).hexdigest()}"
+        return keys.idempotency(scope, route, hashlib.sha256(key.encode()).hexdigest())
 
     async def begin(self, scope: str, route: str, key: str, fingerprint: str) -> Reservation | StoredResponse:
         """Hold the key (a :class:`Reservation`), or the response of the request that held it first.

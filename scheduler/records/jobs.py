@@ -1,18 +1,6 @@
 """The Redis job store: job records, the priority queue, progress and logs.
 
-Layout (prefix ``ave:``):
-- ``job:<id>``        hash of the record's fields (JSON for structured ones)
-- ``job:<id>:log``    list of ``{timestamp, message}``, trimmed to the newest N
-- ``queue:<name>``    sorted set; score = -priority * 2**32 + sequence, so ZPOPMIN
-                      gives the highest priority first and FIFO within a priority
-- ``jobs``            sorted set of every job by creation time, for listing
-- ``running``         hash job id -> dispatcher id, for recovery after a crash
-- ``wake``            list a dispatcher blocks on, so a new job starts at once
-- ``events:<id>``     pub/sub channel: ``"<rev> <status>"`` after every change of the job
-                      (``rev`` counts the job's changes; the SSE event id)
-- ``webhooks:due``    sorted set of webhook deliveries by due time (see scheduler/notify/webhooks.py)
-- ``jobs:expiry``     sorted set of finished jobs by the time their record expires (retention)
-- ``dispatcher:<id>`` a dispatcher's heartbeat, a key with a TTL
+Every key is built by :mod:`scheduler.records.keys` (the layout's table is in the README).
 
 Every status change runs in a Lua script (:mod:`scheduler.records.jobs_lua`) that checks the current status
 first, so two dispatchers (or a dispatcher and a cancel) can never both win a transition, and the
@@ -25,7 +13,7 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from types import EllipsisType
 from typing import Any, TypeVar
 
@@ -33,29 +21,26 @@ from redis import asyncio as aioredis
 from redis.exceptions import ResponseError
 
 from scheduler.records import jobs_lua as lua
-from scheduler.errors import InvalidTransitionError, JobNotFoundError
+from scheduler.records import keys
+from scheduler.records.job_reads import JobReads
+from scheduler.errors import InvalidTransitionError, JobNotFoundError, QueueUnavailableError
 from scheduler.records.fencing import JobLostError, Lease
 from scheduler.records.job_record import public_record
-from scheduler.records.redis_calls import decode_json, guard, guard_read, raw_script, require_decoding, to_json
-from scheduler.records.metrics import SUBMITTED_KEY
+from scheduler.records.redis_calls import decode_json, guard, require_decoding, to_json
 from scheduler.settings import QUEUE_NAME
-from scheduler.records.timefmt import now_ts
+from scheduler.timefmt import now_ts
 
-__all__ = ["ACTIVE", "EVENTS_PREFIX", "JobStore", "STATUSES", "TERMINAL", "guard", "require_decoding"]
+__all__ = ["ACTIVE", "JobStore", "STATUSES", "TERMINAL", "guard", "require_decoding"]
 
 STATUSES = ("pending", "queued", "in_progress", "completed", "failed", "cancelled")
 TERMINAL = frozenset({"completed", "failed", "cancelled"})
 ACTIVE = frozenset({"pending", "queued", "in_progress"})
 PRIORITY_LIMIT = 1_000_000
-_P = "ave:"
-EVENTS_PREFIX = f"{_P}events:"
-WEBHOOKS_DUE_KEY = f"{_P}webhooks:due"
-WEBHOOK_KEY_PREFIX = f"{_P}webhook:"
-EXPIRY_KEY = f"{_P}jobs:expiry"
+# The webhook store's names for two keys of the layout (scheduler/records/keys.py).
+WEBHOOKS_DUE_KEY = keys.WEBHOOKS_DUE
+WEBHOOK_KEY_PREFIX = keys.WEBHOOK_PREFIX
 T = TypeVar("T")
 
-#: Seconds a record's cached JSON is kept (clients poll a job while it runs; then it is only memory).
-JSON_CACHE_SECONDS = 60
 
 
 def _fence(lease: Lease | None, *, expect_dead: bool = False) -> list[str]:
@@ -65,7 +50,7 @@ def _fence(lease: Lease | None, *, expect_dead: bool = False) -> list[str]:
     return [lease.owner, str(lease.attempt), "1" if expect_dead else "0"]
 
 
-class JobStore:
+class JobStore(JobReads):
     """Job records and the queue, over one redis-py asyncio client (``decode_responses=True``).
 
     ``ttl_seconds`` (``JOB_TTL_DAYS``; 0 keeps them forever): how long a finished job, its log and its webhook
@@ -81,7 +66,7 @@ class JobStore:
         self.queue_name = queue_name
         self.log_limit = log_limit
         self.ttl_ms = max(0, round(ttl_seconds * 1000))
-        self._queue_key = f"{_P}queue:{queue_name}"
+        self._queue_key = keys.queue(queue_name)
         self._transition = redis.register_script(lua.TRANSITION)
         self._claim = redis.register_script(lua.CLAIM)
         self._report = redis.register_script(lua.REPORT)
@@ -100,25 +85,12 @@ class JobStore:
     def queue_key(self) -> str:
         return self._queue_key
 
-    @staticmethod
-    def _key(job_id: str) -> str:
-        return f"{_P}job:{job_id}"
-
-    @staticmethod
-    def _log_key(job_id: str) -> str:
-        return f"{_P}job:{job_id}:log"
-
-    @staticmethod
-    def _owner_key(owner: str) -> str:
-        return f"{_P}dispatcher:{owner}"
-
-    @staticmethod
-    def channel(job_id: str) -> str:
-        """The pub/sub channel that carries ``"<rev> <status>"`` after every change of the job."""
-        return f"{EVENTS_PREFIX}{job_id}"
+    _owner_key = staticmethod(keys.dispatcher)
+    #: The pub/sub channel that carries ``"<rev> <status>"`` after every change of the job.
+    channel = staticmethod(keys.events)
 
     async def _score(self, priority: int) -> int:
-        seq = await self.redis.incr(f"{_P}seq")
+        seq = await self.redis.incr(keys.SEQ)
         return -priority * 2**32 + seq
 
     # -- create and read --------------------------------------------------------------
@@ -159,88 +131,14 @@ class JobStore:
                 # queue_score: its place in the queue, which a requeue after an interruption gives it back.
                 pipe.hset(self._key(job_id), mapping={**fields, "queue_score": str(score)})
                 pipe.zadd(self._queue_key, {job_id: score})
-                pipe.zadd(f"{_P}jobs", {job_id: _epoch(now)})
-                pipe.hincrby(SUBMITTED_KEY, job_type, 1)
-                pipe.lpush(f"{_P}wake", "1")
-                pipe.ltrim(f"{_P}wake", 0, 0)
+                pipe.zadd(keys.JOBS, {job_id: _epoch(now)})
+                pipe.hincrby(keys.METRICS_SUBMITTED, job_type, 1)
+                pipe.lpush(keys.WAKE, "1")
+                pipe.ltrim(keys.WAKE, 0, 0)
                 await pipe.execute()
 
         await guard(write())
         return public_record(fields, [], self.queue_name)
-
-    async def get(self, job_id: str) -> dict[str, Any]:
-        """The job record with exactly the reference's fields."""
-        return (await self.snapshot(job_id))[0]
-
-    async def get_json(self, job_id: str, encode: Callable[[Any], bytes]) -> bytes:
-        """``encode(record)``, from the record's cached JSON when it has not changed since (one round trip and
-        no decoding: what a polling client asks for again and again); else read, encoded and cached."""
-        key = self._key(job_id)
-        raw = await guard_read(lambda: raw_script(self.redis, self._read_cached,
-                                                  [key, self._log_key(job_id), f"{key}:json"], []))
-        if not raw:
-            raise JobNotFoundError(job_id)
-        if raw[:1] == b"{":
-            return raw  # type: ignore[no-any-return]
-        record, rev = self._parse(raw.decode())
-        body = encode(record)
-        await guard(self._cache(keys=[key, f"{key}:json"], args=[str(rev), body, JSON_CACHE_SECONDS]))
-        return body
-
-    async def snapshot(self, job_id: str) -> tuple[dict[str, Any], int]:
-        """The job record and its ``rev`` (how many changes it has had), read together."""
-        raw = await guard_read(lambda: self._read(keys=[self._key(job_id), self._log_key(job_id)]))
-        if not raw:
-            raise JobNotFoundError(job_id)
-        return self._parse(raw)
-
-    def _parse(self, raw: str) -> tuple[dict[str, Any], int]:
-        values = raw.split("\0", len(lua.READ_FIELDS))
-        fields = dict(zip(lua.READ_FIELDS, values))
-        log_text = values[-1]
-        log = decode_json(f"[{log_text.replace(chr(10), ',')}]") if log_text else []
-        return public_record(fields, log, self.queue_name), int(fields.get("rev") or 0)
-
-    async def status(self, job_id: str) -> str | None:
-        return await guard(self.redis.hget(self._key(job_id), "status"))  # type: ignore[no-any-return]
-
-    async def holder(self, job_id: str) -> tuple[str, str, int] | None:
-        """``(status, owner, attempt)`` of a job, or None when it does not exist (one cheap read)."""
-        status, owner, attempts = await guard(self.redis.hmget(self._key(job_id), ["status", "owner", "attempts"]))
-        if status is None:
-            return None
-        return status, owner or "", int(attempts or 0)
-
-    async def internal(self, job_id: str) -> dict[str, str]:
-        """Raw fields, including ``attempts`` and ``owner``."""
-        fields = await guard(self.redis.hgetall(self._key(job_id)))
-        if not fields:
-            raise JobNotFoundError(job_id)
-        return fields  # type: ignore[no-any-return]
-
-    async def list(self, *, status: str | None = None, job_type: str | None = None,
-                   limit: int = 50) -> list[dict[str, Any]]:
-        """Newest first, filtered by status and job type (a job whose record expired is skipped)."""
-        found: list[dict[str, Any]] = []
-        start, page = 0, max(50, limit * 2)
-        while len(found) < limit:
-            ids = await guard(self.redis.zrevrange(f"{_P}jobs", start, start + page - 1))
-            if not ids:
-                break
-            start += page
-            for job_id in ids:
-                try:
-                    record = await self.get(job_id)
-                except JobNotFoundError:
-                    continue
-                if status and record["status"] != status:
-                    continue
-                if job_type and record["job_type"] != job_type:
-                    continue
-                found.append(record)
-                if len(found) >= limit:
-                    break
-        return found
 
     # -- transitions ------------------------------------------------------------------
     async def _move(self, job_id: str, allowed: Iterable[str], to: str, *, message: str | None = None,
@@ -254,10 +152,11 @@ class JobStore:
         try:
             return await guard(  # type: ignore[no-any-return]
                 self._transition(
-                    keys=[self._key(job_id), self._queue_key, f"{_P}running", self._log_key(job_id),
-                          WEBHOOKS_DUE_KEY, EXPIRY_KEY, owner_key],
+                    keys=[self._key(job_id), self._queue_key, keys.RUNNING, self._log_key(job_id),
+                          keys.WEBHOOKS_DUE, keys.EXPIRY, owner_key, keys.job_json(job_id), keys.METRICS_FINISHED,
+                          keys.METRICS_DURATION, keys.webhook(f"{job_id}.1")],
                     args=[",".join(allowed), to, now, _epoch(now), self.channel(job_id), entry, self.log_limit,
-                          WEBHOOK_KEY_PREFIX, *_fence(lease, expect_dead=expect_dead), self.ttl_ms,
+                          f"{job_id}.1", *_fence(lease, expect_dead=expect_dead), self.ttl_ms,
                           len(fields), *flat],
                 )
             )
@@ -283,15 +182,21 @@ class JobStore:
 
     async def claim_lease(self, owner: str) -> Lease | None:
         """:meth:`claim`, answering the lease (owner and the attempt this claim made) that fences later writes."""
-        now = now_ts()
-        got = await guard(self._claim(keys=[self._queue_key, f"{_P}running"], args=[now, owner, _P, _epoch(now)]))
-        if not got:
-            return None
-        return Lease(job_id=got[0], owner=owner, attempt=int(got[1]))
+        # The head of the queue is read first, then claimed by a script given its keys; a claim that lost the
+        # race (MOVED) or met a cancelled job's entry (STALE, dropped) reads the head again.
+        while True:
+            head = await guard(self.redis.zrange(self._queue_key, 0, 0))
+            if not head:
+                return None
+            job_id, now = head[0], now_ts()
+            got = await guard(self._claim(keys=[self._queue_key, keys.RUNNING, keys.job(job_id), keys.job_json(job_id)],
+                                          args=[job_id, now, owner, _epoch(now), keys.events(job_id)]))
+            if isinstance(got, list):
+                return Lease(job_id=got[0], owner=owner, attempt=int(got[1]))
 
     async def wait_for_work(self, timeout: float) -> None:
         """Block until a job is enqueued or ``timeout`` passes."""
-        await guard(self.redis.blpop([f"{_P}wake"], timeout=timeout))
+        await guard(self.redis.blpop([keys.WAKE], timeout=timeout))
 
     async def complete(self, job_id: str, result: dict[str, Any], *, lease: Lease | None = None,
                        keep: Iterable[str] = ()) -> None:
@@ -334,14 +239,15 @@ class JobStore:
         owner_key = self._owner_key(lease.owner) if lease is not None else self._key(job_id)
         try:
             done = await guard(self._requeue(
-                keys=[self._key(job_id), self._queue_key, f"{_P}running", self._log_key(job_id), owner_key],
+                keys=[self._key(job_id), self._queue_key, keys.RUNNING, self._log_key(job_id), owner_key,
+                      keys.job_json(job_id)],
                 args=[now_ts(), score, entry, self.log_limit, self.channel(job_id),
                       *_fence(lease, expect_dead=expect_dead)],
             ))
         except ResponseError as exc:
             raise self._refusal(exc, job_id, "queued", lease) from None
         if done:
-            await guard(self.redis.lpush(f"{_P}wake", "1"))
+            await guard(self.redis.lpush(keys.WAKE, "1"))
         return bool(done)
 
     # -- progress and log -------------------------------------------------------------
@@ -360,7 +266,7 @@ class JobStore:
         progress_arg = "" if progress is None else repr(min(1.0, max(0.0, progress)))
         eta_arg = "" if eta is ... else "null" if eta is None else repr(round(float(eta), 1))
         rev = int(await guard(self._report(
-            keys=[self._key(job_id), self._log_key(job_id)],
+            keys=[self._key(job_id), self._log_key(job_id), keys.job_json(job_id)],
             args=[now_ts(), progress_arg, eta_arg, to_json(extra) if extra else "", self.log_limit,
                   self.channel(job_id), *_fence(lease)[:2], *entries],
         )) or 0)
@@ -371,9 +277,10 @@ class JobStore:
     # -- dispatchers ------------------------------------------------------------------
     async def heartbeat(self, owner: str, ttl: int, leases: Iterable[Lease] = ()) -> list[str]:
         """Mark ``owner`` alive for ``ttl`` seconds; answer the ids of ``leases`` it no longer holds."""
-        pairs = [part for lease in leases for part in (lease.job_id, str(lease.attempt))]
-        lost = await guard(self._heartbeat(keys=[self._owner_key(owner)], args=[ttl, _P, owner, *pairs]))
-        return list(lost or [])
+        held = list(leases)
+        lost = await guard(self._heartbeat(keys=[self._owner_key(owner), *(keys.job(x.job_id) for x in held)],
+                                           args=[ttl, owner, *(str(x.attempt) for x in held)]))
+        return [held[int(i) - 1].job_id for i in lost or []]
 
     async def confirm(self, lease: Lease, ttl: int) -> str:
         """Check that ``lease`` still holds its job and refresh its owner's heartbeat, in one step; answer the
@@ -390,7 +297,7 @@ class JobStore:
         ``lease`` holds its job in progress: :class:`JobLostError` when it does not (nothing is written),
         :class:`InvalidTransitionError` when the job was cancelled meanwhile."""
         try:
-            await guard(self._fenced_write(keys=[self._key(lease.job_id)],
+            await guard(self._fenced_write(keys=[self._key(lease.job_id), *(c[1] for c in commands)],
                                            args=[*_fence(lease), to_json(commands)]))
         except ResponseError as exc:
             raise self._refusal(exc, lease.job_id, "completed", lease) from None
@@ -400,7 +307,7 @@ class JobStore:
 
     async def claimed(self) -> dict[str, str]:
         """Every in_progress job's id -> the dispatcher that claimed it."""
-        return await guard(self.redis.hgetall(f"{_P}running"))  # type: ignore[no-any-return]
+        return await guard(self.redis.hgetall(keys.RUNNING))  # type: ignore[no-any-return]
 
     async def orphans(self, *, exclude: str | None = None) -> list[tuple[str, str]]:
         """Running jobs whose dispatcher's heartbeat is gone: ``[(job_id, owner)]``."""
@@ -422,18 +329,28 @@ class JobStore:
 
     async def delete(self, job_id: str) -> None:
         """Remove a finished job, its log and its webhook deliveries (not its assets)."""
-        key = self._key(job_id)
-        try:
-            await guard(self._delete(
-                keys=[key, self._log_key(job_id), f"{_P}jobs", EXPIRY_KEY, WEBHOOKS_DUE_KEY, f"{key}:webhooks",
-                      f"{key}:json"],
-                args=[WEBHOOK_KEY_PREFIX]))
-        except ResponseError as exc:
-            raise self._refusal(exc, job_id, "deleted", None) from None
+        for _ in range(10):  # a replay racing the delete adds a delivery: read their count again
+            seq = int(await guard(self.redis.hget(self._key(job_id), "webhook_seq")) or 0)
+            deliveries = [keys.webhook(f"{job_id}.{i}") for i in range(1, seq + 1)]
+            try:
+                await guard(self._delete(
+                    keys=[self._key(job_id), self._log_key(job_id), keys.JOBS, keys.EXPIRY, keys.WEBHOOKS_DUE,
+                          keys.job_webhooks(job_id), keys.job_json(job_id), *deliveries],
+                    args=[seq]))
+                return
+            except ResponseError as exc:
+                if "RETRY" not in str(exc):
+                    raise self._refusal(exc, job_id, "deleted", None) from None
+        raise QueueUnavailableError(f"job {job_id}: its webhook deliveries kept changing while it was deleted")
 
     async def sweep(self, *, limit: int = 500) -> int:
         """Drop jobs whose record expired from the listing index; answer how many."""
-        return int(await guard(self._sweep(keys=[f"{_P}jobs", EXPIRY_KEY], args=[time.time(), limit, _P])) or 0)
+        due = await guard(self.redis.zrangebyscore(keys.EXPIRY, "-inf", time.time(), start=0, num=limit))
+        if not due:
+            return 0
+        per_job = [k for job_id in due for k in (keys.job(job_id), keys.job_log(job_id), keys.job_webhooks(job_id),
+                                                  keys.job_json(job_id))]
+        return int(await guard(self._sweep(keys=[keys.JOBS, keys.EXPIRY, *per_job], args=list(due))) or 0)
 
     async def ping(self) -> bool:
         return bool(await guard(self.redis.ping()))

@@ -1,5 +1,10 @@
 """The Lua scripts of :mod:`scheduler.records.jobs`: every change of a job is one of these, run atomically by Redis.
 
+**Keys.** Every key a script touches comes in ``KEYS``, built by :mod:`scheduler.records.keys` (declared, as a
+Redis Cluster requires); no script builds one from a prefix. Where the key is known only at run time (the job
+at the head of the queue, the expired jobs), the caller reads it first and the script checks that it still
+holds (``MOVED``, ``RETRY``).
+
 **Fencing.** A dispatcher's claim sets the job's ``owner`` and increments its ``attempts``; that pair is the
 dispatcher's lease (:class:`scheduler.records.fencing.Lease`), a fencing token. Every write a dispatcher makes for a
 job (progress, log, the final transition, the pre-publish confirmation, the heartbeat) passes its lease, and
@@ -12,7 +17,7 @@ key, in the same script, so it can never take a job from a dispatcher that is al
 
 from __future__ import annotations
 
-from scheduler.records.metrics import DURATION_KEY, FINISHED_KEY, lua_buckets
+from scheduler.records.metrics import lua_buckets
 
 __all__ = [
     "CACHE",
@@ -47,9 +52,10 @@ def _fence(argv: int, key: int) -> str:
     return _FENCE.replace("__O__", str(argv)).replace("__K__", str(key))
 
 
-# KEYS: job, queue, running, log, webhooks-due, expiry index, owner's heartbeat key
+# KEYS: job, queue, running, log, webhooks-due, expiry index, owner's heartbeat key, cached json,
+#       finished-metrics, duration-metrics, the job's terminal webhook delivery (<id>.1)
 # ARGV: allowed-from (comma list), to, now, now-epoch, channel, log-entry ('' none), log-limit,
-#       webhook-key-prefix, fence owner, fence attempt, fence needs-dead, ttl-ms (0 keep), n, field1, value1, ...
+#       that delivery's id, fence owner, fence attempt, fence needs-dead, ttl-ms (0 keep), n, field1, value1, ...
 TRANSITION = """
 local cur = redis.call('HGET', KEYS[1], 'status')
 if not cur then return {err = 'NOTFOUND'} end
@@ -71,25 +77,26 @@ if ARGV[2] == 'completed' or ARGV[2] == 'failed' or ARGV[2] == 'cancelled' then
   local url = redis.call('HGET', KEYS[1], 'callback_url')
   -- metrics (scheduler/records/metrics.py): the outcome by job type, and the seconds since the job started
   local jt = redis.call('HGET', KEYS[1], 'job_type') or 'unknown'
-  redis.call('HINCRBY', '__FINISHED__', jt .. '|' .. ARGV[2], 1)
+  redis.call('HINCRBY', KEYS[9], jt .. '|' .. ARGV[2], 1)
   local started = tonumber(redis.call('HGET', KEYS[1], 'started_epoch') or '')
   if started then
     local d = tonumber(ARGV[4]) - started
     if d < 0 then d = 0 end
     local base = jt .. '|' .. ARGV[2] .. '|'
     for _, le in ipairs(__BUCKETS__) do
-      if d <= le then redis.call('HINCRBY', '__DURATION__', base .. le, 1) end
+      if d <= le then redis.call('HINCRBY', KEYS[10], base .. le, 1) end
     end
-    redis.call('HINCRBY', '__DURATION__', base .. '+Inf', 1)
-    redis.call('HINCRBYFLOAT', '__DURATION__', base .. 'sum', d)
+    redis.call('HINCRBY', KEYS[10], base .. '+Inf', 1)
+    redis.call('HINCRBYFLOAT', KEYS[10], base .. 'sum', d)
   end
   local ttl = tonumber(ARGV[12])
   if url and url ~= '' then
-    local seq = redis.call('HINCRBY', KEYS[1], 'webhook_seq', 1)
-    local did = id .. '.' .. seq
-    redis.call('HSET', ARGV[8] .. did, 'id', did, 'job_id', id, 'event', 'job.' .. ARGV[2], 'url', url,
+    -- A job reaches a terminal status once, before any replay: its delivery is always the first (<id>.1).
+    redis.call('HINCRBY', KEYS[1], 'webhook_seq', 1)
+    local did = ARGV[8]
+    redis.call('HSET', KEYS[11], 'id', did, 'job_id', id, 'event', 'job.' .. ARGV[2], 'url', url,
                'attempts', '0', 'state', 'pending', 'created_at', ARGV[3], 'replay', '0', 'next_attempt_at', ARGV[3])
-    if ttl > 0 then redis.call('PEXPIRE', ARGV[8] .. did, ttl) end
+    if ttl > 0 then redis.call('PEXPIRE', KEYS[11], ttl) end
     redis.call('ZADD', KEYS[5], ARGV[4], did)
   end
   -- Retention: the record and its log expire with Redis's own clock (nothing has to run for them to go);
@@ -101,37 +108,33 @@ if ARGV[2] == 'completed' or ARGV[2] == 'failed' or ARGV[2] == 'cancelled' then
   end
 end
 local rev = redis.call('HINCRBY', KEYS[1], 'rev', 1)
-redis.call('DEL', KEYS[1] .. ':json')  -- the cached JSON of the record (get_json)
+redis.call('DEL', KEYS[8])  -- the cached JSON of the record (get_json)
 redis.call('PUBLISH', ARGV[5], rev .. ' ' .. ARGV[2])
 return cur
 """
-TRANSITION = (TRANSITION.replace("__FINISHED__", FINISHED_KEY).replace("__DURATION__", DURATION_KEY)
-              .replace("__BUCKETS__", lua_buckets()))
+TRANSITION = TRANSITION.replace("__BUCKETS__", lua_buckets())
 
-# KEYS: queue, running ; ARGV: now, owner, prefix, now-epoch. Returns {id, attempt} (the new lease) or false.
+# KEYS: queue, running, job, cached json ; ARGV: job id (read from the head of the queue), now, owner, now-epoch,
+# channel. Returns {id, attempt} (the new lease); MOVED when another claim took it first; STALE when it was no
+# longer queued (cancelled: its entry is dropped). The caller then reads the head again.
 CLAIM = """
-while true do
-  local top = redis.call('ZPOPMIN', KEYS[1])
-  if #top == 0 then return false end
-  local id = top[1]
-  local key = ARGV[3] .. 'job:' .. id
-  if redis.call('HGET', key, 'status') == 'queued' then
-    redis.call('HSET', key, 'status', 'in_progress', 'updated_at', ARGV[1], 'owner', ARGV[2])
-    if redis.call('HGET', key, 'started_at') == '' then
-      redis.call('HSET', key, 'started_at', ARGV[1], 'started_epoch', ARGV[4])
-    end
-    local attempt = redis.call('HINCRBY', key, 'attempts', 1)
-    redis.call('HSET', key, 'eta', 'null')
-    redis.call('HSET', KEYS[2], id, ARGV[2])
-    local rev = redis.call('HINCRBY', key, 'rev', 1)
-    redis.call('DEL', key .. ':json')
-    redis.call('PUBLISH', ARGV[3] .. 'events:' .. id, rev .. ' in_progress')
-    return {id, tostring(attempt)}
-  end
+if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 'MOVED' end
+redis.call('ZREM', KEYS[1], ARGV[1])
+if redis.call('HGET', KEYS[3], 'status') ~= 'queued' then return 'STALE' end
+redis.call('HSET', KEYS[3], 'status', 'in_progress', 'updated_at', ARGV[2], 'owner', ARGV[3])
+if redis.call('HGET', KEYS[3], 'started_at') == '' then
+  redis.call('HSET', KEYS[3], 'started_at', ARGV[2], 'started_epoch', ARGV[4])
 end
+local attempt = redis.call('HINCRBY', KEYS[3], 'attempts', 1)
+redis.call('HSET', KEYS[3], 'eta', 'null')
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
+local rev = redis.call('HINCRBY', KEYS[3], 'rev', 1)
+redis.call('DEL', KEYS[4])
+redis.call('PUBLISH', ARGV[5], rev .. ' in_progress')
+return {ARGV[1], tostring(attempt)}
 """
 
-# KEYS: job, log ; ARGV: now, progress ('' none), eta ('' keep, 'null', seconds), result ('' none),
+# KEYS: job, log, cached json ; ARGV: now, progress ('' none), eta ('' keep, 'null', seconds), result ('' none),
 #                       log-limit, channel, fence owner ('' none), fence attempt, entry1, entry2, ...
 # Progress never goes down and moves only while in_progress; nothing changed: no rev, no notification.
 # A fenced report from a dispatcher that no longer holds the job: -1, and nothing written.
@@ -170,12 +173,12 @@ end
 if not changed then return 0 end
 redis.call('HSET', KEYS[1], 'updated_at', ARGV[1])
 local rev = redis.call('HINCRBY', KEYS[1], 'rev', 1)
-redis.call('DEL', KEYS[1] .. ':json')  -- the cached JSON of the record (get_json)
+redis.call('DEL', KEYS[3])  -- the cached JSON of the record (get_json)
 redis.call('PUBLISH', ARGV[6], rev .. ' ' .. status)
 return rev
 """
 
-# KEYS: job, queue, running, log, owner's heartbeat key
+# KEYS: job, queue, running, log, owner's heartbeat key, cached json
 # ARGV: now, score, message-entry, log-limit, channel, fence owner ('' none), fence attempt, fence needs-dead
 REQUEUE = """
 local status = redis.call('HGET', KEYS[1], 'status')
@@ -189,19 +192,19 @@ redis.call('ZADD', KEYS[2], ARGV[2], id)
 redis.call('RPUSH', KEYS[4], ARGV[3])
 redis.call('LTRIM', KEYS[4], -tonumber(ARGV[4]), -1)
 local rev = redis.call('HINCRBY', KEYS[1], 'rev', 1)
-redis.call('DEL', KEYS[1] .. ':json')  -- the cached JSON of the record (get_json)
+redis.call('DEL', KEYS[6])  -- the cached JSON of the record (get_json)
 redis.call('PUBLISH', ARGV[5], rev .. ' queued')
 return 1
 """
 
-# KEYS: this dispatcher's heartbeat key ; ARGV: ttl seconds, key prefix, owner, job1, attempt1, job2, ...
-# Refreshes the heartbeat and answers the jobs of the list this dispatcher no longer holds.
+# KEYS: this dispatcher's heartbeat key, job1, job2, ... ; ARGV: ttl seconds, owner, attempt1, attempt2, ...
+# Refreshes the heartbeat and answers the positions (1-based) in the list of the jobs it no longer holds.
 HEARTBEAT = """
 redis.call('SET', KEYS[1], '1', 'EX', ARGV[1])
 local lost = {}
-for i = 4, #ARGV, 2 do
-  local held = redis.call('HMGET', ARGV[2] .. 'job:' .. ARGV[i], 'owner', 'attempts')
-  if held[1] ~= ARGV[3] or held[2] ~= ARGV[i + 1] then table.insert(lost, ARGV[i]) end
+for i = 2, #KEYS do
+  local held = redis.call('HMGET', KEYS[i], 'owner', 'attempts')
+  if held[1] ~= ARGV[2] or held[2] ~= ARGV[i + 1] then table.insert(lost, i - 1) end
 end
 return lost
 """
@@ -220,7 +223,8 @@ redis.call('SET', KEYS[2], '1', 'EX', ARGV[1])
 return status
 """
 
-# KEYS: job ; ARGV: fence owner, fence attempt, '0', JSON list of commands (each a list: name, args...).
+# KEYS: job, then every key the commands write ; ARGV: fence owner, fence attempt, '0', JSON list of commands
+# (each a list: name, key, args...).
 # Writes to other records made for a job (its published asset records), run only while the lease holds
 # the job in progress, in the same atomic step as the check: a dispatcher that lost its job, however late
 # its write arrives, writes nothing (LOST; BADSTATE when the job was cancelled meanwhile).
@@ -233,16 +237,18 @@ for _, command in ipairs(cjson.decode(ARGV[4])) do redis.call(unpack(command)) e
 return 'OK'
 """
 
-# KEYS: job, log, jobs index, expiry index, webhooks due, webhook attempts, cached json
-# ARGV: webhook key prefix. DELETE /jobs/{id}: a finished job and everything Redis keeps for it.
+# KEYS: job, log, jobs index, expiry index, webhooks due, webhook attempts, cached json, delivery 1 .. n
+# ARGV: n (the webhook_seq the caller read). DELETE /jobs/{id}: a finished job and everything Redis keeps for
+# it. RETRY when a replay added a delivery since the caller read n.
 DELETE = """
 local f = redis.call('HMGET', KEYS[1], 'status', 'webhook_seq', 'id')
 if not f[1] then return {err = 'NOTFOUND'} end
 if f[1] ~= 'completed' and f[1] ~= 'failed' and f[1] ~= 'cancelled' then return {err = 'BADSTATE ' .. f[1]} end
-for i = 1, tonumber(f[2] or '0') or 0 do
-  local did = f[3] .. '.' .. i
-  redis.call('DEL', ARGV[1] .. did)
-  redis.call('ZREM', KEYS[5], did)
+local n = tonumber(f[2] or '0') or 0
+if n ~= tonumber(ARGV[1]) then return {err = 'RETRY'} end
+for i = 1, n do
+  redis.call('DEL', KEYS[7 + i])
+  redis.call('ZREM', KEYS[5], f[3] .. '.' .. i)
 end
 redis.call('DEL', KEYS[1], KEYS[2], KEYS[6], KEYS[7])
 redis.call('ZREM', KEYS[3], f[3])
@@ -250,18 +256,18 @@ redis.call('ZREM', KEYS[4], f[3])
 return 1
 """
 
-# KEYS: jobs index, expiry index ; ARGV: now-epoch, limit, key prefix.
-# Drops expired jobs from the listing index (and their keys that were written after the end), oldest first.
-# A job still there (clocks of two machines apart) stays in the expiry index for the next sweep.
+# KEYS: jobs index, expiry index, then four per job: record, log, webhook attempts, cached json
+# ARGV: the jobs' ids (read from the expiry index by the caller, due ones, oldest first).
+# Drops expired jobs from the listing index (and their keys that were written after the end). A job still
+# there (clocks of two machines apart) stays in the expiry index for the next sweep.
 SWEEP = """
-local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
 local n = 0
-for _, id in ipairs(due) do
-  local key = ARGV[3] .. 'job:' .. id
-  if redis.call('EXISTS', key) == 0 then
+for i, id in ipairs(ARGV) do
+  local k = 2 + (i - 1) * 4
+  if redis.call('EXISTS', KEYS[k + 1]) == 0 then
     redis.call('ZREM', KEYS[1], id)
     redis.call('ZREM', KEYS[2], id)
-    redis.call('DEL', key .. ':log', key .. ':webhooks', key .. ':json')
+    redis.call('DEL', KEYS[k + 2], KEYS[k + 3], KEYS[k + 4])
     n = n + 1
   end
 end

@@ -25,6 +25,8 @@ import threading
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+from scheduler.records import keys
+
 __all__ = [
     "DURATION_BUCKETS",
     "DURATION_KEY",
@@ -43,11 +45,11 @@ __all__ = [
 
 _log = logging.getLogger("scheduler.records.metrics")
 
-SUBMITTED_KEY = "ave:metrics:submitted"
-FINISHED_KEY = "ave:metrics:finished"
-DURATION_KEY = "ave:metrics:duration"
-RETRIES_KEY = "ave:metrics:retries"
-REDIS_KEY = "ave:metrics:redis"
+SUBMITTED_KEY = keys.METRICS_SUBMITTED
+FINISHED_KEY = keys.METRICS_FINISHED
+DURATION_KEY = keys.METRICS_DURATION
+RETRIES_KEY = keys.METRICS_RETRIES
+REDIS_KEY = keys.METRICS_REDIS
 RETRY_TOPIC = "ave-task-retries"
 
 #: Upper bounds (seconds) of the job duration histogram: a noop job takes milliseconds, an ingest of a
@@ -134,7 +136,7 @@ async def snapshot(redis: Any, queue_key: str) -> dict[str, Any]:
             pipe.hgetall(RETRIES_KEY)
             pipe.hget(REDIS_KEY, "errors")
             pipe.zcard(queue_key)
-            pipe.hlen("ave:running")
+            pipe.hlen(keys.RUNNING)
             submitted, finished, duration, retries, errors, depth, running = await pipe.execute()
     except Exception:  # noqa: BLE001  (a scrape answers even when Redis is down)
         note_redis_error()
