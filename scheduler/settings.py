@@ -63,6 +63,9 @@ class Settings(BaseSettings):
                               "Fractions are allowed (0.5: twelve hours)")
     log_level: str = Field("info", pattern="(?i)^(debug|info|warning|error|critical)$",
                            description="Level of the server's and dispatcher's logs")
+    job_log_tracebacks: bool = Field(
+        False, description="Also write a failed task's traceback into the job's log (always with LOG_LEVEL=debug); "
+                           "the server's log always has it, with the job id")
     max_render_seconds: float = Field(3 * 3600, gt=0, description="Longest timeline a render job accepts, in seconds")
     access_log: bool = Field(False, description="Log every HTTP request (costs ~10% of peak request rate)")
     # -- live updates and webhooks ------------------------------------------------------

@@ -12,7 +12,7 @@ from operators.context import OpContext
 from operators.registry import operator
 from operators.types import NewClipVersion, StoredFile
 
-__all__ = ["Traced", "chunks", "crash_once", "propose_clips", "size", "traced", "write_text"]
+__all__ = ["Traced", "chunks", "crash_once", "divide", "propose_clips", "size", "traced", "write_text"]
 
 
 class CrashParams(BaseModel):
@@ -135,3 +135,13 @@ def traced(*, params: TracedParams, ctx: OpContext) -> Traced | list[Traced]:
 def size(value: Traced) -> int:
     """The size of a :class:`Traced` value: a small result in place of a big one."""
     return len(value.data)
+
+
+@operator("test.divide")
+def divide(value: Any = None) -> Any:
+    """Fail the way a bug does: an exception no operator expects (a traceback's worth of it)."""
+    return _ratio(1, 0)
+
+
+def _ratio(a: int, b: int) -> float:
+    return a / b

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from pathlib import Path
 from typing import Any
@@ -212,3 +213,28 @@ def test_worker_crash_costs_the_task_not_the_job(client: TestClient[Any], dask_c
     assert done["result_payload"]["outputs"] == {"tag": "alive", "joined": [1, 2, 3]}
     assert any(e["message"] == "Survived a worker crash" for e in done["result_payload"]["log"])
     dask_cluster.wait_for_workers(2, timeout=60)  # the nanny restarts the dead worker
+
+
+def test_an_unexpected_error_keeps_its_traceback_out_of_the_message_and_in_the_logs(settings: Settings) -> None:
+    logs = {}
+    for flag in (False, True):
+        records: list[logging.LogRecord] = []
+        handler = logging.Handler()
+        handler.emit = records.append  # type: ignore[method-assign]
+        with TestClient(app=create_app(settings.model_copy(update={"job_log_tracebacks": flag})), timeout=30) as client:
+            # Attached once the app configured logging (its dictConfig replaces the handlers it finds).
+            logging.getLogger("pipelines.run.runner").addHandler(handler)
+            try:
+                job = client.post("/jobs/?job_type=unexpected", json={}).json()
+                done = wait_for(client, job["id"])
+            finally:
+                logging.getLogger("pipelines.run.runner").removeHandler(handler)
+        assert done["status"] == "failed"
+        # Short and human: no traceback in the message, whatever the setting.
+        assert done["error_message"] == "divide: unexpected ZeroDivisionError: division by zero"
+        logs[flag] = "\n".join(e["message"] for e in done["result_payload"]["log"])
+        # The dispatcher's log has the traceback, with the job id.
+        lines = [r.getMessage() for r in records if job["id"] in r.getMessage()]
+        assert any("Traceback" in m and "in _ratio" in m for m in lines), lines
+    assert "Traceback" not in logs[False]
+    assert "Traceback of task divide-" in logs[True] and "in _ratio" in logs[True] and "ZeroDivisionError" in logs[True]

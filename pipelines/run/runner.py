@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import logging
 import time
+import traceback
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -27,6 +28,7 @@ from distributed.client import FutureCancelledError
 from operators.context import OpContext
 from operators.storage import Storage
 from pipelines.errors import JobFailedError
+from pipelines.run.deadlines import overdue
 from pipelines.run.fetching import FetchError, fetch_result
 from pipelines.graph import Graph, Node
 from pipelines.run.task import access, describe_failure, run_task
@@ -65,6 +67,7 @@ class GraphRun:
         on_log: LogSink | None = None,
         max_seconds: float | None = None,
         max_tasks: int = DEFAULT_MAX_TASKS,
+        log_tracebacks: bool = False,
     ) -> None:
         self.client = client
         self.graph = graph
@@ -73,6 +76,8 @@ class GraphRun:
         self.max_seconds = graph.spec.max_job_seconds or max_seconds
         #: Most tasks a node's fan-out may start where neither the node nor the graph sets it.
         self.max_tasks = max_tasks
+        #: Copy a failed task's traceback into the job's log too (JOB_LOG_TRACEBACKS, or LOG_LEVEL=debug).
+        self.log_tracebacks = log_tracebacks
         self._began = time.monotonic()
         self.values = values
         self.storage = storage
@@ -116,15 +121,12 @@ class GraphRun:
 
     def handle_event(self, event: dict[str, Any]) -> None:
         """Take a worker event (see :class:`operators.context.OpContext`) for this job."""
-        kind = event.get("kind")
+        kind, key = event.get("kind"), str(event.get("key", ""))
         if kind == "log" and event.get("message"):
             self._emit_log(str(event["message"]))
-        elif kind == "started":
-            key = str(event.get("key", ""))
-            if key in self._nodes_of:
-                self._started[key] = time.monotonic()
+        elif kind == "started" and key in self._nodes_of:
+            self._started[key] = time.monotonic()
         elif kind == "progress":
-            key = str(event.get("key", ""))
             if key in self._weights and key in self._futures and not self._futures[key].done():
                 self._partial[key] = max(self._partial.get(key, 0.0), float(event.get("fraction", 0.0)))
                 self._emit_progress()
@@ -176,29 +178,13 @@ class GraphRun:
         await self._cancel_futures()
 
     async def _watchdog(self) -> None:
-        """Fail the job when a task runs past its node's ``timeout:``.
-
-        The clock starts when the task starts on its worker (its "started" event), not when
-        it is submitted: a fan-out of 100 tasks on 2 workers waits its turn without penalty.
-        A task that hangs in C code cannot be stopped from outside its thread, but the job
-        ends now, with a message, and its futures are released.
-        """
+        """Fail the job when it runs past its deadline or a task past its node's ``timeout:``
+        (:func:`pipelines.run.deadlines.overdue`)."""
         while not all(fut.done() for fut in self._results.values()):
-            now = time.monotonic()
-            if self.max_seconds is not None and now - self._began > self.max_seconds:
-                running = sorted({key.split("-")[0] for key, f in self._futures.items() if not f.done()})
-                raise _NodeFailed(f"The job ran past its {self.max_seconds:g}s limit (MAX_JOB_SECONDS, or the graph's "
-                                  f"max_job_seconds) while running {', '.join(running) or 'its last step'}; its tasks "
-                                  "were stopped")
-            for key, started in list(self._started.items()):
-                future = self._futures.get(key)
-                node, position = self._nodes_of[key]
-                if future is None or future.done():
-                    self._started.pop(key, None)
-                elif node.timeout is not None and now - started > node.timeout:
-                    where = node.name if position is None else f"{node.name} {position[0] + 1}/{position[1]}"
-                    raise _NodeFailed(f"{where}: task {key} ran past its {node.timeout:g}s timeout "
-                                      "(the node's timeout: in the graph) and was stopped")
+            late = overdue(time.monotonic() - self._began, self.max_seconds, self._futures, self._started,
+                           self._nodes_of)
+            if late is not None:
+                raise _NodeFailed(late)
             # Woken at once when the last node finishes, so a job never ends late for its watchdog.
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._finished.wait(), timeout=0.1)
@@ -343,9 +329,18 @@ class GraphRun:
         except FetchError as exc:
             raise _NodeFailed(f"{node.name}: {exc}") from None
         except Exception as exc:  # noqa: BLE001  (every task failure becomes the job's message)
-            raise _NodeFailed(describe_failure(node.name, str(future.key), exc, position)) from None
+            message = describe_failure(node.name, str(future.key), exc, position)
+            self._log_failure(str(future.key), message, exc)
+            raise _NodeFailed(message) from None
         self._gathered.append(str(future.key))
         return result
+
+    def _log_failure(self, key: str, message: str, exc: BaseException) -> None:
+        """The traceback of a failed task, with the job id, in this process's log (and the job's, if asked)."""
+        details = getattr(exc, "details", "") or "".join(traceback.format_exception(exc))
+        _log.error("job %s: task %s failed: %s\n%s", self.job.id, key, message, details)
+        if self.log_tracebacks:
+            self._emit_log(f"Traceback of task {key}:\n{details.rstrip()}")
 
     async def _fetch(self, future: Future) -> Any:
         """A finished task's result (see :func:`pipelines.run.fetching.fetch_result`: never cancelled, bounded)."""
@@ -385,18 +380,14 @@ class GraphRun:
 
 
 class _NodeFailed(Exception):
-    pass
+    """A node failed: the job fails with its message."""
 
 
 def _first_failure(exc: BaseException) -> _NodeFailed | None:
-    if isinstance(exc, _NodeFailed):
-        return exc
+    """The first node failure inside ``exc`` (a TaskGroup wraps them in groups, perhaps nested)."""
     if isinstance(exc, BaseExceptionGroup):
-        for inner in exc.exceptions:
-            found = _first_failure(inner)
-            if found is not None:
-                return found
-    return None
+        return next((f for f in map(_first_failure, exc.exceptions) if f is not None), None)
+    return exc if isinstance(exc, _NodeFailed) else None
 
 
 def _call(sink: Callable[[Any], Any], value: Any) -> None:

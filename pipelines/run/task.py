@@ -6,6 +6,8 @@ name and the worker looks it up in its own registry.
 
 from __future__ import annotations
 
+import logging
+import traceback
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +18,8 @@ from operators.errors import OperatorError
 from pipelines.refs import map_tree
 
 __all__ = ["Each", "Slot", "TaskFailed", "access", "describe_failure", "fill", "run_task"]
+
+_log = logging.getLogger("pipelines.run.task")
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,11 +99,23 @@ def run_task(op_name: str, params: BaseModel, ctx: OpContext, template: dict[str
         # Dependents of a failed task report the same exception, so the message names
         # the task where it started; the job's error_message then points at the cause.
         position = (ctx.index, ctx.count) if ctx.index is not None and ctx.count is not None else None
-        raise TaskFailed(describe_failure(ctx.node, ctx.key, exc, position)) from None
+        message = describe_failure(ctx.node, ctx.key, exc, position)
+        details = traceback.format_exc()
+        # The worker's own log keeps the traceback with the job id; it also travels with the failure (below),
+        # so the dispatcher logs it too. The job's error_message stays the short message.
+        _log.error("job %s: task %s failed: %s\n%s", ctx.job_id, ctx.key, message, details)
+        raise TaskFailed(message, details) from None
 
 
 class TaskFailed(Exception):
-    """A task's failure, already worded for a person."""
+    """A task's failure, already worded for a person; ``details`` is the traceback, for logs."""
+
+    def __init__(self, message: str, details: str = "") -> None:
+        super().__init__(message, details)  # both in args: the exception pickles whole to the dispatcher
+        self.message, self.details = message, details
+
+    def __str__(self) -> str:
+        return self.message
 
 
 def describe_failure(node: str, key: str, exc: BaseException, position: tuple[int, int] | None) -> str:

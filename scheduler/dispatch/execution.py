@@ -34,7 +34,7 @@ from scheduler.errors import (
 )
 from scheduler.records.fencing import JobLostError, Lease, PublishGuard
 from scheduler.records.jobs import JobStore
-from scheduler.records.timefmt import now_ts
+from scheduler.timefmt import now_ts
 from scheduler.settings import Settings
 
 __all__ = ["JobExecution", "RunningJob"]
@@ -156,7 +156,8 @@ class JobExecution:
 
         run = GraphRun(self.client, bound.graph, job, values=bound.values, storage=self.service.storage,
                        on_progress=on_progress, on_log=running.log, max_seconds=self.settings.max_job_seconds,
-                       max_tasks=self.settings.max_tasks_per_node)
+                       max_tasks=self.settings.max_tasks_per_node,
+                       log_tracebacks=self.settings.job_log_tracebacks or self.settings.log_level.lower() == "debug")
         running.run = run
         self._apply(running, Event.STARTED)
         outputs = await run.run()
