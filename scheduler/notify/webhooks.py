@@ -4,17 +4,22 @@
   same step as the status change: ``ave:webhook:<job_id>.<n>`` (a hash) and its due time in the
   sorted set ``ave:webhooks:due``. A crash between the two cannot lose a webhook.
 - Every process with ``RUN_WEBHOOKS`` (API servers and dispatchers) runs a :class:`WebhookDeliverer`.
-  It claims due deliveries atomically, pushing their score out by a lease (so a delivery is
-  attempted by one process at a time, and a process that died mid-attempt only delays it),
-  POSTs ``{"event": "job.completed"|"job.failed"|"job.cancelled", "job": <record>}`` with
+  It claims due deliveries atomically, pushing their score out by a lease and writing a claim token on
+  each (so a delivery is attempted by one process at a time, and a process that died mid-attempt only
+  delays it), POSTs ``{"event": "job.completed"|"job.failed"|"job.cancelled", "job": <record>}`` with
   ``Webhook-Signature: t=<unix>,v1=<hex HMAC-SHA256 of "t.body">``, and on a non-2xx answer or a
   timeout reschedules it ``base × factor^(attempt-1)`` seconds later (±20 % jitter), up to
   ``WEBHOOK_MAX_ATTEMPTS`` tries. Retries therefore survive a restart of every process.
+- One attempt never outlives its claim: a single deadline, before the lease ends, bounds all of it
+  (resolve, connect, send, read; httpx's timeouts are per phase, so a server trickling its answer would
+  outlast them), and the attempt is recorded only while its token is still on the delivery: a late
+  attempt writes nothing, and cannot overwrite the attempt count of the process that claimed it next.
 - Every attempt is logged on the job (``GET /jobs/{id}/webhooks``); ``POST .../webhooks/replay``
   enqueues the job's terminal event again.
 - SSRF guard (:mod:`scheduler.notify.webhook_guard`): a callback URL must be http(s) and every address its
   host resolves to must be global, unless ``WEBHOOK_ALLOW_PRIVATE``. It is checked at submission and
-  again before each attempt, and redirects are not followed.
+  again, with one lookup, in each attempt, which then connects only to those addresses (never resolving
+  the name again: DNS rebinding); redirects are not followed.
 """
 
 from __future__ import annotations
@@ -26,7 +31,10 @@ import logging
 import os
 import random
 import socket
+import ssl
 import time
+import uuid
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -35,22 +43,57 @@ from redis import asyncio as aioredis
 from scheduler.errors import JobNotFoundError
 from scheduler.settings import Settings
 from scheduler.records.jobs import TERMINAL, WEBHOOK_KEY_PREFIX, WEBHOOKS_DUE_KEY, JobStore, guard, require_decoding
-from scheduler.records.timefmt import now_ts
-from scheduler.notify.webhook_guard import CallbackResolveError, CallbackURLError, check_callback_url, sign
+from scheduler.timefmt import now_ts
+from scheduler.notify.webhook_guard import (CallbackResolveError, CallbackURLError, PinnedTransport, sign,
+                                            vet_callback_url)
 
-__all__ = ["EVENTS", "ReplayRefusedError", "WebhookDeliverer", "WebhookStore", "retry_delay"]
+__all__ = ["EVENTS", "Claim", "ReplayRefusedError", "WebhookDeliverer", "WebhookStore", "retry_delay"]
 
 _log = logging.getLogger("scheduler.notify.webhooks")
 EVENTS = {"completed": "job.completed", "failed": "job.failed", "cancelled": "job.cancelled"}
 ATTEMPTS_KEPT = 200
 USER_AGENT = "ave-webhooks/0.1"
+LEASE_SPARE = 5.0  # seconds a claim outlives the attempt's timeout: to read the delivery and record the attempt
+RECORD_SPARE = 2.0  # an attempt's deadline falls this long before its claim ends, to leave time to record it
 
-# KEYS: due ; ARGV: now-epoch, lease-until, limit
+# KEYS: due ; ARGV: now-epoch, lease-until, limit, token, delivery key prefix.
+# The token goes only on a delivery that exists: a hash made here would have no expiry.
 _CLAIM = """
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
-for _, member in ipairs(due) do redis.call('ZADD', KEYS[1], ARGV[2], member) end
+for _, member in ipairs(due) do
+  redis.call('ZADD', KEYS[1], ARGV[2], member)
+  local key = ARGV[5] .. member
+  if redis.call('EXISTS', key) == 1 then redis.call('HSET', key, 'claim', ARGV[4]) end
+end
 return due
 """
+# KEYS: delivery, attempts log, due ; ARGV: token, delivery id, attempt JSON, kept, next-epoch ('': done),
+# then field, value, ... Nothing is written unless the claim is still this attempt's.
+_RECORD = """
+if redis.call('HGET', KEYS[1], 'claim') ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV, 6))
+redis.call('HDEL', KEYS[1], 'claim')
+redis.call('RPUSH', KEYS[2], ARGV[3])
+redis.call('LTRIM', KEYS[2], -tonumber(ARGV[4]), -1)
+if ARGV[5] == '' then redis.call('ZREM', KEYS[3], ARGV[2]) else redis.call('ZADD', KEYS[3], ARGV[5], ARGV[2]) end
+return 1
+"""
+# KEYS: delivery, due ; ARGV: token, delivery id, now-epoch
+_RELEASE = """
+if redis.call('HGET', KEYS[1], 'claim') ~= ARGV[1] then return 0 end
+redis.call('HDEL', KEYS[1], 'claim')
+redis.call('ZADD', KEYS[2], 'XX', ARGV[3], ARGV[2])
+return 1
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """Deliveries claimed together: each is this claimer's (its token on it) until ``until`` (epoch seconds)."""
+
+    ids: list[str]
+    token: str
+    until: float
 
 
 class ReplayRefusedError(RuntimeError):
@@ -80,6 +123,8 @@ class WebhookStore:
         self.redis = require_decoding(redis)
         self.store = store
         self._claim = redis.register_script(_CLAIM)
+        self._record = redis.register_script(_RECORD)
+        self._release = redis.register_script(_RELEASE)
 
     @staticmethod
     def key(delivery_id: str) -> str:
@@ -89,14 +134,19 @@ class WebhookStore:
     def attempts_key(job_id: str) -> str:
         return f"ave:job:{job_id}:webhooks"
 
-    async def claim(self, limit: int, lease: float) -> list[str]:
-        now = time.time()
-        ids = await guard(self._claim(keys=[WEBHOOKS_DUE_KEY], args=[now, now + lease, limit]))
-        return list(ids)
+    async def claim(self, limit: int, lease: float) -> Claim:
+        """Up to ``limit`` due deliveries, each this claimer's for ``lease`` seconds (a new token each call)."""
+        now, token = time.time(), uuid.uuid4().hex
+        ids = await guard(self._claim(keys=[WEBHOOKS_DUE_KEY],
+                                      args=[now, now + lease, limit, token, WEBHOOK_KEY_PREFIX]))
+        return Claim(ids=list(ids), token=token, until=now + lease)
 
-    async def release(self, delivery_id: str) -> None:
-        """Due again now (a process stopping mid-attempt hands it on)."""
-        await guard(self.redis.zadd(WEBHOOKS_DUE_KEY, {delivery_id: time.time()}, xx=True))
+    async def release(self, delivery_id: str, token: str) -> bool:
+        """Due again now (a process stopping mid-attempt hands it on), if the claim is still ``token``'s."""
+        now = time.time()
+        done = await guard(self._release(keys=[self.key(delivery_id), WEBHOOKS_DUE_KEY],
+                                         args=[token, delivery_id, now]))
+        return bool(done)
 
     async def delivery(self, delivery_id: str) -> dict[str, str]:
         return await guard(self.redis.hgetall(self.key(delivery_id)))  # type: ignore[no-any-return]
@@ -125,9 +175,13 @@ class WebhookStore:
             await guard(self.redis.pexpire(self.key(delivery_id), left))
         return public_delivery(await self.delivery(delivery_id))
 
-    async def record(self, delivery: dict[str, str], attempt: dict[str, Any], *, state: str,
-                     next_epoch: float | None, body: str | None) -> None:
-        """Log an attempt and move the delivery on, in one transaction."""
+    async def record(self, delivery: dict[str, str], attempt: dict[str, Any], *, token: str, state: str,
+                     next_epoch: float | None, body: str | None) -> bool:
+        """Log an attempt and move the delivery on, in one step; only while the claim is still ``token``'s.
+
+        False (and nothing written) for a late attempt: another process has claimed the delivery since, and
+        its attempt, not this one, owns the attempt count and the delivery's state.
+        """
         delivery_id, job_id = delivery["id"], delivery["job_id"]
         fields: dict[str, str] = {
             "attempts": str(attempt["attempt"]), "state": state, "last_status": str(attempt["status_code"] or ""),
@@ -136,15 +190,13 @@ class WebhookStore:
         }
         if body is not None:
             fields["body"] = body
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hset(self.key(delivery_id), mapping=fields)
-            pipe.rpush(self.attempts_key(job_id), json.dumps(attempt, separators=(",", ":")))
-            pipe.ltrim(self.attempts_key(job_id), -ATTEMPTS_KEPT, -1)
-            if next_epoch is None:
-                pipe.zrem(WEBHOOKS_DUE_KEY, delivery_id)
-            else:
-                pipe.zadd(WEBHOOKS_DUE_KEY, {delivery_id: next_epoch})
-            await guard(pipe.execute())
+        args: list[Any] = [token, delivery_id, json.dumps(attempt, separators=(",", ":")), ATTEMPTS_KEPT,
+                           "" if next_epoch is None else repr(next_epoch)]
+        for name, value in fields.items():
+            args += [name, value]
+        done = await guard(self._record(keys=[self.key(delivery_id), self.attempts_key(job_id), WEBHOOKS_DUE_KEY],
+                                        args=args))
+        return bool(done)
 
     async def finish_missing(self, delivery_id: str) -> None:
         await guard(self.redis.zrem(WEBHOOKS_DUE_KEY, delivery_id))
@@ -191,17 +243,15 @@ class WebhookDeliverer:
         self.poll_seconds = poll_seconds
         self.concurrency = concurrency
         self.worker = worker or f"{socket.gethostname()}:{os.getpid()}"
-        self.lease = settings.webhook_timeout_seconds + 5
-        self._inflight: dict[str, asyncio.Task[None]] = {}
+        self.lease = settings.webhook_timeout_seconds + LEASE_SPARE
+        self._inflight: dict[str, tuple[asyncio.Task[None], str]] = {}  # delivery id: its attempt, claim token
         self._task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
-        self._client: httpx.AsyncClient | None = None
+        self._ssl: ssl.SSLContext | None = None
 
     async def start(self) -> None:
-        self._client = httpx.AsyncClient(
-            timeout=self.settings.webhook_timeout_seconds, follow_redirects=False, trust_env=False,
-            headers={"User-Agent": USER_AGENT},
-        )
+        # One TLS context (the CA bundle read once) for every attempt's own client, pinned to its addresses.
+        self._ssl = httpx.create_ssl_context(trust_env=False)
         self._task = asyncio.create_task(self._loop(), name="webhooks")
 
     async def stop(self) -> None:
@@ -210,24 +260,23 @@ class WebhookDeliverer:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
-        for delivery_id, task in list(self._inflight.items()):
+        for delivery_id, (task, token) in list(self._inflight.items()):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
             with contextlib.suppress(Exception):
-                await self.webhooks.release(delivery_id)  # the next process takes it at once
-        if self._client is not None:
-            await self._client.aclose()
+                await self.webhooks.release(delivery_id, token)  # the next process takes it at once
 
     async def _loop(self) -> None:
         while not self._stopping.is_set():
             try:
                 free = self.concurrency - len(self._inflight)
                 if free > 0:
-                    for delivery_id in await self.webhooks.claim(free, self.lease):
+                    claim = await self.webhooks.claim(free, self.lease)
+                    for delivery_id in claim.ids:
                         if delivery_id not in self._inflight:
-                            task = asyncio.create_task(self._attempt(delivery_id))
-                            self._inflight[delivery_id] = task
+                            task = asyncio.create_task(self._attempt(delivery_id, claim))
+                            self._inflight[delivery_id] = (task, claim.token)
                             task.add_done_callback(lambda _t, d=delivery_id: self._inflight.pop(d, None))
             except asyncio.CancelledError:
                 raise
@@ -236,79 +285,95 @@ class WebhookDeliverer:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), self.poll_seconds)
 
-    async def _attempt(self, delivery_id: str) -> None:
+    async def _attempt(self, delivery_id: str, claim: Claim) -> None:
         try:
-            await self._deliver(delivery_id)
+            await self._deliver(delivery_id, claim)
         except asyncio.CancelledError:
             raise
         except Exception:  # noqa: BLE001  (the lease makes it due again)
             _log.exception("webhook delivery %s failed unexpectedly", delivery_id)
 
-    async def _deliver(self, delivery_id: str) -> None:
+    async def _body(self, delivery: dict[str, str]) -> tuple[str, str | None] | None:
+        """The body to send, and the same when it is new (to freeze it); None when the job is gone."""
+        if delivery.get("body"):
+            return delivery["body"], None
+        try:
+            record = await self.store.get(delivery["job_id"])
+        except JobNotFoundError:
+            return None
+        # Frozen at the first attempt: every retry sends the same bytes (with a new signature).
+        body = json.dumps({"event": delivery["event"], "job": record}, separators=(",", ":"))
+        return body, body
+
+    async def _deliver(self, delivery_id: str, claim: Claim) -> None:
         delivery = await self.webhooks.delivery(delivery_id)
-        if not delivery or delivery.get("state") != "pending":
+        bodies = await self._body(delivery) if delivery and delivery.get("state") == "pending" else None
+        if bodies is None:
             await self.webhooks.finish_missing(delivery_id)
             return
-        body = delivery.get("body")
-        new_body = None
-        if not body:
-            try:
-                record = await self.store.get(delivery["job_id"])
-            except JobNotFoundError:
-                await self.webhooks.finish_missing(delivery_id)
-                return
-            # Frozen at the first attempt: every retry sends the same bytes (with a new signature).
-            body = new_body = json.dumps({"event": delivery["event"], "job": record}, separators=(",", ":"))
+        # The whole attempt ends while the claim still holds, with time left to record it; none left (the
+        # reads above were slow): no attempt, and the lease makes the delivery due again.
+        budget = min(self.settings.webhook_timeout_seconds, claim.until - RECORD_SPARE - time.time())
+        if budget <= 0:
+            return
         attempt_no = int(delivery.get("attempts") or 0) + 1
         started = time.time()
-        status_code: int | None = None
-        error: str | None = None
-        permanent = False
-        try:
-            await check_callback_url(delivery["url"], allow_private=self.settings.webhook_allow_private)
-            data = body.encode()
-            secret = self.settings.webhook_secret or ""
-            headers = {
-                "Content-Type": "application/json",
-                "Webhook-Id": delivery_id,
-                "Webhook-Attempt": str(attempt_no),
-                "Webhook-Signature": sign(secret, data),
-            }
-            assert self._client is not None
-            response = await self._client.post(delivery["url"], content=data, headers=headers)
-            status_code = response.status_code
-            if not 200 <= status_code < 300:
-                error = f"HTTP {status_code}"
-        except CallbackResolveError as exc:
-            error = str(exc)  # DNS may come back: retried
-        except CallbackURLError as exc:
-            error, permanent = f"refused: {exc}", True
-        except httpx.TimeoutException:
-            error = f"timed out after {self.settings.webhook_timeout_seconds:g}s"
-        except httpx.HTTPError as exc:
-            error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-        ok = error is None
-        if ok:
-            state, next_epoch = "delivered", None
-        elif permanent or attempt_no >= self.settings.webhook_max_attempts:
-            state, next_epoch = "failed", None
-        else:
-            state = "pending"
-            next_epoch = time.time() + retry_delay(attempt_no, base=self.settings.webhook_retry_base_seconds,
-                                                   factor=self.settings.webhook_retry_factor)
+        status_code, error, permanent = await self._post(delivery_id, delivery["url"], bodies[0], attempt_no, budget)
+        state, next_epoch = self._outcome(error, permanent, attempt_no)
         attempt = {
-            "delivery_id": delivery_id,
-            "event": delivery["event"],
-            "attempt": attempt_no,
-            "at": _iso(started),
-            "status_code": status_code,
-            "error": error,
-            "duration_ms": round((time.time() - started) * 1000, 1),
-            "next_attempt_at": _iso(next_epoch) if next_epoch is not None else None,
-            "worker": self.worker,
+            "delivery_id": delivery_id, "event": delivery["event"], "attempt": attempt_no, "at": _iso(started),
+            "status_code": status_code, "error": error, "duration_ms": round((time.time() - started) * 1000, 1),
+            "next_attempt_at": _iso(next_epoch) if next_epoch is not None else None, "worker": self.worker,
         }
-        await self.webhooks.record(delivery, attempt, state=state, next_epoch=next_epoch, body=new_body)
-        log = _log.info if ok else _log.warning
+        if not await self.webhooks.record(delivery, attempt, token=claim.token, state=state,
+                                          next_epoch=next_epoch, body=bodies[1]):
+            _log.warning("webhook %s attempt %d ended after its claim passed to another process: not recorded",
+                         delivery_id, attempt_no)
+            return
+        log = _log.info if error is None else _log.warning
         log("webhook %s %s attempt %d -> %s", delivery_id, delivery["event"], attempt_no,
-            status_code if ok else error)
+            status_code if error is None else error)
 
+    def _outcome(self, error: str | None, permanent: bool, attempt_no: int) -> tuple[str, float | None]:
+        """The delivery's next state, and when it is due again (None: never)."""
+        if error is None:
+            return "delivered", None
+        if permanent or attempt_no >= self.settings.webhook_max_attempts:
+            return "failed", None
+        return "pending", time.time() + retry_delay(attempt_no, base=self.settings.webhook_retry_base_seconds,
+                                                    factor=self.settings.webhook_retry_factor)
+
+    async def _post(self, delivery_id: str, url: str, body: str, attempt_no: int,
+                    budget: float) -> tuple[int | None, str | None, bool]:
+        """One attempt within ``budget`` seconds: ``(status code, error, permanent)``."""
+        try:
+            async with asyncio.timeout(budget):
+                status_code = await self._send(delivery_id, url, body.encode(), attempt_no)
+        except CallbackResolveError as exc:
+            return None, str(exc), False  # DNS may come back: retried
+        except CallbackURLError as exc:
+            return None, f"refused: {exc}", True
+        except (TimeoutError, httpx.TimeoutException):
+            return None, f"timed out after {round(budget, 2):g}s", False
+        except httpx.HTTPError as exc:
+            return None, f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__, False
+        return status_code, None if 200 <= status_code < 300 else f"HTTP {status_code}", False
+
+    async def _send(self, delivery_id: str, url: str, data: bytes, attempt_no: int) -> int:
+        """Resolve and check the host once, then POST over a connection to one of those addresses."""
+        target = await vet_callback_url(url, allow_private=self.settings.webhook_allow_private)
+        headers = {
+            "Content-Type": "application/json",
+            "Webhook-Id": delivery_id,
+            "Webhook-Attempt": str(attempt_no),
+            "Webhook-Signature": sign(self.settings.webhook_secret or "", data),
+        }
+        if self._ssl is None:
+            raise RuntimeError("WebhookDeliverer.start() was not called")
+        # A client per attempt: its pool connects to this attempt's vetted addresses and nowhere else.
+        async with httpx.AsyncClient(
+            transport=PinnedTransport(target, ssl_context=self._ssl), timeout=self.settings.webhook_timeout_seconds,
+            follow_redirects=False, trust_env=False, headers={"User-Agent": USER_AGENT},
+        ) as client:
+            response = await client.post(url, content=data, headers=headers)
+        return response.status_code
