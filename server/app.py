@@ -1,4 +1,5 @@
-"""The Litestar application: ``create_app()`` wires controllers, dependencies and handlers."""
+"""The Litestar application: ``create_app()`` wires controllers and handlers (each declares its own
+dependencies, from :mod:`server.deps`)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ from contextlib import asynccontextmanager
 
 from litestar import Litestar, Router
 from litestar.datastructures import State
-from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.serialization import encode_json
 
@@ -18,14 +18,6 @@ from scheduler.settings import APP_NAME, Settings
 from server.controllers.graphs import GraphController
 from server.controllers.health import HealthController
 from server.controllers.jobs import JobController
-from server.deps import (
-    provide_assets,
-    provide_clip_versions,
-    provide_runtime,
-    provide_service,
-    provide_settings,
-    provide_store,
-)
 from server.auth import TokenAuth, auth_middleware
 from server.errors import EXCEPTION_HANDLERS
 from server.openapi import finish_openapi
@@ -82,14 +74,6 @@ def create_app(settings: Settings | None = None) -> Litestar:
         # reference's, and answer the same.
         route_handlers=[Router(path="/v1", route_handlers=handlers),
                         Router(path="/", route_handlers=handlers, include_in_schema=False)],
-        dependencies={
-            "runtime": Provide(provide_runtime, sync_to_thread=False),
-            "settings": Provide(provide_settings, sync_to_thread=False),
-            "store": Provide(provide_store, sync_to_thread=False),
-            "assets": Provide(provide_assets, sync_to_thread=False),
-            "clip_versions": Provide(provide_clip_versions, sync_to_thread=False),
-            "service": Provide(provide_service, sync_to_thread=False),
-        },
         middleware=[auth_middleware(auth, allow)],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=[lifespan],

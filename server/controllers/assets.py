@@ -15,6 +15,7 @@ from typing import Annotated, Any
 
 from anyio import to_thread
 from litestar import Controller, MediaType, Request, Response, get, head, post
+from litestar.di import Provide
 from litestar.exceptions import HTTPException
 from litestar.openapi import ResponseSpec
 from litestar.params import Parameter
@@ -27,11 +28,11 @@ from multipart import (  # type: ignore[import-untyped]  (Litestar's own multipa
 from operators.storage import Storage
 from scheduler.records.assets import AssetStore, public_asset
 from scheduler.errors import QueueUnavailableError
-from scheduler.records.idempotency import StoredResponse
-from scheduler.wiring.runtime import Runtime
+from scheduler.records.idempotency import IdempotencyStore, StoredResponse
 from scheduler.settings import Settings
 from server.auth import TOKEN_SCOPE_KEY
 from server.controllers.jobs import IDEMPOTENCY_KEY, replayed
+from server.deps import provide_assets, provide_idempotency, provide_settings, provide_storage
 from server.downloads import RangeNotSatisfiableError, content_disposition, parse_range, read_range
 from server.errors import unprocessable
 from server.openapi import responses
@@ -114,6 +115,12 @@ def _check_project_id(project_id: str) -> str:
 class AssetController(Controller):
     path = "/assets"
     tags = ["assets"]
+    dependencies = {
+        "settings": Provide(provide_settings, sync_to_thread=False),
+        "assets": Provide(provide_assets, sync_to_thread=False),
+        "idempotency": Provide(provide_idempotency, sync_to_thread=False),
+        "storage": Provide(provide_storage, sync_to_thread=False),
+    }
 
     @post("/", status_code=201, summary="Upload a source file (raw body or multipart field 'file')",
           operation_id="uploadAsset", request_max_body_size=None,
@@ -122,7 +129,8 @@ class AssetController(Controller):
         self,
         request: Request[Any, Any, Any],
         assets: AssetStore,
-        runtime: Runtime,
+        storage: Storage,
+        idempotency: IdempotencyStore,
         settings: Settings,
         project_id: Annotated[str, PROJECT_ID],
         filename: Annotated[str | None, Parameter(max_length=1000)] = None,
@@ -163,16 +171,14 @@ class AssetController(Controller):
         name = safe_filename(original, content_type)
         asset_id = assets.new_id()
         path = f"uploads/{project_id}/{asset_id}/{name}"
-        storage = runtime.storage
         size, sha256 = await store_upload(storage, path, part.chunks, limit, empty_loc)
         held = None
         if idempotency_key is not None:
             # Known only now that the bytes are in: the request's fingerprint includes their hash.
-            keys = runtime.idempotency
-            fingerprint = keys.fingerprint(project_id, name, content_type, str(size), sha256)
+            fingerprint = idempotency.fingerprint(project_id, name, content_type, str(size), sha256)
             try:
-                held = await keys.begin(request.scope.get(TOKEN_SCOPE_KEY) or "-", "assets", idempotency_key,
-                                        fingerprint)
+                held = await idempotency.begin(request.scope.get(TOKEN_SCOPE_KEY) or "-", "assets", idempotency_key,
+                                               fingerprint)
             except BaseException:
                 await discard(storage, path)
                 raise
@@ -186,14 +192,14 @@ class AssetController(Controller):
             await discard(storage, path)
             if held is not None:
                 with contextlib.suppress(Exception):
-                    await runtime.idempotency.release(held)
+                    await idempotency.release(held)
             raise
         answer = {key: record[key] for key in UPLOAD_FIELDS}
         if held is None:
             return answer
         body = encode_json(answer)
         with contextlib.suppress(QueueUnavailableError):
-            await runtime.idempotency.finish(held, 201, body)
+            await idempotency.finish(held, 201, body)
         return Response(content=body, status_code=201, media_type=MediaType.JSON)
 
     @get("/", summary="A project's assets, newest first", operation_id="listAssets",
@@ -221,9 +227,9 @@ class AssetController(Controller):
              206: ResponseSpec(bytes, description="The requested range (Content-Range says which)",
                                media_type="*/*", generate_examples=False),
          })
-    async def get_content(self, request: Request[Any, Any, Any], assets: AssetStore, runtime: Runtime,
+    async def get_content(self, request: Request[Any, Any, Any], assets: AssetStore, storage: Storage,
                           asset_id: str) -> Stream:
-        record, total, headers = await _content_headers(assets, runtime.storage, asset_id)
+        record, total, headers = await _content_headers(assets, storage, asset_id)
         wanted = request.headers.get("range")
         if_range = request.headers.get("if-range")
         if wanted and if_range is not None and if_range.strip() != headers.get("ETag"):
@@ -242,12 +248,12 @@ class AssetController(Controller):
             start, length = byte_range.start, byte_range.length
             headers["Content-Range"] = byte_range.content_range(total)
         headers["Content-Length"] = str(length)
-        return Stream(read_range(runtime.storage, record["path"], start, length), status_code=status,
+        return Stream(read_range(storage, record["path"], start, length), status_code=status,
                       media_type=record.get("content_type") or "application/octet-stream", headers=headers)
 
     @head("/{asset_id:str}/content", summary="An asset's content headers", include_in_schema=False)
-    async def head_content(self, assets: AssetStore, runtime: Runtime, asset_id: str) -> Response[None]:
-        record, total, headers = await _content_headers(assets, runtime.storage, asset_id)
+    async def head_content(self, assets: AssetStore, storage: Storage, asset_id: str) -> Response[None]:
+        record, total, headers = await _content_headers(assets, storage, asset_id)
         headers["Content-Length"] = str(total)
         return Response(content=b"", headers=headers,
                         media_type=record.get("content_type") or "application/octet-stream")

@@ -5,11 +5,13 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from litestar import Controller, get, post
+from litestar.di import Provide
 from litestar.params import Parameter
 from pydantic import BaseModel, ConfigDict, Field
 
 from scheduler.records.clip_versions import ClipNotFoundError, ClipVersionStore
 from scheduler.admission.service import JobService
+from server.deps import provide_clip_versions, provide_service
 from server.errors import unprocessable
 from server.openapi import responses
 from server.schemas import ClipVersion
@@ -34,6 +36,10 @@ class ClipVersionCreate(BaseModel):
 class ClipVersionController(Controller):
     path = "/clip-versions"
     tags = ["clip-versions"]
+    dependencies = {
+        "service": Provide(provide_service, sync_to_thread=False),
+        "clip_versions": Provide(provide_clip_versions, sync_to_thread=False),
+    }
 
     @post("/", status_code=201, summary="Save a timeline as a new clip version", operation_id="createClipVersion",
           responses=responses(201, ClipVersion, 400, 422, 503, description="The new clip version"))

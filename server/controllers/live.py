@@ -16,13 +16,15 @@ from typing import Any
 
 from litestar import Request, Response, get, websocket
 from litestar.connection import WebSocket
+from litestar.di import Provide
 from litestar.exceptions import WebSocketDisconnect
 from litestar.openapi import ResponseSpec
 from litestar.response import Stream
 
 from scheduler.errors import JobNotFoundError, QueueUnavailableError
 from scheduler.notify.events import JobEvents, Subscription
-from scheduler.wiring.runtime import Runtime
+from scheduler.settings import Settings
+from server.deps import provide_events, provide_settings
 from server.errors import queue_error_detail
 from server.openapi import responses
 
@@ -33,10 +35,10 @@ CLOSE_NOT_FOUND = 4404
 CLOSE_UNAVAILABLE = 1011
 
 
-def _hub(runtime: Runtime) -> JobEvents:
-    if runtime.events is None:
+def _hub(events: JobEvents | None) -> JobEvents:
+    if events is None:
         raise QueueUnavailableError("live updates are not running")
-    return runtime.events
+    return events
 
 
 def _reason(text: str) -> str:
@@ -60,15 +62,16 @@ async def _until_disconnect(socket: WebSocket[Any, Any, Any], sub: Subscription)
         sub.close()
 
 
-@websocket("/ws/jobs/{job_id:str}", name="job_updates")
-async def job_updates(socket: WebSocket[Any, Any, Any], job_id: str, runtime: Runtime) -> None:
+@websocket("/ws/jobs/{job_id:str}", name="job_updates",
+           dependencies={"events": Provide(provide_events, sync_to_thread=False)})
+async def job_updates(socket: WebSocket[Any, Any, Any], job_id: str, events: JobEvents | None) -> None:
     """Send the job record on connect and after each change; close 1000 after the terminal one.
 
     An unknown job closes with 4404 (and the reason ``Job <id> not found``); Redis unreachable, 1011.
     """
     await socket.accept()
     try:
-        sub = await _hub(runtime).subscribe(job_id)
+        sub = await _hub(events).subscribe(job_id)
     except JobNotFoundError as exc:
         await socket.close(code=CLOSE_NOT_FOUND, reason=_reason(str(exc)))
         return
@@ -103,13 +106,16 @@ def _last_event_id(request: Request[Any, Any, Any], last_event_id: str | None) -
 
 
 @get("/jobs/{job_id:str}/events", name="job_events", summary="Server-sent events of a job's changes",
-     tags=["jobs"], media_type="text/event-stream", operation_id="jobEvents", responses={
+     tags=["jobs"], media_type="text/event-stream", operation_id="jobEvents", dependencies={
+         "events": Provide(provide_events, sync_to_thread=False),
+         "settings": Provide(provide_settings, sync_to_thread=False),
+     }, responses={
          **responses(None, None, 404, 503),
          200: ResponseSpec(str, media_type="text/event-stream", generate_examples=False,
                            description="Events: 'id: <n>' and 'data: <the job record as JSON>', until the terminal one"),
          204: ResponseSpec(None, description="The client has already seen the terminal event: do not reconnect"),
      })
-async def job_events(request: Request[Any, Any, Any], runtime: Runtime, job_id: str,
+async def job_events(request: Request[Any, Any, Any], events: JobEvents | None, settings: Settings, job_id: str,
                      last_event_id: str | None = None) -> Response[Any]:
     """``text/event-stream``: each event's ``data`` is the job record, its ``id`` the job's change count.
 
@@ -119,7 +125,7 @@ async def job_events(request: Request[Any, Any, Any], runtime: Runtime, job_id: 
     a comment every ``SSE_HEARTBEAT_SECONDS`` keeps proxies from closing an idle one.
     """
     after = _last_event_id(request, last_event_id)
-    sub = await _hub(runtime).subscribe(job_id, after_rev=after)  # 404 / 503 through the handlers
+    sub = await _hub(events).subscribe(job_id, after_rev=after)  # 404 / 503 through the handlers
     current = sub.current
     if current is not None and after > current.rev:
         # An id this job never had (another job's, or from before a data reset): start afresh.
@@ -128,7 +134,7 @@ async def job_events(request: Request[Any, Any, Any], runtime: Runtime, job_id: 
     elif current is not None and current.terminal and current.rev <= after:
         sub.close()
         return Response(content=b"", status_code=204, media_type="text/event-stream")
-    heartbeat = runtime.settings.sse_heartbeat_seconds
+    heartbeat = settings.sse_heartbeat_seconds
 
     async def stream() -> AsyncIterator[bytes]:
         try:
