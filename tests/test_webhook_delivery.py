@@ -21,7 +21,8 @@ from redis import asyncio as aioredis
 
 from scheduler.notify import webhook_guard
 from scheduler.notify.webhooks import WebhookDeliverer, WebhookStore
-from scheduler.records.jobs import WEBHOOKS_DUE_KEY, JobStore
+from scheduler.records.jobs import JobStore
+from scheduler.records.keys import WEBHOOKS_DUE as WEBHOOKS_DUE_KEY
 from scheduler.settings import Settings
 
 PUBLIC = "93.184.216.34"  # only ever given to a stub backend: never connected to

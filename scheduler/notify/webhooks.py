@@ -39,10 +39,13 @@ from typing import Any
 
 import httpx
 from redis import asyncio as aioredis
+from redis.exceptions import ResponseError
 
-from scheduler.errors import JobNotFoundError
+from scheduler.errors import JobNotFoundError, QueueUnavailableError
 from scheduler.settings import Settings
-from scheduler.records.jobs import TERMINAL, WEBHOOK_KEY_PREFIX, WEBHOOKS_DUE_KEY, JobStore, guard, require_decoding
+from scheduler.notify import webhook_scripts as scripts
+from scheduler.records import keys
+from scheduler.records.jobs import JobStore, guard, require_decoding
 from scheduler.timefmt import now_ts
 from scheduler.notify.webhook_guard import (CallbackResolveError, CallbackURLError, PinnedTransport, sign,
                                             vet_callback_url)
@@ -55,37 +58,6 @@ ATTEMPTS_KEPT = 200
 USER_AGENT = "ave-webhooks/0.1"
 LEASE_SPARE = 5.0  # seconds a claim outlives the attempt's timeout: to read the delivery and record the attempt
 RECORD_SPARE = 2.0  # an attempt's deadline falls this long before its claim ends, to leave time to record it
-
-# KEYS: due ; ARGV: now-epoch, lease-until, limit, token, delivery key prefix.
-# The token goes only on a delivery that exists: a hash made here would have no expiry.
-_CLAIM = """
-local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
-for _, member in ipairs(due) do
-  redis.call('ZADD', KEYS[1], ARGV[2], member)
-  local key = ARGV[5] .. member
-  if redis.call('EXISTS', key) == 1 then redis.call('HSET', key, 'claim', ARGV[4]) end
-end
-return due
-"""
-# KEYS: delivery, attempts log, due ; ARGV: token, delivery id, attempt JSON, kept, next-epoch ('': done),
-# then field, value, ... Nothing is written unless the claim is still this attempt's.
-_RECORD = """
-if redis.call('HGET', KEYS[1], 'claim') ~= ARGV[1] then return 0 end
-redis.call('HSET', KEYS[1], unpack(ARGV, 6))
-redis.call('HDEL', KEYS[1], 'claim')
-redis.call('RPUSH', KEYS[2], ARGV[3])
-redis.call('LTRIM', KEYS[2], -tonumber(ARGV[4]), -1)
-if ARGV[5] == '' then redis.call('ZREM', KEYS[3], ARGV[2]) else redis.call('ZADD', KEYS[3], ARGV[5], ARGV[2]) end
-return 1
-"""
-# KEYS: delivery, due ; ARGV: token, delivery id, now-epoch
-_RELEASE = """
-if redis.call('HGET', KEYS[1], 'claim') ~= ARGV[1] then return 0 end
-redis.call('HDEL', KEYS[1], 'claim')
-redis.call('ZADD', KEYS[2], 'XX', ARGV[3], ARGV[2])
-return 1
-"""
-
 
 @dataclass(frozen=True, slots=True)
 class Claim:
@@ -122,29 +94,28 @@ class WebhookStore:
     def __init__(self, redis: aioredis.Redis, store: JobStore) -> None:
         self.redis = require_decoding(redis)
         self.store = store
-        self._claim = redis.register_script(_CLAIM)
-        self._record = redis.register_script(_RECORD)
-        self._release = redis.register_script(_RELEASE)
+        self._claim = redis.register_script(scripts.CLAIM)
+        self._replay = redis.register_script(scripts.REPLAY)
+        self._record = redis.register_script(scripts.RECORD)
+        self._release = redis.register_script(scripts.RELEASE)
 
-    @staticmethod
-    def key(delivery_id: str) -> str:
-        return f"{WEBHOOK_KEY_PREFIX}{delivery_id}"
-
-    @staticmethod
-    def attempts_key(job_id: str) -> str:
-        return f"ave:job:{job_id}:webhooks"
+    key = staticmethod(keys.webhook)
+    attempts_key = staticmethod(keys.job_webhooks)
 
     async def claim(self, limit: int, lease: float) -> Claim:
         """Up to ``limit`` due deliveries, each this claimer's for ``lease`` seconds (a new token each call)."""
         now, token = time.time(), uuid.uuid4().hex
-        ids = await guard(self._claim(keys=[WEBHOOKS_DUE_KEY],
-                                      args=[now, now + lease, limit, token, WEBHOOK_KEY_PREFIX]))
+        due = await guard(self.redis.zrangebyscore(keys.WEBHOOKS_DUE, "-inf", now, start=0, num=limit))
+        if not due:
+            return Claim(ids=[], token=token, until=now + lease)
+        ids = await guard(self._claim(keys=[keys.WEBHOOKS_DUE, *map(keys.webhook, due)],
+                                      args=[now, now + lease, token, *due]))
         return Claim(ids=list(ids), token=token, until=now + lease)
 
     async def release(self, delivery_id: str, token: str) -> bool:
         """Due again now (a process stopping mid-attempt hands it on), if the claim is still ``token``'s."""
         now = time.time()
-        done = await guard(self._release(keys=[self.key(delivery_id), WEBHOOKS_DUE_KEY],
+        done = await guard(self._release(keys=[self.key(delivery_id), keys.WEBHOOKS_DUE],
                                          args=[token, delivery_id, now]))
         return bool(done)
 
@@ -153,26 +124,26 @@ class WebhookStore:
 
     async def enqueue_replay(self, job_id: str) -> dict[str, Any]:
         """Enqueue the job's terminal event again (a new delivery, due now)."""
-        fields = await self.store.internal(job_id)
-        status, url = fields.get("status", ""), fields.get("callback_url") or ""
-        if not url:
-            raise ReplayRefusedError(f"Job {job_id} has no callback_url")
-        if status not in TERMINAL:
-            raise ReplayRefusedError(f"Job {job_id} is {status}: it has no final event to send yet")
-        seq = await guard(self.redis.hincrby(self.store._key(job_id), "webhook_seq", 1))
-        delivery_id = f"{job_id}.{seq}"
-        now = now_ts()
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hset(self.key(delivery_id), mapping={
-                "id": delivery_id, "job_id": job_id, "event": EVENTS[status], "url": url, "attempts": "0",
-                "state": "pending", "created_at": now, "replay": "1", "next_attempt_at": now,
-            })
-            pipe.zadd(WEBHOOKS_DUE_KEY, {delivery_id: time.time()})
-            await guard(pipe.execute())
-        # A finished job expires (JOB_TTL_DAYS): its replayed delivery goes with it, as the first one does.
-        left = await guard(self.redis.pttl(self.store._key(job_id)))
-        if left and left > 0:
-            await guard(self.redis.pexpire(self.key(delivery_id), left))
+        for _ in range(10):  # RETRY: another replay of the same job took the next number meanwhile
+            seq = int(await guard(self.redis.hget(keys.job(job_id), "webhook_seq")) or 0)
+            delivery_id = f"{job_id}.{seq + 1}"
+            try:
+                await guard(self._replay(keys=[keys.job(job_id), keys.webhook(delivery_id), keys.WEBHOOKS_DUE],
+                                         args=[seq, delivery_id, "job.", now_ts(), time.time()]))
+                break
+            except ResponseError as exc:
+                text = str(exc)
+                if "NOTFOUND" in text:
+                    raise JobNotFoundError(job_id) from None
+                if "NOURL" in text:
+                    raise ReplayRefusedError(f"Job {job_id} has no callback_url") from None
+                if "BADSTATE" in text:
+                    status = text.split("BADSTATE", 1)[1].strip()
+                    raise ReplayRefusedError(f"Job {job_id} is {status}: it has no final event to send yet") from None
+                if "RETRY" not in text:
+                    raise
+        else:
+            raise QueueUnavailableError(f"job {job_id}: its webhook deliveries kept changing")
         return public_delivery(await self.delivery(delivery_id))
 
     async def record(self, delivery: dict[str, str], attempt: dict[str, Any], *, token: str, state: str,
@@ -194,12 +165,12 @@ class WebhookStore:
                            "" if next_epoch is None else repr(next_epoch)]
         for name, value in fields.items():
             args += [name, value]
-        done = await guard(self._record(keys=[self.key(delivery_id), self.attempts_key(job_id), WEBHOOKS_DUE_KEY],
+        done = await guard(self._record(keys=[self.key(delivery_id), self.attempts_key(job_id), keys.WEBHOOKS_DUE],
                                         args=args))
         return bool(done)
 
     async def finish_missing(self, delivery_id: str) -> None:
-        await guard(self.redis.zrem(WEBHOOKS_DUE_KEY, delivery_id))
+        await guard(self.redis.zrem(keys.WEBHOOKS_DUE, delivery_id))
 
     async def listing(self, job_id: str) -> dict[str, Any]:
         """``GET /jobs/{id}/webhooks``: the callback URL, each delivery and every attempt, oldest first."""

@@ -36,9 +36,6 @@ STATUSES = ("pending", "queued", "in_progress", "completed", "failed", "cancelle
 TERMINAL = frozenset({"completed", "failed", "cancelled"})
 ACTIVE = frozenset({"pending", "queued", "in_progress"})
 PRIORITY_LIMIT = 1_000_000
-# The webhook store's names for two keys of the layout (scheduler/records/keys.py).
-WEBHOOKS_DUE_KEY = keys.WEBHOOKS_DUE
-WEBHOOK_KEY_PREFIX = keys.WEBHOOK_PREFIX
 T = TypeVar("T")
 
 
