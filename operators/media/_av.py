@@ -5,6 +5,7 @@ Nothing here is an operator (the leading underscore keeps the registry loader aw
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,7 +21,9 @@ from operators.context import OpContext, cores_per_task
 from operators.errors import MediaError
 
 __all__ = [
+    "FFMPEG_LOG_LEVEL",
     "codec_threads",
+    "configure_ffmpeg_log",
     "coded_size",
     "encode_jpeg",
     "even",
@@ -54,17 +57,38 @@ def media_error(what: str, exc: BaseException) -> MediaError:
     return MediaError(f"{what}: {hint} ({detail})")
 
 
-@contextmanager
-def _error_log() -> Iterator[None]:
-    # PyAV keeps FFmpeg's log off by default; with it on at ERROR the exception carries the
-    # demuxer's own words ("moov atom not found"), which is what a person can act on.
-    previous = av.logging.get_level()
-    av.logging.set_level(av.logging.ERROR)
-    try:
-        with av.logging.Capture(True):
-            yield
-    finally:
-        av.logging.set_level(previous)
+#: The level FFmpeg's log is set to, once per process (:func:`configure_ffmpeg_log`).
+FFMPEG_LOG_LEVEL = av.logging.FATAL
+_log_configured = False
+_log_lock = threading.Lock()
+
+
+def configure_ffmpeg_log() -> None:
+    """Set FFmpeg's log level for the whole process, once; later calls do nothing.
+
+    The level and the log callback are one per process, while PyAV's log capture is per thread
+    and libavfilter and the codecs log from their own threads, so a level changed around one
+    task changes it under every other task running then (issue 20: loudness measurements lost
+    to a neighbour's restore). It is therefore set here and never per task.
+
+    PyAV's default (no level) drops every message, and then an exception says only "Invalid data
+    found when processing input". With any level set, PyAV keeps the last ERROR message and puts
+    it on the exception it raises next, the demuxer's own words ("moov atom not found") that a
+    person can act on (:func:`media_error`). At FATAL those ERROR lines are kept for exceptions
+    but not sent to Python's logging, and every less severe message is dropped in C without
+    taking the GIL. A level someone already chose (``av.logging.set_level`` before this module
+    is imported, to debug) is kept.
+    """
+    global _log_configured
+    with _log_lock:
+        if _log_configured:
+            return
+        _log_configured = True
+        if av.logging.get_level() is None:
+            av.logging.set_level(FFMPEG_LOG_LEVEL)
+
+
+configure_ffmpeg_log()
 
 
 def _looks_like_text(path: Path | str) -> bool:
@@ -88,8 +112,7 @@ def _looks_like_text(path: Path | str) -> bool:
 def open_input(path: Path | str, what: str = "The source file could not be read as media") -> Iterator[Any]:
     """``av.open`` for reading; every failure becomes a :class:`MediaError` a person can act on."""
     try:
-        with _error_log():
-            container = av.open(str(path), metadata_errors="replace")
+        container = av.open(str(path), metadata_errors="replace")
     except av.error.FileNotFoundError as exc:
         raise MediaError(f"{what}: the file does not exist") from exc
     except av.error.FFmpegError as exc:
