@@ -18,6 +18,7 @@ from typing import Any
 from pipelines.errors import PayloadError
 from pipelines.graph import Chain, Graph
 from pipelines.run.runner import JobInfo, resolve_value
+from scheduler.records.assets import AssetNotFoundError
 from scheduler.records.clip_versions import ClipVersionNotFoundError
 from scheduler.errors import InvalidTransitionError, JobNotFoundError, SourceError
 from scheduler.errors import UnknownJobTypeError
@@ -97,8 +98,10 @@ class JobPublisher:
         for source in sources.values():
             if getattr(source, "asset_id", None):
                 await self.guard.check()
-                with contextlib.suppress(Exception):
-                    await self.service.assets.update(source.asset_id, media_info=info)
+                # A source deleted meanwhile keeps nothing; Redis away: wait for it, as every write here does.
+                with contextlib.suppress(AssetNotFoundError):
+                    await self.until_redis(lambda asset_id=source.asset_id: self.service.assets.update(
+                        asset_id, media_info=info))
 
     async def _update_clip_version(self, graph: Graph, record: dict[str, Any], outputs: dict[str, Any]) -> None:
         """Downstream update: append the outputs the graph names to the job's clip version."""

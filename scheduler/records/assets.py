@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+from datetime import datetime
 import secrets
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from redis import asyncio as aioredis
+from redis.exceptions import WatchError
 
 from operators.types import StoredFile
 from scheduler.records import keys
@@ -92,9 +94,7 @@ class AssetStore:
 
     async def save(self, record: dict[str, Any], *, write: Writer | None = None) -> None:
         """Store the record and index it under its project, in one atomic step (``write``'s, when given)."""
-        commands = [["SET", keys.asset(record['id']), json.dumps(record, default=str)]]
-        if record.get("project_id"):
-            commands.append(["SADD", keys.project_assets(record['project_id']), str(record["id"])])
+        commands = [["SET", keys.asset(record['id']), json.dumps(record, default=str)], *_index(record, "add")]
         if write is not None:
             await write(commands)
             return
@@ -118,16 +118,32 @@ class AssetStore:
         await guard(self.redis.ping())
 
     async def list(self, project_id: str, *, kind: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
-        """A project's asset records, newest first (optionally only those of ``kind``)."""
-        ids = sorted(await guard(self.redis.smembers(keys.project_assets(project_id))))
+        """A project's asset records, newest first (optionally only those of ``kind``): one page of an index
+        sorted by creation time, so a page costs its own size however many assets the project has."""
+        await self._backfill(project_id)
+        index = keys.project_assets_of_kind(project_id, kind) if kind else keys.project_assets_by_time(project_id)
+        ids = await guard(self.redis.zrevrange(index, 0, max(0, limit - 1)))
         if not ids:
             return []
         raws = await guard(self.redis.mget([keys.asset(i) for i in ids]))
-        records = [json.loads(raw) for raw in raws if raw is not None]
-        if kind is not None:
-            records = [r for r in records if r.get("kind") == kind]
-        records.sort(key=lambda r: (str(r.get("created_at") or ""), str(r.get("id"))), reverse=True)
-        return records[:limit]
+        return [json.loads(raw) for raw in raws if raw is not None]
+
+    async def _backfill(self, project_id: str) -> None:
+        """Index a project saved before the sorted indexes existed (once: its set of ids, read whole)."""
+        by_time = keys.project_assets_by_time(project_id)
+        if await guard(self.redis.exists(by_time)) or not await guard(self.redis.scard(keys.project_assets(project_id))):
+            return
+        ids = sorted(await guard(self.redis.smembers(keys.project_assets(project_id))))
+        raws = await guard(self.redis.mget([keys.asset(i) for i in ids]))
+        commands = [c for raw in raws if raw is not None for c in _index(json.loads(raw), "add")]
+
+        async def write() -> None:
+            async with self.redis.pipeline(transaction=True) as pipe:
+                for name, *args in commands:
+                    pipe.execute_command(name, *args)
+                await pipe.execute()
+
+        await guard(write())
 
     async def forget(self, asset_id: str) -> None:
         """Remove an asset's record (not its file): a stale dispatcher undoing what it published."""
@@ -137,15 +153,35 @@ class AssetStore:
             return
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.delete(keys.asset(asset_id))
-            if record.get("project_id"):
-                pipe.srem(keys.project_assets(record['project_id']), asset_id)
+            for name, *args in _index(record, "remove"):
+                pipe.execute_command(name, *args)
             await guard(pipe.execute())
 
     async def update(self, asset_id: str, **fields: Any) -> dict[str, Any]:
-        record = await self.get(asset_id)
-        record.update(fields)
-        await self.save(record)
-        return record
+        """Change fields of a record, atomically: a concurrent update is not lost (WATCH, then MULTI; the
+        loser reads again). :class:`AssetNotFoundError` when the asset is gone."""
+
+        async def attempt() -> dict[str, Any]:
+            async with self.redis.pipeline(transaction=True) as pipe:
+                while True:
+                    try:
+                        await pipe.watch(keys.asset(asset_id))
+                        raw = await pipe.get(keys.asset(asset_id))
+                        if raw is None:
+                            raise AssetNotFoundError(asset_id)
+                        before = json.loads(raw)
+                        record = {**before, **fields}
+                        pipe.multi()
+                        pipe.set(keys.asset(asset_id), json.dumps(record, default=str))
+                        if before.get("kind") != record.get("kind"):
+                            for name, *args in [*_index(before, "remove"), *_index(record, "add")]:
+                                pipe.execute_command(name, *args)
+                        await pipe.execute()
+                        return record
+                    except WatchError:
+                        continue
+
+        return await guard(attempt())
 
     async def register_output(self, stored: StoredFile, *, project_id: str | None, job_id: str,
                               derived_from: list[str] | None = None, write: Writer | None = None,
@@ -178,3 +214,24 @@ class AssetStore:
                 continue
             seen += [a for a in record.get("derived_from") or () if a not in seen]
         return seen
+
+
+def _index(record: dict[str, Any], how: str) -> list[list[Any]]:
+    """The commands that add a record to (or remove it from) its project's indexes."""
+    project, asset_id = record.get("project_id"), str(record["id"])
+    if not project:
+        return []
+    if how == "remove":
+        return [["SREM", keys.project_assets(project), asset_id], ["ZREM", keys.project_assets_by_time(project), asset_id],
+                ["ZREM", keys.project_assets_of_kind(project, str(record.get("kind"))), asset_id]]
+    score = _epoch(str(record.get("created_at") or ""))
+    return [["SADD", keys.project_assets(project), asset_id],
+            ["ZADD", keys.project_assets_by_time(project), score, asset_id],
+            ["ZADD", keys.project_assets_of_kind(project, str(record.get("kind"))), score, asset_id]]
+
+
+def _epoch(ts: str) -> float:
+    try:
+        return datetime.fromisoformat(ts).timestamp()
+    except ValueError:
+        return 0.0

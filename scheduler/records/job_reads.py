@@ -87,24 +87,58 @@ class JobReads:
 
     async def list(self, *, status: str | None = None, job_type: str | None = None,
                    limit: int = 50) -> list[dict[str, Any]]:
-        """Newest first, filtered by status and job type (a job whose record expired is skipped)."""
+        """Newest first, filtered by status and job type: pages of the index that filters most (every job, by
+        status, by type), each page's records read in one round trip, so a listing costs about its own length.
+
+        An id whose record expired is skipped, and dropped from a status or type index that still holds it.
+        """
+        await self._index_existing_jobs()
+        index = keys.jobs_in_status(status) if status else keys.jobs_of_type(job_type) if job_type else keys.JOBS
         found: list[dict[str, Any]] = []
-        start, page = 0, max(50, limit * 2)
+        # With both filters the index filters one: read ahead. With one or none, every entry should match.
+        start, page = 0, max(20, 2 * limit) if status and job_type else limit
         while len(found) < limit:
-            ids = await guard(self.redis.zrevrange(keys.JOBS, start, start + page - 1))
+            ids = await guard(self.redis.zrevrange(index, start, start + page - 1))
             if not ids:
                 break
             start += page
-            for job_id in ids:
-                try:
-                    record = await self.get(job_id)
-                except JobNotFoundError:
+            gone = []
+            for job_id, raw in zip(ids, await guard_read(lambda ids=ids: self._read_many(ids))):
+                if not raw:
+                    gone.append(job_id)
                     continue
-                if status and record["status"] != status:
-                    continue
-                if job_type and record["job_type"] != job_type:
-                    continue
-                found.append(record)
-                if len(found) >= limit:
-                    break
+                record = self._parse(raw)[0]
+                # A status that moved on since this page was read: skipped (its scripts keep the indexes).
+                if (not status or record["status"] == status) and (not job_type or record["job_type"] == job_type):
+                    found.append(record)
+                    if len(found) >= limit:
+                        break
+            if gone and index != keys.JOBS:  # the sweep keeps the main index; the others heal as they are met
+                await guard(self.redis.zrem(index, *gone))
+                start -= len(gone)
         return found
+
+    async def _read_many(self, ids: list[str]) -> list[Any]:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for job_id in ids:
+                # With a pipeline the script is queued, and the pipeline loads it first if Redis lacks it.
+                await self._read(keys=[self._key(job_id), self._log_key(job_id)], client=pipe)
+            return await pipe.execute()  # type: ignore[no-any-return]
+
+    async def _index_existing_jobs(self) -> None:
+        """Build the status and type indexes once for jobs stored before they existed (an upgrade)."""
+        if await guard(self.redis.exists(keys.JOBS_INDEXED)):
+            return
+        ids = await guard(self.redis.zrange(keys.JOBS, 0, -1, withscores=True))
+        for chunk in (ids[i:i + 500] for i in range(0, len(ids), 500)):
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for job_id, _ in chunk:
+                    pipe.hmget(self._key(job_id), ["status", "job_type"])
+                fields = await guard(pipe.execute())
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for (job_id, born), (status, job_type) in zip(chunk, fields):
+                    if status:
+                        pipe.zadd(keys.jobs_in_status(status), {job_id: born})
+                        pipe.zadd(keys.jobs_of_type(job_type), {job_id: born})
+                await guard(pipe.execute())
+        await guard(self.redis.set(keys.JOBS_INDEXED, "1"))

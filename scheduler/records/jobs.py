@@ -35,6 +35,7 @@ __all__ = ["ACTIVE", "JobStore", "STATUSES", "TERMINAL", "guard", "require_decod
 STATUSES = ("pending", "queued", "in_progress", "completed", "failed", "cancelled")
 TERMINAL = frozenset({"completed", "failed", "cancelled"})
 ACTIVE = frozenset({"pending", "queued", "in_progress"})
+_ENDED = ("completed", "failed", "cancelled")  # in the order the delete and sweep scripts take their indexes
 PRIORITY_LIMIT = 1_000_000
 T = TypeVar("T")
 
@@ -122,13 +123,17 @@ class JobStore(JobReads):
             "callback_url": callback_url or "",
         }
 
+        born = _epoch(now)
+
         async def write() -> None:
             score = await self._score(priority)
             async with self.redis.pipeline(transaction=True) as pipe:
                 # queue_score: its place in the queue, which a requeue after an interruption gives it back.
-                pipe.hset(self._key(job_id), mapping={**fields, "queue_score": str(score)})
+                pipe.hset(self._key(job_id), mapping={**fields, "queue_score": str(score), "created_epoch": born})
                 pipe.zadd(self._queue_key, {job_id: score})
-                pipe.zadd(keys.JOBS, {job_id: _epoch(now)})
+                # The listing's indexes: every job, by type, by status (the scripts move it between those).
+                for index in (keys.JOBS, keys.jobs_of_type(job_type), keys.jobs_in_status("queued")):
+                    pipe.zadd(index, {job_id: born})
                 pipe.hincrby(keys.METRICS_SUBMITTED, job_type, 1)
                 pipe.lpush(keys.WAKE, "1")
                 pipe.ltrim(keys.WAKE, 0, 0)
@@ -151,7 +156,8 @@ class JobStore(JobReads):
                 self._transition(
                     keys=[self._key(job_id), self._queue_key, keys.RUNNING, self._log_key(job_id),
                           keys.WEBHOOKS_DUE, keys.EXPIRY, owner_key, keys.job_json(job_id), keys.METRICS_FINISHED,
-                          keys.METRICS_DURATION, keys.webhook(f"{job_id}.1")],
+                          keys.METRICS_DURATION, keys.webhook(f"{job_id}.1"), keys.jobs_in_status(to),
+                          *map(keys.jobs_in_status, allowed)],
                     args=[",".join(allowed), to, now, _epoch(now), self.channel(job_id), entry, self.log_limit,
                           f"{job_id}.1", *_fence(lease, expect_dead=expect_dead), self.ttl_ms,
                           len(fields), *flat],
@@ -186,7 +192,8 @@ class JobStore(JobReads):
             if not head:
                 return None
             job_id, now = head[0], now_ts()
-            got = await guard(self._claim(keys=[self._queue_key, keys.RUNNING, keys.job(job_id), keys.job_json(job_id)],
+            got = await guard(self._claim(keys=[self._queue_key, keys.RUNNING, keys.job(job_id), keys.job_json(job_id),
+                                                keys.jobs_in_status("queued"), keys.jobs_in_status("in_progress")],
                                           args=[job_id, now, owner, _epoch(now), keys.events(job_id)]))
             if isinstance(got, list):
                 return Lease(job_id=got[0], owner=owner, attempt=int(got[1]))
@@ -237,7 +244,7 @@ class JobStore(JobReads):
         try:
             done = await guard(self._requeue(
                 keys=[self._key(job_id), self._queue_key, keys.RUNNING, self._log_key(job_id), owner_key,
-                      keys.job_json(job_id)],
+                      keys.job_json(job_id), keys.jobs_in_status("in_progress"), keys.jobs_in_status("queued")],
                 args=[now_ts(), score, entry, self.log_limit, self.channel(job_id),
                       *_fence(lease, expect_dead=expect_dead)],
             ))
@@ -327,12 +334,14 @@ class JobStore(JobReads):
     async def delete(self, job_id: str) -> None:
         """Remove a finished job, its log and its webhook deliveries (not its assets)."""
         for _ in range(10):  # a replay racing the delete adds a delivery: read their count again
-            seq = int(await guard(self.redis.hget(self._key(job_id), "webhook_seq")) or 0)
+            seq_text, job_type = await guard(self.redis.hmget(self._key(job_id), ["webhook_seq", "job_type"]))
+            seq = int(seq_text or 0)
             deliveries = [keys.webhook(f"{job_id}.{i}") for i in range(1, seq + 1)]
             try:
                 await guard(self._delete(
                     keys=[self._key(job_id), self._log_key(job_id), keys.JOBS, keys.EXPIRY, keys.WEBHOOKS_DUE,
-                          keys.job_webhooks(job_id), keys.job_json(job_id), *deliveries],
+                          keys.job_webhooks(job_id), keys.job_json(job_id), *map(keys.jobs_in_status, _ENDED),
+                          keys.jobs_of_type(job_type or ""), *deliveries],
                     args=[seq]))
                 return
             except ResponseError as exc:
@@ -347,7 +356,8 @@ class JobStore(JobReads):
             return 0
         per_job = [k for job_id in due for k in (keys.job(job_id), keys.job_log(job_id), keys.job_webhooks(job_id),
                                                   keys.job_json(job_id))]
-        return int(await guard(self._sweep(keys=[keys.JOBS, keys.EXPIRY, *per_job], args=list(due))) or 0)
+        indexes = [keys.JOBS, keys.EXPIRY, *map(keys.jobs_in_status, _ENDED)]
+        return int(await guard(self._sweep(keys=[*indexes, *per_job], args=list(due))) or 0)
 
     async def ping(self) -> bool:
         return bool(await guard(self.redis.ping()))

@@ -53,7 +53,8 @@ def _fence(argv: int, key: int) -> str:
 
 
 # KEYS: job, queue, running, log, webhooks-due, expiry index, owner's heartbeat key, cached json,
-#       finished-metrics, duration-metrics, the job's terminal webhook delivery (<id>.1)
+#       finished-metrics, duration-metrics, the job's terminal webhook delivery (<id>.1), the status index of
+#       ``to``, then the status index of each allowed-from status in its order
 # ARGV: allowed-from (comma list), to, now, now-epoch, channel, log-entry ('' none), log-limit,
 #       that delivery's id, fence owner, fence attempt, fence needs-dead, ttl-ms (0 keep), n, field1, value1, ...
 TRANSITION = """
@@ -64,6 +65,14 @@ local ok = false
 for s in string.gmatch(ARGV[1], '[^,]+') do if s == cur then ok = true end end
 if not ok then return {err = 'BADSTATE ' .. cur} end
 redis.call('HSET', KEYS[1], 'status', ARGV[2], 'updated_at', ARGV[3])
+-- The listing's status indexes follow the status (score: the creation time, kept in the record).
+local born = redis.call('HGET', KEYS[1], 'created_epoch') or ARGV[4]
+local i = 0
+for s in string.gmatch(ARGV[1], '[^,]+') do
+  i = i + 1
+  if s == cur then redis.call('ZREM', KEYS[12 + i], redis.call('HGET', KEYS[1], 'id')) end
+end
+redis.call('ZADD', KEYS[12], born, redis.call('HGET', KEYS[1], 'id'))
 local n = tonumber(ARGV[13])
 for i = 0, n - 1 do redis.call('HSET', KEYS[1], ARGV[14 + 2 * i], ARGV[15 + 2 * i]) end
 if ARGV[6] ~= '' then
@@ -114,7 +123,7 @@ return cur
 """
 TRANSITION = TRANSITION.replace("__BUCKETS__", lua_buckets())
 
-# KEYS: queue, running, job, cached json ; ARGV: job id (read from the head of the queue), now, owner, now-epoch,
+# KEYS: queue, running, job, cached json, the queued and in_progress status indexes ; ARGV: job id (read from the head of the queue), now, owner, now-epoch,
 # channel. Returns {id, attempt} (the new lease); MOVED when another claim took it first; STALE when it was no
 # longer queued (cancelled: its entry is dropped). The caller then reads the head again.
 CLAIM = """
@@ -122,6 +131,8 @@ if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 'MOVED' end
 redis.call('ZREM', KEYS[1], ARGV[1])
 if redis.call('HGET', KEYS[3], 'status') ~= 'queued' then return 'STALE' end
 redis.call('HSET', KEYS[3], 'status', 'in_progress', 'updated_at', ARGV[2], 'owner', ARGV[3])
+redis.call('ZREM', KEYS[5], ARGV[1])
+redis.call('ZADD', KEYS[6], redis.call('HGET', KEYS[3], 'created_epoch') or ARGV[4], ARGV[1])
 if redis.call('HGET', KEYS[3], 'started_at') == '' then
   redis.call('HSET', KEYS[3], 'started_at', ARGV[2], 'started_epoch', ARGV[4])
 end
@@ -178,7 +189,7 @@ redis.call('PUBLISH', ARGV[6], rev .. ' ' .. status)
 return rev
 """
 
-# KEYS: job, queue, running, log, owner's heartbeat key, cached json
+# KEYS: job, queue, running, log, owner's heartbeat key, cached json, the in_progress and queued status indexes
 # ARGV: now, score, message-entry, log-limit, channel, fence owner ('' none), fence attempt, fence needs-dead
 REQUEUE = """
 local status = redis.call('HGET', KEYS[1], 'status')
@@ -187,6 +198,8 @@ if not status then return 0 end
 if status ~= 'in_progress' then return 0 end
 local id = redis.call('HGET', KEYS[1], 'id')
 redis.call('HSET', KEYS[1], 'status', 'queued', 'updated_at', ARGV[1], 'owner', '', 'eta', 'null')
+redis.call('ZREM', KEYS[7], id)
+redis.call('ZADD', KEYS[8], redis.call('HGET', KEYS[1], 'created_epoch') or 0, id)
 redis.call('HDEL', KEYS[3], id)
 redis.call('ZADD', KEYS[2], ARGV[2], id)
 redis.call('RPUSH', KEYS[4], ARGV[3])
@@ -237,7 +250,8 @@ for _, command in ipairs(cjson.decode(ARGV[4])) do redis.call(unpack(command)) e
 return 'OK'
 """
 
-# KEYS: job, log, jobs index, expiry index, webhooks due, webhook attempts, cached json, delivery 1 .. n
+# KEYS: job, log, jobs index, expiry index, webhooks due, webhook attempts, cached json, the completed, failed
+#       and cancelled status indexes, the job type's index, then delivery 1 .. n
 # ARGV: n (the webhook_seq the caller read). DELETE /jobs/{id}: a finished job and everything Redis keeps for
 # it. RETRY when a replay added a delivery since the caller read n.
 DELETE = """
@@ -247,26 +261,26 @@ if f[1] ~= 'completed' and f[1] ~= 'failed' and f[1] ~= 'cancelled' then return 
 local n = tonumber(f[2] or '0') or 0
 if n ~= tonumber(ARGV[1]) then return {err = 'RETRY'} end
 for i = 1, n do
-  redis.call('DEL', KEYS[7 + i])
+  redis.call('DEL', KEYS[11 + i])
   redis.call('ZREM', KEYS[5], f[3] .. '.' .. i)
 end
 redis.call('DEL', KEYS[1], KEYS[2], KEYS[6], KEYS[7])
-redis.call('ZREM', KEYS[3], f[3])
-redis.call('ZREM', KEYS[4], f[3])
+for k = 3, 4 do redis.call('ZREM', KEYS[k], f[3]) end
+for k = 8, 11 do redis.call('ZREM', KEYS[k], f[3]) end
 return 1
 """
 
-# KEYS: jobs index, expiry index, then four per job: record, log, webhook attempts, cached json
+# KEYS: jobs index, expiry index, the completed, failed and cancelled status indexes, then four per job: record,
+#       log, webhook attempts, cached json (the job type's index drops an expired id when a listing meets it)
 # ARGV: the jobs' ids (read from the expiry index by the caller, due ones, oldest first).
 # Drops expired jobs from the listing index (and their keys that were written after the end). A job still
 # there (clocks of two machines apart) stays in the expiry index for the next sweep.
 SWEEP = """
 local n = 0
 for i, id in ipairs(ARGV) do
-  local k = 2 + (i - 1) * 4
+  local k = 5 + (i - 1) * 4
   if redis.call('EXISTS', KEYS[k + 1]) == 0 then
-    redis.call('ZREM', KEYS[1], id)
-    redis.call('ZREM', KEYS[2], id)
+    for j = 1, 5 do redis.call('ZREM', KEYS[j], id) end
     redis.call('DEL', KEYS[k + 2], KEYS[k + 3], KEYS[k + 4])
     n = n + 1
   end

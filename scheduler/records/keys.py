@@ -15,6 +15,7 @@ __all__ = [
     "EVENTS_PREFIX",
     "EXPIRY",
     "JOBS",
+    "JOBS_INDEXED",
     "METRICS_DURATION",
     "METRICS_FINISHED",
     "METRICS_REDIS",
@@ -39,7 +40,11 @@ __all__ = [
     "job_json",
     "job_log",
     "job_webhooks",
+    "jobs_in_status",
+    "jobs_of_type",
     "project_assets",
+    "project_assets_by_time",
+    "project_assets_of_kind",
     "project_clip_versions",
     "queue",
     "webhook",
@@ -53,6 +58,17 @@ RUNNING = f"{PREFIX}running"  # hash: in_progress job id -> the dispatcher that 
 WAKE = f"{PREFIX}wake"  # list a dispatcher blocks on, so a new job starts at once
 SEQ = f"{PREFIX}seq"  # counter: FIFO order within a priority
 EXPIRY = f"{PREFIX}jobs:expiry"  # sorted set: finished job id by the time its record expires
+JOBS_INDEXED = f"{PREFIX}jobs:indexed"  # string: the status and type indexes hold every job (set once)
+
+
+def jobs_of_type(job_type: str) -> str:
+    """Sorted set: the job ids of one job type by creation time (listing with ``job_type=``)."""
+    return f"{PREFIX}jobs:type:{job_type}"
+
+
+def jobs_in_status(status: str) -> str:
+    """Sorted set: the job ids in one status by creation time (listing with ``status=``), kept by the scripts."""
+    return f"{PREFIX}jobs:status:{status}"
 
 
 def job(job_id: str) -> str:
@@ -115,6 +131,16 @@ def asset(asset_id: str) -> str:
 def project_assets(project_id: str) -> str:
     """Set: a project's asset ids."""
     return f"{PREFIX}project:{project_id}:assets"
+
+
+def project_assets_by_time(project_id: str) -> str:
+    """Sorted set: a project's asset ids by creation time (a page of the listing costs its own size)."""
+    return f"{PREFIX}project:{project_id}:assets:by_time"
+
+
+def project_assets_of_kind(project_id: str, kind: str) -> str:
+    """Sorted set: a project's asset ids of one kind by creation time."""
+    return f"{PREFIX}project:{project_id}:assets:kind:{kind}"
 
 
 def clip_version(cv_id: str) -> str:
