@@ -11,6 +11,7 @@ Real parts: the session's LocalCluster, the ``fanout`` test graph run by :class:
 from __future__ import annotations
 
 import asyncio
+import inspect
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,15 @@ from pipelines.payload import bind_payload
 from pipelines.run.fetching import clear_cancelled_gather
 from pipelines.run.runner import GraphRun, JobInfo
 from scheduler.admission.graphs import GraphCatalog
+
+
+def test_the_private_client_api_that_fetching_relies_on_is_still_there() -> None:
+    """pipelines/run/fetching.py clears a poisoned batched gather through distributed's private attributes;
+    pyproject.toml caps distributed at the release this was checked with. A release that renames them fails here,
+    by name, instead of leaving the fix silently inert."""
+    source = inspect.getsource(Client)
+    for name in ("_gather_future", "_gather_keys", "_gather_semaphore"):
+        assert f"self.{name}" in source, f"distributed.Client no longer uses {name}: review pipelines/run/fetching.py"
 
 
 async def _poison(client: Client, finished: Future) -> None:
