@@ -51,33 +51,53 @@ def _describe(exc: BaseException) -> str:
     return getattr(exc, "strerror", None) or str(exc)
 
 
-def media_error(what: str, exc: BaseException) -> MediaError:
-    detail = _describe(exc)
+def _mp4_without_index(path: Path | str) -> bool:
+    """An ISO media file (MP4, MOV, M4A: ``ftyp`` first) whose top-level boxes hold no ``moov``: the index an
+    interrupted recording or upload never got. FFmpeg says "moov atom not found" only in its log."""
+    try:
+        with open(path, "rb") as f:
+            first = True
+            while header := f.read(8):
+                if len(header) < 8:
+                    return not first
+                size, kind = int.from_bytes(header[:4], "big"), header[4:8]
+                if first and kind != b"ftyp":
+                    return False
+                first = False
+                if kind == b"moov":
+                    return False
+                if size == 1:
+                    size = int.from_bytes(f.read(8), "big") - 8
+                if size < 8:  # a damaged size (or 0, "to the end"): no moov can be found past it
+                    return True
+                f.seek(size - 8, 1)
+    except OSError:
+        return False
+    return not first
+
+
+def media_error(what: str, exc: BaseException, path: Path | str | None = None) -> MediaError:
+    detail = "moov atom not found" if path is not None and _mp4_without_index(path) else _describe(exc)
     hint = "it is truncated or corrupt" if isinstance(exc, av.error.InvalidDataError | av.error.EOFError) else "it is damaged or in an unsupported format"
     return MediaError(f"{what}: {hint} ({detail})")
 
 
-#: The level FFmpeg's log is set to, once per process (:func:`configure_ffmpeg_log`).
-FFMPEG_LOG_LEVEL = av.logging.FATAL
+#: FFmpeg's log level in every process: None, PyAV's own default, which installs no log callback at all.
+FFMPEG_LOG_LEVEL: int | None = None
 _log_configured = False
 _log_lock = threading.Lock()
 
 
 def configure_ffmpeg_log() -> None:
-    """Set FFmpeg's log level for the whole process, once; later calls do nothing.
+    """Set FFmpeg's log level for the whole process, once, and never per task; later calls do nothing.
 
-    The level and the log callback are one per process, while PyAV's log capture is per thread
-    and libavfilter and the codecs log from their own threads, so a level changed around one
-    task changes it under every other task running then (issue 20: loudness measurements lost
-    to a neighbour's restore). It is therefore set here and never per task.
-
-    PyAV's default (no level) drops every message, and then an exception says only "Invalid data
-    found when processing input". With any level set, PyAV keeps the last ERROR message and puts
-    it on the exception it raises next, the demuxer's own words ("moov atom not found") that a
-    person can act on (:func:`media_error`). At FATAL those ERROR lines are kept for exceptions
-    but not sent to Python's logging, and every less severe message is dropped in C without
-    taking the GIL. A level someone already chose (``av.logging.set_level`` before this module
-    is imported, to debug) is kept.
+    The level and PyAV's log callback are one per process, while codecs and libavfilter log from their own
+    threads: a level changed around one task changes it under every task running then (issue 20: loudness
+    measurements lost to a neighbour's restore). And any level at all installs PyAV's callback, which takes
+    the GIL from FFmpeg's threads: with frame-threaded decoders that deadlocked workers outright (a
+    generate_clip job hung in its reframe step; PyAV's issues #751 and #2276). So the log stays off, as
+    PyAV ships it, and the few error details people act on are found without it (:func:`media_error`).
+    A level someone already chose (``av.logging.set_level`` before this module is imported, to debug) is kept.
     """
     global _log_configured
     with _log_lock:
@@ -120,7 +140,7 @@ def open_input(path: Path | str, what: str = "The source file could not be read 
             raise MediaError(f"{what}: it looks like a text file, not audio or video") from None
         if Path(path).stat().st_size == 0:
             raise MediaError(f"{what}: the file is empty") from None
-        raise media_error(what, exc) from None
+        raise media_error(what, exc, path) from None
     with container:
         if container.format.name in _NOT_MEDIA_FORMATS or any(
             s.codec_context is not None and s.codec_context.name in _NOT_MEDIA_CODECS for s in container.streams
