@@ -44,6 +44,9 @@ class Settings(BaseSettings):
     max_tasks_per_node: int = Field(
         1000, ge=1, description="Most tasks one node's fan-out may start (a graph's max_tasks_per_node, or a node's "
         "max_tasks, overrides it); a longer list fails the job before any is submitted")
+    hung_task_grace_seconds: float = Field(
+        30.0, ge=0, description="Seconds a task still running after its job failed at a deadline (MAX_JOB_SECONDS, "
+        "a node's timeout:) may keep its worker's thread; then that worker is restarted through its nanny")
     run_dispatcher: bool = Field(True, description="Run the dispatcher inside the server process")
     dask_workers: int | None = Field(None, ge=1, description="LocalCluster worker processes (default: CPU count)")
     dask_threads_per_worker: int = Field(1, ge=1, description="Threads per LocalCluster worker")

@@ -15,7 +15,6 @@ needs comes back: the list a fan-out maps over and the results the graph's outpu
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 import traceback
@@ -28,9 +27,10 @@ from distributed.client import FutureCancelledError
 from operators.context import OpContext
 from operators.storage import Storage
 from pipelines.errors import JobFailedError
-from pipelines.run.deadlines import overdue
+from pipelines.run.deadlines import Deadlines
 from pipelines.run.fetching import FetchError, fetch_result
 from pipelines.graph import Graph, Node
+from pipelines.run.stuck import HUNG_TASK_GRACE_SECONDS, watch_hung
 from pipelines.run.task import access, describe_failure, run_task
 from pipelines.run.values import (
     DEFAULT_MAX_TASKS,
@@ -68,17 +68,21 @@ class GraphRun:
         max_seconds: float | None = None,
         max_tasks: int = DEFAULT_MAX_TASKS,
         log_tracebacks: bool = False,
+        hung_task_grace: float = HUNG_TASK_GRACE_SECONDS,
     ) -> None:
         self.client = client
         self.graph = graph
         self.job = job
-        #: The whole job's deadline: the graph's ``max_job_seconds``, else the caller's (MAX_JOB_SECONDS).
-        self.max_seconds = graph.spec.max_job_seconds or max_seconds
+        #: The job's deadline (the graph's ``max_job_seconds``, else the caller's: MAX_JOB_SECONDS) and its tasks'.
+        self.deadlines = Deadlines(graph.spec.max_job_seconds or max_seconds)
         #: Most tasks a node's fan-out may start where neither the node nor the graph sets it.
         self.max_tasks = max_tasks
         #: Copy a failed task's traceback into the job's log too (JOB_LOG_TRACEBACKS, or LOG_LEVEL=debug).
         self.log_tracebacks = log_tracebacks
-        self._began = time.monotonic()
+        #: Seconds a task past a deadline may keep its worker's thread before that worker is restarted
+        #: (HUNG_TASK_GRACE_SECONDS); :attr:`hung_check` does it, outliving the run (pipelines.run.stuck).
+        self.hung_task_grace = hung_task_grace
+        self.hung_check: asyncio.Task[None] | None = None
         self.values = values
         self.storage = storage
         self._on_progress = on_progress
@@ -90,9 +94,6 @@ class GraphRun:
         self._handles: dict[str, asyncio.Future[Any]] = {}
         self._results: dict[str, asyncio.Future[Any]] = {}
         self._last_progress = 0.0
-        #: key -> (monotonic start, node, position) of tasks whose node has a ``timeout:``.
-        self._started: dict[str, float] = {}
-        self._nodes_of: dict[str, tuple[Node, tuple[int, int] | None]] = {}
         # Nodes a fan-out maps over. A mapped node's tasks can only be submitted once that
         # node's result is back, so until then the scheduler cannot see the work behind it
         # and runs it after any sibling that happens to be ready at the same time: in ingest,
@@ -124,8 +125,8 @@ class GraphRun:
         kind, key = event.get("kind"), str(event.get("key", ""))
         if kind == "log" and event.get("message"):
             self._emit_log(str(event["message"]))
-        elif kind == "started" and key in self._nodes_of:
-            self._started[key] = time.monotonic()
+        elif kind == "started":
+            self.deadlines.start(key)
         elif kind == "progress":
             if key in self._weights and key in self._futures and not self._futures[key].done():
                 self._partial[key] = max(self._partial.get(key, 0.0), float(event.get("fraction", 0.0)))
@@ -137,15 +138,18 @@ class GraphRun:
             self._handles[name] = loop.create_future()
             self._results[name] = loop.create_future()
         self._emit_log(f"Running graph '{self.graph.name}' with {len(self.graph.nodes)} nodes")
-        started = self._began = time.monotonic()
+        started = self.deadlines.began = time.monotonic()
         self._pending_nodes, self._finished = len(self.graph.nodes), asyncio.Event()
         try:
             async with asyncio.TaskGroup() as group:
                 for node in self.graph.nodes.values():
                     group.create_task(self._node_task(node), name=f"{node.name}-{self.job.token}")
-                if self.max_seconds or any(node.timeout for node in self.graph.nodes.values()):
+                if self.deadlines.armed(self.graph.nodes.values()):
                     group.create_task(self._watchdog(), name=f"watchdog-{self.job.token}")
         except BaseException as exc:
+            if self.deadlines.late:  # failed at a deadline: the overdue tasks' threads may never come back
+                self.hung_check = await watch_hung(self.client, self.job.id, self.deadlines.late,
+                                                   grace=self.hung_task_grace, log=self._emit_log)
             await self._cancel_futures()
             self._release()
             failed = _first_failure(exc)
@@ -171,23 +175,18 @@ class GraphRun:
         self._futures.clear()
         self._handles.clear()
         self._results = {}
-        self._started.clear()
-        self._nodes_of.clear()
+        self.deadlines.clear()
 
     async def cancel(self) -> None:
         await self._cancel_futures()
 
     async def _watchdog(self) -> None:
         """Fail the job when it runs past its deadline or a task past its node's ``timeout:``
-        (:func:`pipelines.run.deadlines.overdue`)."""
-        while not all(fut.done() for fut in self._results.values()):
-            late = overdue(time.monotonic() - self._began, self.max_seconds, self._futures, self._started,
-                           self._nodes_of)
-            if late is not None:
-                raise _NodeFailed(late)
-            # Woken at once when the last node finishes, so a job never ends late for its watchdog.
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._finished.wait(), timeout=0.1)
+        (:meth:`pipelines.run.deadlines.Deadlines.watch`)."""
+        late = await self.deadlines.watch(self._futures, lambda: all(f.done() for f in self._results.values()),
+                                          self._finished)
+        if late is not None:
+            raise _NodeFailed(late)
 
     async def _node_task(self, node: Node) -> None:
         try:
@@ -287,8 +286,7 @@ class GraphRun:
                     for name, parsed in node.inputs.items()}
         ctx = OpContext(job_id=self.job.id, node=node.name, storage=self.storage, key=key, index=index,
                         count=count, attempt=self.job.attempt, timeout=node.timeout)
-        if node.timeout is not None:
-            self._nodes_of[key] = (node, (index, count) if index is not None and count is not None else None)
+        self.deadlines.track(key, node, index, count)
         # Half a step above the job's other tasks, so never above a job of higher priority.
         priority = self.job.priority + 0.5 if node.name in self._map_sources else self.job.priority
         future = self.client.submit(

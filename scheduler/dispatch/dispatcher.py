@@ -97,6 +97,9 @@ class Dispatcher(JobExecution):
             if running.task is not None:
                 running.task.cancel()
         await asyncio.gather(*self._tasks, *(r.task for r in self._running.values() if r.task), return_exceptions=True)
+        for task in list(self._background):  # retry counts, checks of hung workers (their grace not yet over)
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
         with contextlib.suppress(Exception):
             self.client.unsubscribe_topic(EVENTS_TOPIC)
         with contextlib.suppress(Exception):

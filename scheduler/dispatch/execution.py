@@ -9,6 +9,7 @@ of a job's phase goes through ``_apply`` and the pure :mod:`scheduler.dispatch.l
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -82,6 +83,7 @@ class JobExecution:
     _running: dict[str, RunningJob]
     _stopping: asyncio.Event
     _slot_free: asyncio.Event
+    _background: set[asyncio.Task[None]]
 
     def _apply(self, running: RunningJob, event: Event, note: str = "", *, stop: bool = True) -> None:
         raise NotImplementedError
@@ -157,7 +159,8 @@ class JobExecution:
         run = GraphRun(self.client, bound.graph, job, values=bound.values, storage=self.service.storage,
                        on_progress=on_progress, on_log=running.log, max_seconds=self.settings.max_job_seconds,
                        max_tasks=self.settings.max_tasks_per_node,
-                       log_tracebacks=self.settings.job_log_tracebacks or self.settings.log_level.lower() == "debug")
+                       log_tracebacks=self.settings.job_log_tracebacks or self.settings.log_level.lower() == "debug",
+                       hung_task_grace=self.settings.hung_task_grace_seconds)
         running.run = run
         self._apply(running, Event.STARTED)
         outputs = await run.run()
@@ -228,6 +231,23 @@ class JobExecution:
             _log.info("job %s ended %s on %s: %s", running.job_id, running.life.phase.value, self.owner,
                       "; ".join(running.life.describe()))
             self._release(running)
+            self._keep_hung_check(running)
+
+    def _keep_hung_check(self, running: RunningJob) -> None:
+        """Hold the run's check of the workers its overdue tasks may still hold (:mod:`pipelines.run.stuck`): it
+        outlives the job, which never waits for it; the lines it writes go into the job's log when it is done."""
+        check = running.run.hung_check if running.run is not None else None
+        if check is None:
+            return
+
+        async def then_flush() -> None:
+            with contextlib.suppress(Exception):  # the check never raises; the job may be lost or gone by now
+                await check
+                await self._flush(running)
+
+        task = asyncio.create_task(then_flush(), name=f"hung-check-{running.job_id}")
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def _completed_by(self, running: RunningJob) -> bool:
         """Whether the job is completed under this run's lease (its own final write, answered too late)."""
