@@ -98,6 +98,10 @@ class AssetStore:
         if write is not None:
             await write(commands)
             return
+        await self._atomically(commands)
+
+    async def _atomically(self, commands: list[list[Any]]) -> None:
+        """Run ``commands`` in one MULTI/EXEC."""
 
         async def transaction() -> None:
             async with self.redis.pipeline(transaction=True) as pipe:
@@ -135,15 +139,7 @@ class AssetStore:
             return
         ids = sorted(await guard(self.redis.smembers(keys.project_assets(project_id))))
         raws = await guard(self.redis.mget([keys.asset(i) for i in ids]))
-        commands = [c for raw in raws if raw is not None for c in _index(json.loads(raw), "add")]
-
-        async def write() -> None:
-            async with self.redis.pipeline(transaction=True) as pipe:
-                for name, *args in commands:
-                    pipe.execute_command(name, *args)
-                await pipe.execute()
-
-        await guard(write())
+        await self._atomically([c for raw in raws if raw is not None for c in _index(json.loads(raw), "add")])
 
     async def forget(self, asset_id: str) -> None:
         """Remove an asset's record (not its file): a stale dispatcher undoing what it published."""
