@@ -8,10 +8,12 @@ import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import anyio
 from litestar import Litestar, Router
 from litestar.datastructures import State
 from litestar.openapi import OpenAPIConfig
 from litestar.serialization import encode_json
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from scheduler.wiring.runtime import Runtime
 from scheduler.settings import APP_NAME, Settings
@@ -22,9 +24,14 @@ from server.auth import TokenAuth, auth_middleware
 from server.errors import EXCEPTION_HANDLERS
 from server.openapi import finish_openapi
 
-__all__ = ["create_app"]
+__all__ = ["LINGER_BYTES", "LINGER_SECONDS", "create_app", "lingering_close"]
 
 _log = logging.getLogger("server")
+
+LINGER_BYTES = 64 * 1024 * 1024
+"""Most bytes of a refused request body read (and dropped) after the answer, before the response ends."""
+LINGER_SECONDS = 5.0
+"""Longest that reading lasts."""
 
 
 def create_app(settings: Settings | None = None) -> Litestar:
@@ -74,7 +81,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         # reference's, and answer the same.
         route_handlers=[Router(path="/v1", route_handlers=handlers),
                         Router(path="/", route_handlers=handlers, include_in_schema=False)],
-        middleware=[auth_middleware(auth, allow)],
+        middleware=[lingering_close, auth_middleware(auth, allow)],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=[lifespan],
         state=State({"settings": settings}),
@@ -97,3 +104,64 @@ def _allowed_methods(app: Litestar) -> dict[str, str]:
         if isinstance(route, HTTPRoute):
             found.setdefault(route.path_format, set()).update(route.methods)
     return {path: ", ".join(sorted(methods | {"OPTIONS"})) for path, methods in found.items()}
+
+
+def lingering_close(app: ASGIApp) -> ASGIApp:
+    """Middleware: a client that sends the whole of a body it was refused still reads the answer.
+
+    An answer given before the body was read in full (a 413 decided from Content-Length or past the limit
+    mid-stream, a 401) leaves the rest of the body unread. When the server then closes the connection
+    (``Connection: close``, HTTP/1.0, the h11 server), the kernel answers the unread bytes with a reset, and
+    a client still writing its body gets "connection reset" instead of the 413. So the answer is sent whole but
+    its end; then the body is read and dropped (at most :data:`LINGER_BYTES`, for at most
+    :data:`LINGER_SECONDS`, until the client has sent it all or left), and only then does the response end.
+    A client that stopped at the headers has its answer at once (it ends with the client leaving, or the bound).
+    """
+
+    async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not _has_body(scope):
+            await app(scope, receive, send)
+            return
+        read_all = False
+
+        async def tracking_receive() -> Message:
+            nonlocal read_all
+            message = await receive()
+            if message["type"] != "http.request" or not message.get("more_body", False):
+                read_all = True
+            return message
+
+        async def lingering_send(message: Message) -> None:
+            nonlocal read_all
+            if read_all or message["type"] != "http.response.body" or message.get("more_body", False):
+                await send(message)
+                return
+            await send({**message, "more_body": True})  # the whole answer, but not its end
+            read_all = True
+            await _discard_body(receive)
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+        await app(scope, tracking_receive, lingering_send)
+
+    return middleware
+
+
+def _has_body(scope: Scope) -> bool:
+    for name, value in scope["headers"]:
+        if name == b"transfer-encoding":
+            return True
+        if name == b"content-length":
+            return value.strip() not in (b"0", b"")
+    return False
+
+
+async def _discard_body(receive: Receive) -> None:
+    received = 0
+    with anyio.move_on_after(LINGER_SECONDS):
+        while received <= LINGER_BYTES:
+            message = await receive()
+            if message["type"] != "http.request":
+                return
+            received += len(message.get("body", b""))
+            if not message.get("more_body", False):
+                return

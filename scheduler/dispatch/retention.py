@@ -8,8 +8,9 @@ which the dispatcher knows exactly (``published_paths`` on the job).
 
 The dispatcher deletes them when a job ends, whatever the outcome, and only while it still holds the job: a
 dispatcher that lost its job deletes nothing, since the new owner's tasks write the same paths.
-``DELETE /jobs/{id}`` deletes them again (what a task still running after a cancel wrote late). Storage
-calls block (a disk, or S3 through fsspec), so the async entry point runs them in a thread.
+``DELETE /jobs/{id}`` deletes them again (what a task still running after a cancel wrote late), through
+:func:`purge_intermediates`, which reports a storage that fails as :class:`StorageUnavailableError` (the API's
+503). Storage calls block (a disk, or S3 through fsspec), so the async entry points run them in a thread.
 """
 
 from __future__ import annotations
@@ -21,8 +22,9 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from operators.storage import Storage, safe_relpath
+from scheduler.errors import StorageUnavailableError
 
-__all__ = ["delete_intermediates", "intermediate_paths", "remove_intermediates"]
+__all__ = ["delete_intermediates", "intermediate_paths", "purge_intermediates", "remove_intermediates"]
 
 _log = logging.getLogger("scheduler.dispatch.retention")
 
@@ -76,3 +78,16 @@ async def remove_intermediates(storage: Storage, job_id: str, keep: Iterable[str
     if count:
         _log.debug("deleted %d intermediate file(s) of job %s", count, job_id)
     return count
+
+
+async def purge_intermediates(storage: Storage, job_id: str, keep: Iterable[str] = ()) -> int:
+    """:func:`delete_intermediates` off the event loop, for a request that must know it happened: whatever the
+    storage raises (an OSError from a disk, a client error from S3) becomes :class:`StorageUnavailableError`."""
+    kept = list(keep)
+    try:
+        return await asyncio.to_thread(delete_intermediates, storage, job_id, kept)
+    except StorageUnavailableError:
+        raise
+    except Exception as exc:  # noqa: BLE001  (whatever the store's client raises when it cannot answer)
+        raise StorageUnavailableError(
+            f"deleting the files of job {job_id} failed: {type(exc).__name__}: {exc}") from exc

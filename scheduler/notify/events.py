@@ -159,7 +159,13 @@ class JobEvents:
 
     @property
     def clients(self) -> int:
+        """The subscriptions open now (WebSocket and SSE clients of this process)."""
         return sum(len(t.subs) for t in self._topics.values())
+
+    @property
+    def followed(self) -> frozenset[str]:
+        """The jobs this process follows now (one channel subscription each)."""
+        return frozenset(self._topics)
 
     # -- subscribing --------------------------------------------------------------------
     async def subscribe(self, job_id: str, *, after_rev: int = -1) -> Subscription:

@@ -4,8 +4,10 @@ One Redis string per key, ``ave:idem:<scope>:<route>:<sha256 of the key>`` (the 
 token, hashed, when auth is on), in one of two states:
 
 - ``P <owner> <fingerprint>``: a request holds the key and is working (``SET NX PX``: exactly one of any
-  number of concurrent requests gets it; it expires after :attr:`IdempotencyStore.lock_ms` if that
-  process dies);
+  number of concurrent requests gets it). It lasts :attr:`IdempotencyStore.lock_ms`, and the request holding
+  it extends it every third of that while it works (:meth:`IdempotencyStore.holding`: compare-and-extend,
+  so only while the key is still its own), however long the work takes (a probe of a large S3 source);
+  if that process dies, the key expires ``lock_ms`` later;
 - ``D <fingerprint> <status> <body>``: done; the original status code and response body, for
   ``IDEMPOTENCY_TTL_SECONDS`` (24 h).
 
@@ -18,14 +20,18 @@ key, so the client can correct it and retry with the same key.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
+import logging
 import secrets
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from redis import asyncio as aioredis
 from redis.client import NEVER_DECODE
 
+from scheduler.errors import QueueUnavailableError
 from scheduler.records import keys
 from scheduler.records.jobs import guard, require_decoding
 
@@ -48,11 +54,20 @@ end
 return 0
 """
 
+# KEYS: key ; ARGV: expected pending value, ttl ms
+_EXTEND = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0
+"""
+
 # KEYS: key ; ARGV: expected pending value
 _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
+
+
+_log = logging.getLogger("scheduler.records.idempotency")
 
 
 class IdempotencyMismatchError(ValueError):
@@ -78,6 +93,10 @@ class Reservation:
 
 
 class IdempotencyStore:
+    """The keys' records. ``lock_ms``: how long a held key lasts without being extended (the request holding
+    it extends it, see :meth:`holding`); ``wait_seconds``: how long a request waits for the holder of its
+    key before it gives up (:class:`IdempotencyBusyError`, which the API answers 409)."""
+
     def __init__(self, redis: aioredis.Redis, *, ttl_seconds: int = 24 * 3600, lock_ms: int = 120_000,
                  wait_seconds: float = 30.0) -> None:
         self.redis = require_decoding(redis)
@@ -86,6 +105,7 @@ class IdempotencyStore:
         self.wait_seconds = wait_seconds
         self._finish = redis.register_script(_FINISH)
         self._release = redis.register_script(_RELEASE)
+        self._extend = redis.register_script(_EXTEND)
 
     @staticmethod
     def fingerprint(*parts: bytes | str) -> str:
@@ -141,9 +161,34 @@ class IdempotencyStore:
         """Give the key up after a failed request, so that a retry runs afresh."""
         await guard(self._release(keys=[reservation.key], args=[reservation.value]))
 
-    async def refresh(self, reservation: Reservation) -> None:
-        """Keep holding the key through a long request."""
-        await guard(self.redis.pexpire(reservation.key, self.lock_ms))
+    async def refresh(self, reservation: Reservation) -> bool:
+        """Extend the key by ``lock_ms``, only while this request still holds it (one script: compare and
+        extend); False once it does not (finished, released, or expired and taken by another request)."""
+        return bool(await guard(self._extend(keys=[reservation.key], args=[reservation.value, self.lock_ms])))
+
+    @contextlib.asynccontextmanager
+    async def holding(self, reservation: Reservation) -> AsyncIterator[None]:
+        """Keep holding the key while the body runs: a background task extends it every third of
+        ``lock_ms``, and stops when the body ends (however it ends) or the key is no longer this request's."""
+        task = asyncio.create_task(self._keep(reservation), name="idempotency-hold")
+        try:
+            yield
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)  # its end, not a cancel of this request's own
+
+    async def _keep(self, reservation: Reservation) -> None:
+        interval = self.lock_ms / 3000
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                if not await self.refresh(reservation):
+                    return
+            except QueueUnavailableError as exc:  # Redis away for a moment: try again at the next tick
+                _log.warning("could not extend an Idempotency-Key lock: %s", exc)
+            except Exception:  # noqa: BLE001  (the request's work goes on whatever happens here)
+                _log.exception("extending an Idempotency-Key lock failed")
+                return
 
 
 def scope_of(token: str | None) -> str:

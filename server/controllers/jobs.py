@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from typing import Annotated, Any
 
@@ -17,7 +16,7 @@ from litestar.serialization import encode_json
 from operators.storage import Storage
 from scheduler.errors import InvalidTransitionError, QueueUnavailableError
 from scheduler.records.idempotency import IdempotencyStore, StoredResponse
-from scheduler.dispatch.retention import delete_intermediates, remove_intermediates
+from scheduler.dispatch.retention import purge_intermediates, remove_intermediates
 from scheduler.admission.graphs import GraphCatalog
 from scheduler.admission.service import JobService
 from scheduler.settings import Settings
@@ -107,7 +106,8 @@ class JobController(Controller):
         if isinstance(held, StoredResponse):
             return replayed(held)
         try:
-            record = await submit()
+            async with idempotency.holding(held):  # a probe of a large source can outlast the lock: extend it
+                record = await submit()
         except BaseException:
             with contextlib.suppress(Exception):
                 await idempotency.release(held)
@@ -168,8 +168,8 @@ class JobController(Controller):
             raise HTTPException(status_code=409, detail=(
                 f"Job {job_id} is {exc.current}: only a finished job can be deleted; cancel it first "
                 f"(POST /jobs/{job_id}/cancel)")) from None
-        # Files first: a storage error leaves the record, so the same DELETE can be sent again.
-        await asyncio.to_thread(delete_intermediates, storage, job_id, keep)
+        # Files first: a storage error (503) leaves the record, so the same DELETE can be sent again.
+        await purge_intermediates(storage, job_id, keep)
         await store.delete(job_id)
 
     @get("/{job_id:str}/webhooks", summary="The job's webhook deliveries and every attempt",

@@ -20,6 +20,8 @@ from litestar.di import Provide
 from litestar.exceptions import WebSocketDisconnect
 from litestar.openapi import ResponseSpec
 from litestar.response import Stream
+from litestar.response.base import ASGIResponse
+from litestar.types import Receive, Scope, Send
 
 from scheduler.errors import JobNotFoundError, QueueUnavailableError
 from scheduler.notify.events import JobEvents, Subscription
@@ -126,31 +128,73 @@ async def job_events(request: Request[Any, Any, Any], events: JobEvents | None, 
     """
     after = _last_event_id(request, last_event_id)
     sub = await _hub(events).subscribe(job_id, after_rev=after)  # 404 / 503 through the handlers
-    current = sub.current
-    if current is not None and after > current.rev:
-        # An id this job never had (another job's, or from before a data reset): start afresh.
-        sub.last_rev = -1
-        sub.offer(current)
-    elif current is not None and current.terminal and current.rev <= after:
-        sub.close()
-        return Response(content=b"", status_code=204, media_type="text/event-stream")
-    heartbeat = settings.sse_heartbeat_seconds
-
-    async def stream() -> AsyncIterator[bytes]:
-        try:
-            yield b"retry: 2000\n\n"
-            while True:
-                message = await sub.get(timeout=heartbeat)
-                if message is None:
-                    if sub.closed:
-                        return
-                    yield b": keepalive\n\n"
-                    continue
-                yield b"id: %d\ndata: %s\n\n" % (message.rev, message.data)
-                if message.terminal:
-                    return
-        finally:
+    try:
+        current = sub.current
+        if current is not None and after > current.rev:
+            # An id this job never had (another job's, or from before a data reset): start afresh.
+            sub.last_rev = -1
+            sub.offer(current)
+        elif current is not None and current.terminal and current.rev <= after:
             sub.close()
+            return Response(content=b"", status_code=204, media_type="text/event-stream")
+        return _SubscriptionStream(sub, _event_stream(sub, settings.sse_heartbeat_seconds),
+                                   media_type="text/event-stream",
+                                   headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    except BaseException:
+        sub.close()
+        raise
 
-    return Stream(stream(), media_type="text/event-stream",
-                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+async def _event_stream(sub: Subscription, heartbeat: float) -> AsyncIterator[bytes]:
+    try:
+        yield b"retry: 2000\n\n"
+        while True:
+            message = await sub.get(timeout=heartbeat)
+            if message is None:
+                if sub.closed:
+                    return
+                yield b": keepalive\n\n"
+                continue
+            yield b"id: %d\ndata: %s\n\n" % (message.rev, message.data)
+            if message.terminal:
+                return
+    finally:
+        sub.close()
+
+
+class _SubscriptionStream(Stream):
+    """The SSE response, owner of the client's subscription: it is closed when the response ends, however it
+    ends, including when its stream never starts (the client gone before the first byte, an error sending the
+    headers), which the generator's own ``finally`` cannot see: a generator never started never runs it."""
+
+    __slots__ = ("subscription",)
+
+    def __init__(self, subscription: Subscription, content: AsyncIterator[bytes], **kwargs: Any) -> None:
+        super().__init__(content, **kwargs)
+        self.subscription = subscription
+
+    def to_asgi_response(self, *args: Any, **kwargs: Any) -> ASGIResponse:
+        try:
+            response = super().to_asgi_response(*args, **kwargs)
+        except BaseException:
+            self.subscription.close()
+            raise
+        return _ClosingResponse(response, self.subscription)
+
+
+class _ClosingResponse(ASGIResponse):
+    """``response``, then the subscription closed (what :class:`Litestar <litestar.Litestar>` calls is the
+    ASGI callable; nothing else of it is read)."""
+
+    __slots__ = ("response", "subscription")
+
+    def __init__(self, response: ASGIResponse, subscription: Subscription) -> None:
+        # Not ASGIResponse.__init__: this only wraps the response Litestar built, headers and all.
+        self.response = response
+        self.subscription = subscription
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await self.response(scope, receive, send)
+        finally:
+            self.subscription.close()
