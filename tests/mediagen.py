@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import av
+import numpy as np
 
 if TYPE_CHECKING:
     import numpy as np
@@ -213,3 +214,34 @@ def read_index(gray: np.ndarray) -> int:
     bar = width / INDEX_BITS
     row = gray[height // 2]
     return sum(1 << bit for bit in range(INDEX_BITS) if row[int((bit + 0.5) * bar)] > 128)
+
+
+def make_recorder_webm(path: str | Path, seconds: float = 3.0, size: tuple[int, int] = (160, 120),
+                       fps: int = 30) -> Path:
+    """A WebM as a browser's MediaRecorder writes it: VP9 + Opus muxed live (``live=1``), so it has no duration
+    and no cues, as a file written while it records cannot have."""
+    path = Path(path)
+    width, height = size
+    with av.open(str(path), "w", format="webm", options={"live": "1"}) as out:
+        vs = out.add_stream("libvpx-vp9", rate=fps)
+        vs.width, vs.height, vs.pix_fmt = width, height, "yuv420p"
+        vs.options = {"deadline": "realtime", "cpu-used": "8"}
+        aus = out.add_stream("libopus", rate=48000)
+        aus.layout = "stereo"
+        for i in range(round(seconds * fps)):
+            frame = av.VideoFrame.from_ndarray(np.full((height, width, 3), (i * 3) % 256, np.uint8), format="rgb24")
+            frame.pts = i
+            for packet in vs.encode(frame):
+                out.mux(packet)
+        t = np.arange(round(48000 * seconds)) / 48000
+        tone = (0.2 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+        for start in range(0, tone.size, 960):
+            chunk = tone[start:start + 960]
+            frame = av.AudioFrame.from_ndarray(np.stack([chunk, chunk]), format="fltp", layout="stereo")
+            frame.sample_rate, frame.pts = 48000, start
+            for packet in aus.encode(frame):
+                out.mux(packet)
+        for stream in (vs, aus):
+            for packet in stream.encode():
+                out.mux(packet)
+    return path

@@ -142,7 +142,7 @@ def _audio_info(container: Any, stream: Any) -> AudioStreamInfo:
     elif container.duration:
         duration = container.duration / av.time_base
     else:
-        duration = 0.0
+        duration = _demuxed_duration(container, stream)
     return AudioStreamInfo(
         index=stream.index,
         codec=cc.name,
@@ -155,6 +155,24 @@ def _audio_info(container: Any, stream: Any) -> AudioStreamInfo:
         bit_rate=cc.bit_rate or None,
         profile=cc.profile or None,
     )
+
+
+def _demuxed_duration(container: Any, stream: Any) -> float:
+    """A stream's length read from its packets, for a container that states none: a browser's MediaRecorder
+    writes WebM while it records, so it has no duration and no cues (and FFmpeg then reports 0)."""
+    tb: Fraction = stream.time_base
+    first: int | None = None
+    end = 0
+    try:
+        container.seek(0)
+        for packet in container.demux(stream):
+            if packet.pts is None or packet.size == 0:
+                continue
+            first = packet.pts if first is None else min(first, packet.pts)
+            end = max(end, packet.pts + (packet.duration or 0))
+    except av.error.FFmpegError:
+        pass  # a damaged tail: what was read before it is the length
+    return float((end - first) * tb) if first is not None else 0.0
 
 
 @operator("media.probe", weight=1)
