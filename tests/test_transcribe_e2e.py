@@ -19,9 +19,10 @@ import numpy as np
 import pytest
 from litestar.testing import TestClient
 
-from operators import OpContext, SourceRef, Storage
+from operators import MediaError, OpContext, SourceRef, Storage
 from operators.media.audio import ExtractAudioParams, extract_audio
 from operators.media.probe import probe
+from operators.speech.pcm import decode_range
 from operators.speech.whisper import resolve_model
 from tests import speechgen as sg
 from tests.subtitles import parse_srt, parse_vtt
@@ -240,6 +241,20 @@ def test_a_video_without_audio_fails_with_a_readable_message(client: TestClient[
     message = done["error_message"]
     assert "no audio" in message and "Traceback" not in message and len(message) < 300, message
     assert "outputs" not in (done["result_payload"] or {})
+
+
+def test_a_corrupt_file_fails_in_words_without_an_errno_or_a_path(client: TestClient[Any], media_root: Path) -> None:
+    (media_root / "noise.m4a").write_bytes(bytes(range(256)) * 40)  # bytes, not media
+    done = wait_for(client, submit(client, {"source_uri": "noise.m4a"})["id"], timeout=60)
+    assert done["status"] == "failed"
+    message = done["error_message"]
+    assert "could not be read as media: it is truncated or corrupt" in message, message
+    assert "Errno" not in message and str(media_root) not in message and "/tmp" not in message, message
+    # The speech reader's own check says the same, in words (FFmpeg's text holds an errno and the cache path).
+    with pytest.raises(MediaError) as info:
+        decode_range(media_root / "noise.m4a", 0.0, 1.0)
+    assert str(info.value).startswith("'noise.m4a' could not be read as media: it is truncated or corrupt")
+    assert "Errno" not in str(info.value) and str(media_root) not in str(info.value)
 
 
 def test_a_folder_that_is_not_a_model_is_refused_at_submit(client: TestClient[Any], media_root: Path,

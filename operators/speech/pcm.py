@@ -13,6 +13,7 @@ import av
 import numpy as np
 
 from operators.errors import MediaError, OperatorError
+from operators.media._av import media_error
 from operators.types import SourceRef, StoredFile
 
 __all__ = ["SAMPLE_RATE", "decode_range", "iter_pcm", "media_path", "probe_audio_duration"]
@@ -25,7 +26,8 @@ def _open(path: Path) -> av.container.InputContainer:
     try:
         return av.open(str(path), mode="r", metadata_errors="ignore")
     except av.error.FFmpegError as exc:
-        raise MediaError(f"Could not open '{path.name}' as media: {exc}") from None
+        # FFmpeg's exception text holds an errno and the local cache path: neither means anything to a person.
+        raise media_error(f"'{path.name}' could not be read as media", exc, path) from None
 
 
 def _audio_stream(container: av.container.InputContainer, name: str) -> av.audio.stream.AudioStream:
