@@ -97,6 +97,9 @@ class Settings(BaseSettings):
     )
     max_payload_depth: int = Field(32, ge=2, description="Deepest nesting of lists and objects in a payload")
     api_tokens: str | None = Field(None, description="Comma-separated bearer tokens; set: every route but /health needs one")
+    cors_allow_origins: str = Field(
+        "", description="Origins a browser page may call the API from: comma-separated (https://app.example.com), "
+                        "or *; empty: no CORS headers at all")
     api_tokens_file: Path | None = Field(None, description="A file of bearer tokens, one a line (# comments)")
     metrics_public: bool = Field(False, description="Serve /metrics without a token while auth is on")
     idempotency_ttl_seconds: int = Field(
@@ -105,6 +108,9 @@ class Settings(BaseSettings):
     models_dir: Path | None = Field(
         None, description="Folder of CTranslate2 Whisper model folders that `model` may name (unset: bundled models only)"
     )
+
+    def cors_origins(self) -> list[str]:
+        return [o.strip().rstrip("/") for o in self.cors_allow_origins.split(",") if o.strip()]
 
     def tokens(self) -> list[str]:
         """The configured bearer tokens: API_TOKENS and the lines of API_TOKENS_FILE, without blanks."""

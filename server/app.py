@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 
 import anyio
 from litestar import Litestar, Router
+from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
 from litestar.openapi import OpenAPIConfig
 from litestar.serialization import encode_json
@@ -24,7 +25,7 @@ from server.auth import TokenAuth, auth_middleware
 from server.errors import EXCEPTION_HANDLERS
 from server.openapi import finish_openapi
 
-__all__ = ["LINGER_BYTES", "LINGER_SECONDS", "create_app", "lingering_close"]
+__all__ = ["LINGER_BYTES", "LINGER_SECONDS", "cors_config", "create_app", "lingering_close"]
 
 _log = logging.getLogger("server")
 
@@ -86,6 +87,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         lifespan=[lifespan],
         state=State({"settings": settings}),
         openapi_config=OpenAPIConfig(title=APP_NAME, version="0.1.0", path="/schema"),
+        cors_config=cors_config(settings.cors_origins()),
         # JSON bodies; the upload handler streams its body under MAX_UPLOAD_BYTES instead.
         request_max_body_size=settings.max_json_bytes,
     )
@@ -93,6 +95,21 @@ def create_app(settings: Settings | None = None) -> Litestar:
     public = {"health", "diagnostics"} | ({"getMetrics"} if settings.metrics_public else set())
     finish_openapi(app, catalog, auth=auth.enabled, public_operations=public)
     return app
+
+
+def cors_config(origins: list[str]) -> CORSConfig | None:
+    """Litestar's CORS for ``CORS_ALLOW_ORIGINS`` (None: no CORS headers, as before the setting existed).
+
+    A browser page may send what the API reads (the bearer token, JSON, an Idempotency-Key, a byte range, the
+    SSE resume id) and read what a player or uploader needs back (ranges, sizes, ETags, the next page's Link).
+    """
+    if not origins:
+        return None
+    return CORSConfig(
+        allow_origins=origins, allow_methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
+        allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "Range", "Last-Event-ID"],
+        expose_headers=["Content-Range", "Accept-Ranges", "Content-Length", "ETag", "Link", "Idempotent-Replayed"],
+        max_age=600)
 
 
 def _allowed_methods(app: Litestar) -> dict[str, str]:
