@@ -116,3 +116,22 @@ def test_concurrent_asset_updates_lose_nothing_and_keep_the_kind_index(redis_url
     final, transcripts, texts = _run(redis_url, scenario)
     assert all(final.get(f"field_{i}") == i for i in range(40)), final
     assert transcripts == [final["id"]] and texts == []
+
+
+def test_pages_follow_the_link_header_to_the_end_without_repeats(client: Any) -> None:
+    for i in range(7):
+        assert client.post("/jobs/?job_type=sleepy", json={"seconds": 0, "tag": f"t{i}", "project_id": "p_pages"}
+                           ).status_code == 202
+    assert client.post("/jobs/?job_type=sleepy", json={"seconds": 0, "project_id": "p_other"}).status_code == 202
+    seen: list[str] = []
+    url: str | None = "/v1/jobs/?project_id=p_pages&limit=3"
+    while url:
+        response = client.get(url)
+        assert response.status_code == 200, response.text
+        seen += [job["payload"]["tag"] for job in response.json()]
+        link = response.headers.get("link")
+        url = link.split(">", 1)[0].lstrip("<") if link else None
+        assert url is None or ('rel="next"' in link and "limit=3" in url and "project_id=p_pages" in url)
+    assert seen == [f"t{i}" for i in range(6, -1, -1)]
+    assert client.get("/jobs/?cursor=not-a-cursor").status_code == 422
+    assert client.get("/jobs/?cursor=not-a-cursor").json()["detail"][0]["loc"] == ["query", "cursor"]

@@ -19,6 +19,7 @@ from redis.exceptions import WatchError
 from operators.types import StoredFile
 from scheduler.records import keys
 from scheduler.records.jobs import guard, require_decoding
+from scheduler.records.pages import Cursor, Page, ids_after
 from scheduler.timefmt import now_ts
 
 __all__ = ["AssetNotFoundError", "AssetStore", "Writer", "public_asset"]
@@ -122,15 +123,38 @@ class AssetStore:
         await guard(self.redis.ping())
 
     async def list(self, project_id: str, *, kind: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
-        """A project's asset records, newest first (optionally only those of ``kind``): one page of an index
-        sorted by creation time, so a page costs its own size however many assets the project has."""
-        await self._backfill(project_id)
-        index = keys.project_assets_of_kind(project_id, kind) if kind else keys.project_assets_by_time(project_id)
-        ids = await guard(self.redis.zrevrange(index, 0, max(0, limit - 1)))
-        if not ids:
-            return []
-        raws = await guard(self.redis.mget([keys.asset(i) for i in ids]))
-        return [json.loads(raw) for raw in raws if raw is not None]
+        """The first page of :meth:`page`."""
+        return (await self.page(project_id=project_id, kind=kind, limit=limit)).items
+
+    async def page(self, *, project_id: str | None = None, kind: str | None = None, job_id: str | None = None,
+                   limit: int = 50, after: Cursor | None = None) -> Page:
+        """A project's (or a job's) asset records, newest first, optionally only those of ``kind``: one page of an
+        index sorted by creation time, so a page costs its own size however many assets there are."""
+        if project_id is None and job_id is None:
+            raise ValueError("a listing of assets needs a project_id or a job_id")
+        if project_id is not None:
+            await self._backfill(project_id)
+        index = (keys.job_assets(job_id) if job_id else keys.project_assets_of_kind(project_id, kind) if kind
+                 else keys.project_assets_by_time(project_id))  # type: ignore[arg-type]
+        found: list[dict[str, Any]] = []
+        cursor, more = after, True
+        while len(found) < limit and more:
+            entries = await ids_after(self.redis, index, cursor, limit)
+            more = len(entries) == limit
+            if not entries:
+                break
+            raws = await guard(self.redis.mget([keys.asset(i) for i, _ in entries]))
+            for (asset_id, score), raw in zip(entries, raws):
+                cursor = Cursor(score, asset_id)
+                record = json.loads(raw) if raw is not None else None
+                if record is None or (kind and record.get("kind") != kind) or (
+                        project_id and record.get("project_id") != project_id):
+                    continue
+                found.append(record)
+                if len(found) >= limit:
+                    more = more or asset_id != entries[-1][0]
+                    break
+        return Page(found, cursor if more and found else None)
 
     async def _backfill(self, project_id: str) -> None:
         """Index a project saved before the sorted indexes existed (once: its set of ids, read whole)."""
@@ -213,17 +237,16 @@ class AssetStore:
 
 
 def _index(record: dict[str, Any], how: str) -> list[list[Any]]:
-    """The commands that add a record to (or remove it from) its project's indexes."""
+    """The commands that add a record to (or remove it from) its project's and its job's indexes."""
     project, asset_id = record.get("project_id"), str(record["id"])
-    if not project:
-        return []
+    sets = [keys.project_assets(project)] if project else []
+    zsets = [keys.project_assets_by_time(project), keys.project_assets_of_kind(project, str(record.get("kind")))] \
+        if project else []
+    zsets += [keys.job_assets(record["job_id"])] if record.get("job_id") else []
     if how == "remove":
-        return [["SREM", keys.project_assets(project), asset_id], ["ZREM", keys.project_assets_by_time(project), asset_id],
-                ["ZREM", keys.project_assets_of_kind(project, str(record.get("kind"))), asset_id]]
+        return [*(["SREM", s, asset_id] for s in sets), *(["ZREM", z, asset_id] for z in zsets)]
     score = _epoch(str(record.get("created_at") or ""))
-    return [["SADD", keys.project_assets(project), asset_id],
-            ["ZADD", keys.project_assets_by_time(project), score, asset_id],
-            ["ZADD", keys.project_assets_of_kind(project, str(record.get("kind"))), score, asset_id]]
+    return [*(["SADD", s, asset_id] for s in sets), *(["ZADD", z, score, asset_id] for z in zsets)]
 
 
 def _epoch(ts: str) -> float:

@@ -1,4 +1,5 @@
-"""Reading job records: one record (as the reference's JSON, cached while it is unchanged), its holder, a listing.
+"""Reading job records: the public record (exactly the reference's fields), one record (as JSON, cached while it is
+unchanged), its holder, and listings paged with a cursor.
 
 The read half of :class:`scheduler.records.jobs.JobStore` (which subclasses :class:`JobReads`); every key comes
 from :mod:`scheduler.records.keys`.
@@ -9,16 +10,59 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import msgspec
 from redis import asyncio as aioredis
 from redis.commands.core import AsyncScript
 
 from scheduler.errors import JobNotFoundError
 from scheduler.records import jobs_lua as lua
 from scheduler.records import keys
-from scheduler.records.job_record import public_record
+from scheduler.records.pages import Cursor, Page, ids_after
 from scheduler.records.redis_calls import decode_json, guard, guard_read, raw_script
 
-__all__ = ["JSON_CACHE_SECONDS", "JobReads"]
+__all__ = ["JSON_CACHE_SECONDS", "JobReads", "public_record"]
+
+_decode_json = msgspec.json.decode
+
+
+def _eta(fields: dict[str, str]) -> float | None:
+    """Seconds left, estimated by the dispatcher from the progress rate; 0 once completed, else null."""
+    status = fields.get("status")
+    if status == "completed":
+        return 0.0
+    raw = fields.get("eta") or "null"
+    if status != "in_progress" or raw == "null":
+        return None
+    return float(raw)
+
+
+def public_record(fields: dict[str, str], log: list[dict[str, Any]], queue_name: str) -> dict[str, Any]:
+    """Assemble the public record: exactly the reference's fields, in its order."""
+    status = fields["status"]
+    result_payload: dict[str, Any] | None = None
+    if fields.get("started_at") or fields.get("result") or log:
+        result_payload = {"progress": float(fields.get("progress") or 0), "eta_seconds": _eta(fields), "log": log}
+        if fields.get("result"):
+            extra = _decode_json(fields["result"])
+            for key in ("progress", "eta_seconds", "log"):
+                extra.pop(key, None)
+            result_payload.update(extra)
+    return {
+        "id": fields["id"],
+        "created_at": fields["created_at"],
+        "updated_at": fields["updated_at"],
+        "clip_version_id": _decode_json(fields.get("clip_version_id") or "null"),
+        "job_type": fields["job_type"],
+        "status": status,
+        "queue_name": queue_name,
+        "priority": int(fields.get("priority") or 0),
+        "payload": _decode_json(fields.get("payload") or "{}"),
+        "result_payload": result_payload,
+        "error_message": fields.get("error_message") or None,
+        "started_at": fields.get("started_at") or None,
+        "completed_at": fields.get("completed_at") or None,
+    }
+
 
 #: Seconds a record's cached JSON is kept (clients poll a job while it runs; then it is only memory).
 JSON_CACHE_SECONDS = 60
@@ -85,38 +129,45 @@ class JobReads:
             raise JobNotFoundError(job_id)
         return fields  # type: ignore[no-any-return]
 
-    async def list(self, *, status: str | None = None, job_type: str | None = None,
+    async def list(self, *, status: str | None = None, job_type: str | None = None, project_id: str | None = None,
                    limit: int = 50) -> list[dict[str, Any]]:
-        """Newest first, filtered by status and job type: pages of the index that filters most (every job, by
-        status, by type), each page's records read in one round trip, so a listing costs about its own length.
+        """The first page of :meth:`page`."""
+        return (await self.page(status=status, job_type=job_type, project_id=project_id, limit=limit)).items
 
-        An id whose record expired is skipped, and dropped from a status or type index that still holds it.
-        """
+    async def page(self, *, status: str | None = None, job_type: str | None = None, project_id: str | None = None,
+                   limit: int = 50, after: Cursor | None = None) -> Page:
+        """Newest first, filtered by status, job type and project, after ``after``: pages of the index that filters
+        (a project, a status, a type, else every job), each batch's records read in one round trip, so a page
+        costs about its own length. An id whose record expired is skipped, and dropped from an index that is not
+        the main one (the sweep keeps that)."""
         await self._index_existing_jobs()
-        index = keys.jobs_in_status(status) if status else keys.jobs_of_type(job_type) if job_type else keys.JOBS
+        index = (keys.jobs_of_project(project_id) if project_id else keys.jobs_in_status(status) if status
+                 else keys.jobs_of_type(job_type) if job_type else keys.JOBS)
         found: list[dict[str, Any]] = []
-        # With both filters the index filters one: read ahead. With one or none, every entry should match.
-        start, page = 0, max(20, 2 * limit) if status and job_type else limit
-        while len(found) < limit:
-            ids = await guard(self.redis.zrevrange(index, start, start + page - 1))
-            if not ids:
-                break
-            start += page
+        cursor, more = after, True
+        # With more than one filter the index filters one: read ahead.
+        batch = limit if sum(map(bool, (status, job_type, project_id))) <= 1 else max(20, 2 * limit)
+        while len(found) < limit and more:
+            entries = await ids_after(self.redis, index, cursor, batch)
+            more = len(entries) == batch
+            ids = [job_id for job_id, _ in entries]
             gone = []
-            for job_id, raw in zip(ids, await guard_read(lambda ids=ids: self._read_many(ids))):
+            for (job_id, score), raw in zip(entries, await guard_read(lambda ids=ids: self._read_many(ids))):
+                cursor = Cursor(score, job_id)
                 if not raw:
                     gone.append(job_id)
                     continue
                 record = self._parse(raw)[0]
-                # A status that moved on since this page was read: skipped (its scripts keep the indexes).
-                if (not status or record["status"] == status) and (not job_type or record["job_type"] == job_type):
+                # A status that moved on since this batch was read: skipped (its scripts keep the indexes).
+                if ((not status or record["status"] == status) and (not job_type or record["job_type"] == job_type)
+                        and (not project_id or record["payload"].get("project_id") == project_id)):
                     found.append(record)
                     if len(found) >= limit:
+                        more = more or job_id != ids[-1]
                         break
-            if gone and index != keys.JOBS:  # the sweep keeps the main index; the others heal as they are met
+            if gone and index != keys.JOBS:
                 await guard(self.redis.zrem(index, *gone))
-                start -= len(gone)
-        return found
+        return Page(found, cursor if more and found else None)
 
     async def _read_many(self, ids: list[str]) -> list[Any]:
         async with self.redis.pipeline(transaction=False) as pipe:
@@ -126,19 +177,22 @@ class JobReads:
             return await pipe.execute()  # type: ignore[no-any-return]
 
     async def _index_existing_jobs(self) -> None:
-        """Build the status and type indexes once for jobs stored before they existed (an upgrade)."""
+        """Build the status, type and project indexes once for jobs stored before they existed (an upgrade)."""
         if await guard(self.redis.exists(keys.JOBS_INDEXED)):
             return
         ids = await guard(self.redis.zrange(keys.JOBS, 0, -1, withscores=True))
         for chunk in (ids[i:i + 500] for i in range(0, len(ids), 500)):
             async with self.redis.pipeline(transaction=False) as pipe:
                 for job_id, _ in chunk:
-                    pipe.hmget(self._key(job_id), ["status", "job_type"])
+                    pipe.hmget(self._key(job_id), ["status", "job_type", "payload"])
                 fields = await guard(pipe.execute())
             async with self.redis.pipeline(transaction=False) as pipe:
-                for (job_id, born), (status, job_type) in zip(chunk, fields):
+                for (job_id, born), (status, job_type, payload) in zip(chunk, fields):
                     if status:
                         pipe.zadd(keys.jobs_in_status(status), {job_id: born})
                         pipe.zadd(keys.jobs_of_type(job_type), {job_id: born})
+                        project = decode_json(payload or "{}").get("project_id")
+                        if isinstance(project, str) and project:
+                            pipe.zadd(keys.jobs_of_project(project), {job_id: born})
                 await guard(pipe.execute())
         await guard(self.redis.set(keys.JOBS_INDEXED, "1"))

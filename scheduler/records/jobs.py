@@ -22,10 +22,9 @@ from redis.exceptions import ResponseError
 
 from scheduler.records import jobs_lua as lua
 from scheduler.records import keys
-from scheduler.records.job_reads import JobReads
+from scheduler.records.job_reads import JobReads, public_record
 from scheduler.errors import InvalidTransitionError, JobNotFoundError, QueueUnavailableError
 from scheduler.records.fencing import JobLostError, Lease
-from scheduler.records.job_record import public_record
 from scheduler.records.redis_calls import decode_json, guard, require_decoding, to_json
 from scheduler.settings import QUEUE_NAME
 from scheduler.timefmt import now_ts
@@ -124,6 +123,8 @@ class JobStore(JobReads):
         }
 
         born = _epoch(now)
+        named = payload.get("project_id")
+        project = [keys.jobs_of_project(named)] if isinstance(named, str) and named else []
 
         async def write() -> None:
             score = await self._score(priority)
@@ -132,7 +133,7 @@ class JobStore(JobReads):
                 pipe.hset(self._key(job_id), mapping={**fields, "queue_score": str(score), "created_epoch": born})
                 pipe.zadd(self._queue_key, {job_id: score})
                 # The listing's indexes: every job, by type, by status (the scripts move it between those).
-                for index in (keys.JOBS, keys.jobs_of_type(job_type), keys.jobs_in_status("queued")):
+                for index in (keys.JOBS, keys.jobs_of_type(job_type), keys.jobs_in_status("queued"), *project):
                     pipe.zadd(index, {job_id: born})
                 pipe.hincrby(keys.METRICS_SUBMITTED, job_type, 1)
                 pipe.lpush(keys.WAKE, "1")

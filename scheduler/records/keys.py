@@ -37,10 +37,12 @@ __all__ = [
     "events",
     "idempotency",
     "job",
+    "job_assets",
     "job_json",
     "job_log",
     "job_webhooks",
     "jobs_in_status",
+    "jobs_of_project",
     "jobs_of_type",
     "project_assets",
     "project_assets_by_time",
@@ -64,6 +66,11 @@ JOBS_INDEXED = f"{PREFIX}jobs:indexed"  # string: the status and type indexes ho
 def jobs_of_type(job_type: str) -> str:
     """Sorted set: the job ids of one job type by creation time (listing with ``job_type=``)."""
     return f"{PREFIX}jobs:type:{job_type}"
+
+
+def jobs_of_project(project_id: str) -> str:
+    """Sorted set: the job ids whose payload names this project, by creation time (``project_id=``)."""
+    return f"{PREFIX}jobs:project:{project_id}"
 
 
 def jobs_in_status(status: str) -> str:
@@ -141,6 +148,11 @@ def project_assets_by_time(project_id: str) -> str:
 def project_assets_of_kind(project_id: str, kind: str) -> str:
     """Sorted set: a project's asset ids of one kind by creation time."""
     return f"{PREFIX}project:{project_id}:assets:kind:{kind}"
+
+
+def job_assets(job_id: str) -> str:
+    """Sorted set: the asset ids a job made, by creation time (``GET /assets/?job_id=``)."""
+    return f"{PREFIX}job:{job_id}:assets"
 
 
 def clip_version(cv_id: str) -> str:

@@ -34,6 +34,7 @@ from server.auth import TOKEN_SCOPE_KEY
 from server.controllers.jobs import IDEMPOTENCY_KEY, replayed
 from server.deps import provide_assets, provide_idempotency, provide_settings, provide_storage
 from server.downloads import RangeNotSatisfiableError, content_disposition, parse_range, read_range
+from server.paging import CURSOR, page_response, parse_cursor
 from server.errors import unprocessable
 from server.openapi import responses
 from server.schemas import Asset, UploadedAsset
@@ -206,13 +207,22 @@ class AssetController(Controller):
          responses=responses(200, list[Asset], 422, 503, description="Assets, newest first"))
     async def list_assets(
         self,
+        request: Request[Any, Any, Any],
         assets: AssetStore,
-        project_id: Annotated[str, PROJECT_ID],
+        project_id: Annotated[str | None, PROJECT_ID] = None,
+        job_id: Annotated[str | None, Parameter(description="Only the assets this job made", max_length=200)] = None,
         kind: str | None = None,
         limit: Annotated[int, Parameter(ge=1, le=500)] = 50,
-    ) -> list[dict[str, Any]]:
-        _check_project_id(project_id)
-        return [public_asset(record) for record in await assets.list(project_id, kind=kind, limit=limit)]
+        cursor: Annotated[str | None, CURSOR] = None,
+    ) -> Response[bytes]:
+        """A project's (or a job's) assets, newest first; the next page's URL is in ``Link`` (``rel="next"``)."""
+        if project_id is None and job_id is None:
+            raise unprocessable(["query", "project_id"], "project_id is required (or job_id, for a job's assets)")
+        if project_id is not None:
+            _check_project_id(project_id)
+        page = await assets.page(project_id=project_id, job_id=job_id, kind=kind, limit=limit,
+                                 after=parse_cursor(cursor))
+        return page_response(request, page, [public_asset(record) for record in page.items])
 
     @get("/{asset_id:str}", summary="An asset's metadata", operation_id="getAsset",
          responses=responses(200, Asset, 404, 503, description="The asset"))

@@ -34,6 +34,7 @@ from server.deps import (
     provide_webhooks,
 )
 from server.errors import queue_error_detail, unprocessable
+from server.paging import CURSOR, page_response, parse_cursor
 from server.openapi import responses
 from server.schemas import JobRecord, WebhookDelivery, WebhookListing
 
@@ -121,18 +122,25 @@ class JobController(Controller):
          responses=responses(200, list[JobRecord], 422, 503, description="Jobs, newest first"))
     async def list_jobs(
         self,
+        request: Request[Any, Any, Any],
         store: JobStore,
         catalog: GraphCatalog,
         status: str | None = None,
         job_type: str | None = None,
+        project_id: Annotated[str | None, Parameter(description="Only jobs whose payload names this project",
+                                                    max_length=200)] = None,
         limit: Annotated[int, Parameter(ge=1, le=500)] = 50,
-    ) -> list[dict[str, Any]]:
+        cursor: Annotated[str | None, CURSOR] = None,
+    ) -> Response[bytes]:
+        """Newest first. More than ``limit``: the next page's URL is in the ``Link`` header (``rel="next"``)."""
         if status is not None and status not in STATUSES:
             raise unprocessable(["query", "status"], f"status must be one of: {', '.join(STATUSES)}")
         if job_type is not None and job_type not in catalog.graphs:
             raise unprocessable(["query", "job_type"],
                                 f"job_type must be one of: {', '.join(catalog.job_types)}")
-        return await store.list(status=status, job_type=job_type, limit=limit)
+        page = await store.page(status=status, job_type=job_type, project_id=project_id, limit=limit,
+                                after=parse_cursor(cursor))
+        return page_response(request, page, page.items)
 
     @get("/{job_id:str}", summary="The latest state of a job", operation_id="getJob",
          responses=responses(200, JobRecord, 404, 503, description="The job"))
