@@ -4,17 +4,18 @@
 playlist), null when it was not asked for or had nothing to export (the log says why);
 ``custom.<name>`` holds the custom presets' files, ``hls_files.<name>`` every playlist and
 segment of each HLS package, and ``loudness`` the measured loudness of the source and of every
-normalised output.
+normalised output (``left_as_is`` says why there is none: a source too short to measure, or silent).
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from operators.context import OpContext
 from operators.export.audio import AudioTrack
 from operators.export.hls import HlsOutput
-from operators.export.loudness import LoudnessMeasurement, LoudnessTarget
+from operators.export.loudness import SILENT_LUFS, LoudnessMeasurement, LoudnessTarget
 from operators.export.plan import ExportPlan
 from operators.export.presets import BUILTIN, output_key
 from operators.registry import operator
@@ -49,12 +50,26 @@ def collect_exports(plan: ExportPlan, deliveries: list[StoredFile], hls: list[Hl
 
 def _report(plan: ExportPlan, audio: list[AudioTrack], measured: LoudnessMeasurement | None,
             loudness: LoudnessTarget | None) -> dict[str, Any] | None:
+    """The loudness report: this job's own measurement (its node's result) and its own encodings' files."""
     if loudness is None or measured is None:
         return None
     measured_by_key = {t.key: t.loudness for t in audio if t.loudness is not None}
     users = [(d.preset.name, d.audio) for d in plan.deliveries] + [(h.preset.name, h.audio) for h in plan.hls]
     outputs = {name: measured_by_key[key] for name, key in users if key in measured_by_key}
-    return {"target": loudness.target, "true_peak_ceiling": loudness.true_peak,
-            "input": {"integrated": round(measured.integrated, 2), "true_peak": round(measured.true_peak, 2),
-                      "lra": round(measured.lra, 2), "threshold": round(measured.threshold, 2)},
-            "outputs": outputs, "normalised": bool(outputs)}
+    report: dict[str, Any] = {
+        "target": loudness.target, "true_peak_ceiling": loudness.true_peak,
+        "input": {"integrated": _level(measured.integrated), "true_peak": _level(measured.true_peak),
+                  "lra": round(measured.lra, 2), "threshold": round(measured.threshold, 2),
+                  "duration": None if measured.duration is None else round(measured.duration, 3)},
+        "outputs": outputs, "normalised": bool(outputs)}
+    if measured.too_short:
+        report["left_as_is"] = (f"too short to measure: {measured.duration:.2f}s of sound, and integrated loudness "
+                                "needs at least 0.4 s")
+    elif measured.silent:
+        report["left_as_is"] = f"silent: its sound measures under {SILENT_LUFS:g} LUFS, so no gain is applied"
+    return report
+
+
+def _level(value: float) -> float | None:
+    """A level in the report: None where there is none to give (-inf is not JSON)."""
+    return round(value, 2) if math.isfinite(value) else None

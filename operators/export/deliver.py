@@ -22,7 +22,7 @@ from operators.errors import MediaError
 from operators.export.audio import AudioTrack
 from operators.export.encode import ChunkEncodes, EncodedPart
 from operators.export.plan import Delivery, Rendition
-from operators.export.verify import check_timing, decoded_frames, faststart, measure
+from operators.export.verify import check_timing, decoded_frames, faststart, longer_or_shorter, measure
 from operators.media._av import Progress, mp4_options, open_input
 from operators.media.info import ChunkOutput, MediaInfo, RenditionFile
 from operators.media.join import check_parts, concat_video_packets, retime_packets
@@ -32,14 +32,17 @@ from operators.types import StoredFile
 __all__ = ["deliver", "rendition_parts", "video_packets"]
 
 _CONTENT_TYPES = {"mp4": "video/mp4", "webm": "video/webm"}
+#: What to try when frames come out wrong: a source with damaged or variable timestamps is the usual cause.
+_RESAVE = "Export again; if it happens again, re-save the source at a constant frame rate and export that."
 
 
 def rendition_parts(parts: list[ChunkEncodes], rendition: Rendition, info: MediaInfo) -> list[EncodedPart]:
     """The rendition's chunk files in order, checked to hold every frame once."""
     found = sorted(((task.chunk, p) for task in parts for p in task.parts if p.rendition == rendition.key),
                    key=lambda cp: cp[1].chunk)
+    what = f"the {rendition.width}x{rendition.height} {rendition.codec} video"
     if not found:
-        raise MediaError(f"No chunk was encoded for the {rendition.width}x{rendition.height} {rendition.codec} rendition")
+        raise MediaError(f"None of {what} was encoded (its encoding tasks did not finish): export again")
     if rendition.rate is None:
         # At the source's rate: ingest's own check (the chunks tile the source's frames, each one complete).
         check_parts([ChunkOutput(chunk=chunk, renditions=[RenditionFile(rendition=rendition.height, height=rendition.height,
@@ -49,14 +52,18 @@ def rendition_parts(parts: list[ChunkEncodes], rendition: Rendition, info: Media
         return [p for _, p in found]
     ordered = [p for _, p in found]
     if [p.chunk for p in ordered] != list(range(ordered[0].chunks)):
-        raise MediaError(f"The {rendition.key} chunks are incomplete: got {[p.chunk for p in ordered]}")
+        missing = sorted(set(range(ordered[0].chunks)) - {p.chunk for p in ordered})
+        raise MediaError(f"Part of {what} is missing (chunks {', '.join(str(c + 1) for c in missing)} of "
+                         f"{ordered[0].chunks} did not finish): export again")
     expected = 0
     for part in ordered:
         if part.frames and part.first != expected:
-            raise MediaError(f"Chunk {part.chunk + 1} of {rendition.key} starts at frame {part.first}, not {expected}")
+            raise MediaError(f"Chunk {part.chunk + 1} of {what} starts at frame {part.first} instead of {expected}, "
+                             f"so frames would be lost or shown twice. {_RESAVE}")
         expected += part.frames
     if expected != rendition.frames:
-        raise MediaError(f"The {rendition.key} chunks hold {expected} frames, not {rendition.frames}")
+        raise MediaError(f"The chunks of {what} hold {expected} frames where it should have {rendition.frames}. "
+                         f"{_RESAVE}")
     return ordered
 
 
@@ -73,7 +80,8 @@ def deliver(delivery: Delivery, parts: list[ChunkEncodes], audio: list[AudioTrac
     track = next((a for a in audio if a.key == delivery.audio), None) if delivery.audio else None
     if delivery.rendition is None:
         if track is None:
-            raise MediaError(f"{preset.name}: its audio track was not encoded")
+            raise MediaError(f"The {preset.name} file has no sound to deliver: its audio encoding did not finish. "
+                             "Export again.")
         _check_audio_file(preset.name, track, info)
         ctx.log(f"{preset.name}: {track.duration:.3f}s of {preset.audio_codec} audio — verified")
         return track.file
@@ -133,16 +141,18 @@ def _verify(name: str, local: Any, r: Rendition, info: MediaInfo, track: AudioTr
     facts: dict[str, object] = {}
     if container == "mp4":
         if not faststart(local):
-            raise MediaError(f"{name} is not faststart: its index is not at the front of the file")
+            raise MediaError(f"The {name} file came out with its index at the end, so players would have to "
+                             "download all of it before starting: export again")
         facts["faststart"] = True
     if r.codec == "hevc":
         if measured.codec_tag != "hvc1":
-            raise MediaError(f"{name} is tagged '{measured.codec_tag}', not 'hvc1': Apple players would refuse it")
+            raise MediaError(f"The {name} file came out tagged '{measured.codec_tag}' instead of 'hvc1', which "
+                             "Apple players refuse: export again")
         facts["codec_tag"] = "hvc1"
     if r.codec in ("vp9", "av1"):
         decoded = decoded_frames(local, name)
         if decoded != r.frames:
-            raise MediaError(f"{name} decodes to {decoded} frames, not {r.frames}")
+            raise MediaError(f"The {name} file decodes to {decoded} frames where the source has {r.frames}. {_RESAVE}")
         facts["decoded_frames"] = decoded
     return facts
 
@@ -152,4 +162,7 @@ def _check_audio_file(name: str, track: AudioTrack, info: MediaInfo) -> None:
     assert audio is not None
     frame = info.video.frame_duration if info.video else 1024 / track.file.meta.get("sample_rate", 48000)  # type: ignore[operator]
     if abs(track.duration - audio.duration) > frame + 1e-3:
-        raise MediaError(f"{name} lasts {track.duration:.3f}s but the source's sound {audio.duration:.3f}s")
+        off = longer_or_shorter(track.duration - audio.duration)
+        raise MediaError(f"The {name} file came out {off} than the source's sound ({track.duration:.3f}s against "
+                         f"{audio.duration:.3f}s). The source's sound may be damaged: re-save it from your editor "
+                         "and export again.")

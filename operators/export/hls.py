@@ -11,6 +11,17 @@ the master playlist with ``BANDWIDTH`` (the peak segment bitrate, measured, vide
 ``AVERAGE-BANDWIDTH``, ``RESOLUTION``, ``FRAME-RATE`` and ``CODECS`` (read from the H.264
 parameter sets), then parses it back.
 
+Start and end (issue 19): fMP4 keeps no negative times (``tfdt`` is unsigned), yet H.264 with
+B-frames decodes its first packets before its first frame shows, and AAC plays 1024 samples of
+encoder priming before its first sample. Every variant is therefore moved later by the same
+amount (:func:`package_start`: the larger of the two, read from the package's first rung and its
+audio track, so the separate tasks agree without talking), and written exactly as given: no edit
+lists, which hls.js and MSE players ignore while Safari applies them, so any edit would play
+the tracks apart in one of them. The first video frame and the first audible sample then show
+at the same time in every player (the priming plays just before, ahead of any picture). The
+audio rendition ends on a whole AAC frame, so it may run up to one frame (21.3 ms at 48 kHz)
+past the video; its check allows exactly that, plus the priming, and no more.
+
 Each file is an asset; the playlists name each other by relative URI (``720p/index.m3u8``), which
 each asset keeps in ``meta.uri``, so the package plays as it is from the media root, a bucket or
 a CDN.
@@ -36,13 +47,20 @@ from operators.export.audio import AudioTrack
 from operators.export.deliver import rendition_parts, video_packets
 from operators.export.encode import ChunkEncodes
 from operators.export.plan import HlsPackage, HlsVariant, Rendition
+from operators.export.verify import first_time, longer_or_shorter
 from operators.media._av import Progress, open_input
 from operators.media.info import MediaInfo
 from operators.media.join import retime_packets
 from operators.registry import operator
 from operators.types import Frozen, StoredFile
 
-__all__ = ["HlsOutput", "HlsParams", "VariantOutput", "avc1_codec", "hls_package", "hls_variant", "variant_name"]
+__all__ = ["HlsOutput", "HlsParams", "VariantOutput", "avc1_codec", "hls_package", "hls_variant", "package_start",
+           "variant_name"]
+
+#: The fMP4 segments hold each track's times as given: ``frag_discont`` makes the first ``tfdt`` the first
+#: packet's decode time (not 0), without edit lists, and nothing is shifted (package_start made every
+#: time non-negative already).
+_SEGMENT_OPTIONS = "movflags=+frag_discont:use_editlist=0:avoid_negative_ts=disabled"
 
 
 class HlsParams(BaseModel):
@@ -66,6 +84,8 @@ class VariantOutput(Frozen):
     starts: list[float]
     keyframes: list[float] = []
     frames: int = 0
+    #: Seconds into the package where its first frame (the audio: its first audible sample) plays.
+    start: float = 0.0
 
     @property
     def peak_bitrate(self) -> int:
@@ -102,7 +122,7 @@ def _mux(target: Path, segment_seconds: float, template: Any, packets: Any) -> N
     target.mkdir(parents=True, exist_ok=True)
     options = {"hls_time": f"{segment_seconds:g}", "hls_playlist_type": "vod", "hls_segment_type": "fmp4",
                "hls_segment_filename": str(target / "seg_%05d.m4s"), "hls_fmp4_init_filename": "init.mp4",
-               "hls_flags": "independent_segments"}
+               "hls_flags": "independent_segments", "hls_segment_options": _SEGMENT_OPTIONS}
     with av.open(str(target / "index.m3u8"), "w", format="hls", options=options) as out:
         stream = out.add_stream_from_template(template, opaque=True)
         stream.time_base = template.time_base
@@ -116,15 +136,22 @@ def _mux(target: Path, segment_seconds: float, template: Any, packets: Any) -> N
     playlist.write_text(re.sub(r"#EXT-X-TARGETDURATION:\d+", f"#EXT-X-TARGETDURATION:{math.ceil(longest)}", text))
 
 
-def _read_segment(data: bytes, name: str, decode: str, video: bool) -> tuple[int, list[float]]:
-    """Frames (packets) and keyframe times of one segment; a video one must start on a keyframe."""
+def _what(name: str) -> str:
+    return f"The HLS {name} rendition" if name == "audio" else f"The HLS {name} video"
+
+
+def _read_segment(data: bytes, name: str, seg: str, decode: str, video: bool) -> tuple[int, list[float], float]:
+    """Frames (packets), keyframe times and first time of one segment; a video one must start on a keyframe."""
     try:
         with av.open(io.BytesIO(data), format="mp4") as c:
             stream = c.streams.video[0] if video else c.streams.audio[0]
             packets = [p for p in c.demux(stream) if p.size]
             if not packets or (video and not packets[0].is_keyframe):
-                raise MediaError(f"HLS segment {name} does not start with a keyframe")
+                raise MediaError(f"{_what(name)}'s segment {seg} does not start with a keyframe, so players cannot "
+                                 "start or switch there. Export again; if it happens again, make the preset's "
+                                 "segment_seconds a whole multiple of its gop_seconds.")
             keys = [round(float(p.pts * stream.time_base), 3) for p in packets if p.is_keyframe] if video else []
+            first = float(min(p.pts for p in packets) * stream.time_base)
             wanted = len(packets) if decode == "all" and video else 1
             decoded = 0
             for packet in packets:
@@ -134,29 +161,35 @@ def _read_segment(data: bytes, name: str, decode: str, video: bool) -> tuple[int
             if decoded < wanted:
                 decoded += len(stream.codec_context.decode(None))
     except av.error.FFmpegError as exc:
-        raise MediaError(f"HLS segment {name} does not decode: {exc}") from None
+        raise MediaError(f"{_what(name)}'s segment {seg} does not decode ({exc}). Export again; if it happens "
+                         "again, the source may be damaged: re-save it from your editor and export that.") from None
     if decoded < wanted:
-        raise MediaError(f"HLS segment {name} decodes to {decoded} frames, not {wanted}")
-    return len(packets), keys
+        raise MediaError(f"{_what(name)}'s segment {seg} decodes to {decoded} frames instead of {wanted}. Export "
+                         "again; if it happens again, re-save the source from your editor and export that.")
+    return len(packets), keys, first
 
 
 def _check_variant(folder: Path, name: str, decode: str, video: bool) -> tuple[list[tuple[float, int]], list[float],
-                                                                                list[float], int]:
-    """Parse the playlist, read and decode every segment: (EXTINF, bytes) each, starts, keyframes, frames."""
+                                                                                list[float], int, float]:
+    """Parse the playlist, read and decode every segment.
+
+    Returns (EXTINF, bytes) of each, their starts, every keyframe, the frames and the first time.
+    """
     playlist = m3u8.load(str(folder / "index.m3u8"))
     if not playlist.segment_map or not playlist.segments or not playlist.is_endlist:
-        raise MediaError(f"HLS: the {name} playlist lacks its init segment, segments or end")
+        raise MediaError(f"{_what(name)}'s playlist came out without its init segment, segments or end: export again")
     init = (folder / playlist.segment_map[0].uri).read_bytes()
-    segments, starts, keys, frames, t = [], [], [], 0, 0.0
-    for seg in playlist.segments:
+    segments, starts, keys, frames, t, first = [], [], [], 0, 0.0, 0.0
+    for n, seg in enumerate(playlist.segments):
         data = (folder / seg.uri).read_bytes()
-        count, seg_keys = _read_segment(init + data, f"{name}/{seg.uri}", decode, video)
+        count, seg_keys, seg_first = _read_segment(init + data, name, seg.uri, decode, video)
+        first = seg_first if n == 0 else first
         segments.append((float(seg.duration), len(data)))
         starts.append(round(t, 3))
         t += float(seg.duration)
         frames += count
         keys += seg_keys
-    return segments, starts, keys, frames
+    return segments, starts, keys, frames, first
 
 
 def _store(root: Path, package: str, ctx: OpContext, variant: str | None) -> list[StoredFile]:
@@ -175,6 +208,32 @@ def _store(root: Path, package: str, ctx: OpContext, variant: str | None) -> lis
     return files
 
 
+def package_start(variant: HlsVariant, parts: list[ChunkEncodes], audio: list[AudioTrack], info: MediaInfo,
+                  ctx: OpContext) -> tuple[Fraction, Fraction]:
+    """Seconds by which every variant of the package moves later, and the audio track's priming.
+
+    The first rung's first chunk decodes its first packets before its first frame shows (x264
+    with B-frames: two frames early), and the audio track's first packet is the encoder's
+    priming, before its first sample (``AudioTrack.start``); moved later by the larger of the
+    two, no time is negative and no track moves against another.
+    """
+    video = info.video
+    assert video is not None
+    origin, lift, priming = Fraction(video.start_pts) * video.tb, Fraction(0), Fraction(0)
+    reference = variant.reference or variant.rendition  # (a plan made before there was one: its own)
+    if reference is not None:
+        with ctx.storage.reading(rendition_parts(parts, reference, info)[0].path) as local:
+            dts = first_time(local, video=True)
+        lift = max(lift, (origin if reference.rate is None else Fraction(0)) - dts)
+    track = next((a for a in audio if a.key == variant.audio), None) if variant.audio else None
+    if track is not None:
+        with ctx.storage.reading(track.file.path) as local:
+            first = first_time(local, video=False)
+        priming = max(Fraction(0), Fraction(track.start) - first)
+        lift = max(lift, origin - first)
+    return lift, priming
+
+
 @operator("export.hls_variant", weight=3)
 def hls_variant(variant: HlsVariant, parts: list[ChunkEncodes], audio: list[AudioTrack], info: MediaInfo, *,
                 params: HlsParams, ctx: OpContext) -> VariantOutput:
@@ -185,42 +244,73 @@ def hls_variant(variant: HlsVariant, parts: list[ChunkEncodes], audio: list[Audi
     name = variant_name(r)
     progress = Progress(ctx)
     origin = Fraction(video.start_pts) * video.tb
+    lift, priming = package_start(variant, parts, audio, info, ctx)
     channels = 2
+    frame = 1 / float(r.rate or video.rate) if r is not None else 0.0  # the audio's: one AAC frame, below
     with tempfile.TemporaryDirectory(prefix="ave-hls-") as tmp:
         folder = Path(tmp) / name
         if r is not None:
             ordered = rendition_parts(parts, r, info)
-            shift = origin if r.rate is None else Fraction(0)
+            shift = (origin if r.rate is None else Fraction(0)) - lift
             with ctx.storage.reading(ordered[0].path) as first, open_input(first) as c0:
                 template = c0.streams.video[0]
                 codec = avc1_codec(template.codec_context.extradata)
                 _mux(folder, variant.segment_seconds, template, lambda s: video_packets(ctx, ordered, shift, s))
+            expected = float(lift)
         else:
             track = next((a for a in audio if a.key == variant.audio), None)
             if track is None:
-                raise MediaError(f"HLS {variant.package}: its audio track was not encoded")
+                raise MediaError(f"The HLS package {variant.package} has no audio track to segment: its audio "
+                                 "encoding did not finish. Export again.")
             channels = int(track.file.meta.get("channels", 2))  # type: ignore[call-overload]
             codec = "mp4a.40.2"
             with ctx.storage.reading(track.file.path) as local, open_input(local) as ain:
                 stream = ain.streams.audio[0]
-                _mux(folder, variant.segment_seconds, stream, lambda s: retime_packets(ain, stream, origin, s, 1))
+                # One AAC frame: the rendition ends on a whole one, up to this much past the sound.
+                frame = (stream.codec_context.frame_size or 1024) / stream.sample_rate
+                _mux(folder, variant.segment_seconds, stream,
+                     lambda s: retime_packets(ain, stream, origin - lift, s, 1))
+            expected = float(Fraction(track.start) - origin + lift)
         progress(0.4)
-        segments, starts, keys, frames = _check_variant(folder, name, params.verify_decode, r is not None)
+        segments, starts, keys, frames, first = _check_variant(folder, name, params.verify_decode, r is not None)
+        if r is not None:
+            priming = Fraction(0)  # the audio's: a rung's first frame is its first sample
+        start = first + float(priming)
+        if abs(start - expected) > 1e-3:
+            raise MediaError(f"{_what(name)} starts at {start:.3f}s instead of {expected:.3f}s, out of step with the "
+                             "rest of the package. Export again; if it happens again, re-save the source from your "
+                             "editor (its timestamps may be damaged) and export that.")
         total = sum(d for d, _ in segments)
-        fps = float(r.rate or video.rate) if r is not None else float(video.rate)
-        if r is not None and frames != r.frames:
-            raise MediaError(f"HLS: the {name} variant holds {frames} frames, not {r.frames}")
-        # The source's duration within a frame (the audio: its own track's, within a frame or an AAC frame).
-        source = video.duration if r is not None or info.audio is None else info.audio.duration
-        if abs(total - source) > (1 / fps + 1e-3 if r is not None else max(1 / fps, 0.025)):
-            raise MediaError(f"HLS: the {name} variant lasts {total:.3f}s, the source {source:.3f}s")
+        _check_length(name, r, info, frames, total - float(priming), frame)
         files = _store(Path(tmp), variant.package, ctx, name)
-    ctx.log(f"{variant.package} {name}: {len(segments)} segments, {total:.2f}s"
+    ctx.log(f"{variant.package} {name}: {len(segments)} segments, {total:.2f}s from {start:.3f}s"
             + (f", {frames} frames, {len(keys)} keyframes" if r is not None else "") + ", every segment decodes")
     progress.done()
     return VariantOutput(package=variant.package, index=variant.index, name=name, rendition=r, codec=codec,
                          channels=channels, files=files, segments=segments, starts=starts, keyframes=keys,
-                         frames=frames)
+                         frames=frames, start=start)
+
+
+def _check_length(name: str, r: Rendition | None, info: MediaInfo, frames: int, length: float, frame: float) -> None:
+    """A rung: the exact frame count, the source's duration within a frame. The audio, from its first
+    audible sample: the source's sound, up to one AAC frame longer (the encoder pads the last one)."""
+    video = info.video
+    assert video is not None
+    if r is not None:
+        if frames != r.frames:
+            raise MediaError(f"{_what(name)} holds {frames} frames where the source has {r.frames}. Export again; if "
+                             "it happens again, re-save the source at a constant frame rate and export that.")
+        if abs(length - video.duration) > frame + 1e-3:
+            raise MediaError(f"{_what(name)} came out {longer_or_shorter(length - video.duration)} than the source "
+                             f"({length:.3f}s against {video.duration:.3f}s; at most one frame, {frame * 1000:.1f} ms, "
+                             "is allowed). Re-save the source at a constant frame rate and export again.")
+        return
+    sound = info.audio.duration if info.audio is not None else video.duration
+    if not -1e-3 <= length - sound <= frame + 1e-3:
+        raise MediaError(f"{_what(name)} came out {longer_or_shorter(length - sound)} than the source's sound "
+                         f"({length:.3f}s against {sound:.3f}s; AAC ends on a whole frame, so up to "
+                         f"{frame * 1000:.1f} ms longer is expected). The source's sound may be cut short or "
+                         "damaged: re-save it from your editor and export again.")
 
 
 def master_playlist(variants: list[VariantOutput], fps: float) -> str:
@@ -250,30 +340,50 @@ def hls_package(package: HlsPackage, variants: list[VariantOutput], info: MediaI
     assert video is not None
     mine = sorted((v for v in variants if v.package == package.preset.name), key=lambda v: v.index)
     rungs = [v for v in mine if v.rendition is not None]
-    if [v.rendition.key for v in rungs if v.rendition] != [r.key for r in package.renditions]:
-        raise MediaError(f"HLS {package.preset.name}: variants are missing")
+    audio = next((v for v in mine if v.rendition is None), None)
+    if [v.rendition.key for v in rungs if v.rendition] != [r.key for r in package.renditions] or (
+            package.audio is not None and audio is None):
+        raise MediaError(f"The HLS package {package.preset.name} is missing some of its renditions: export again")
     for v in rungs[1:]:
-        if v.starts != rungs[0].starts or v.keyframes != rungs[0].keyframes:
-            raise MediaError(f"HLS: the keyframes of the {v.name} variant do not line up with those of {rungs[0].name}")
+        if v.starts != rungs[0].starts or v.keyframes != rungs[0].keyframes or abs(v.start - rungs[0].start) > 1e-3:
+            raise MediaError(f"The keyframes of the HLS {v.name} video do not line up with those of "
+                             f"{rungs[0].name}, so players would stall when switching between them. Export again.")
     rate = package.renditions[0].rate or video.rate
+    _check_start(audio, rungs[0], info, 1 / float(rate))
     text = master_playlist(mine, float(rate))
     parsed = m3u8.loads(text)
     if not parsed.is_variant or len(parsed.playlists) != len(rungs) or any(
             not (p.stream_info.bandwidth and p.stream_info.resolution and p.stream_info.codecs) for p in parsed.playlists):
-        raise MediaError("HLS: the master playlist does not parse to its variants with BANDWIDTH, RESOLUTION, CODECS")
+        raise MediaError("The HLS master playlist came out without every rendition's BANDWIDTH, RESOLUTION and "
+                         "CODECS: export again")
     path = ctx.output_path(f"export/{package.preset.name}/master.m3u8")
     with ctx.storage.writing(path) as tmp:
         tmp.write_text(text)
     name = package.preset.name
-    audio = next((v for v in mine if v.rendition is None), None)
     meta = {"uri": "master.m3u8", "preset": name, "variants": [f"{v.rendition.width}x{v.rendition.height}"
                                                                 for v in rungs if v.rendition],
             "segments": len(rungs[0].segments), "segment_seconds": package.preset.segment_seconds,
             "keyframes_aligned": True, "frame_count": rungs[0].frames, "duration": rungs[0].duration,
-            "bandwidth": [p.stream_info.bandwidth for p in parsed.playlists], "audio": audio is not None}
+            "bandwidth": [p.stream_info.bandwidth for p in parsed.playlists], "audio": audio is not None,
+            "start": round(rungs[0].start, 6)}
     ctx.log(f"{name}: {len(rungs)} variants ({', '.join(v.name for v in rungs)}){' + audio' if audio else ''}, "
             f"{len(rungs[0].segments)} segments of ~{package.preset.segment_seconds:g}s, keyframes aligned — verified")
     master = StoredFile(path=path, kind="hls", content_type="application/vnd.apple.mpegurl",
                         size=ctx.storage.size(path), meta=meta)
     ctx.progress(1.0)
     return HlsOutput(master=master, files=[f for v in mine for f in v.files])
+
+
+def _check_start(audio: VariantOutput | None, first: VariantOutput, info: MediaInfo, frame: float) -> None:
+    """The first audible sample plays within a frame of the first picture, as far from it as in the source."""
+    video = info.video
+    if audio is None or info.audio is None or video is None:
+        return
+    # Against the source's own offset, so a source whose sound starts late is not "fixed".
+    wanted = info.audio.start_seconds - float(video.start_pts * video.tb)
+    gap = audio.start - first.start - wanted
+    if abs(gap) >= frame:
+        raise MediaError(f"The HLS audio rendition starts {abs(gap) * 1000:.0f} ms {'after' if gap > 0 else 'before'} "
+                         f"the video (at most one frame, {frame * 1000:.1f} ms, is allowed), so players would show a "
+                         "gap or play out of sync. Export again; if it happens again, re-save the source from your "
+                         "editor so its sound and picture start together, and export that.")

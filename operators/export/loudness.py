@@ -1,21 +1,27 @@
 """Loudness: the ``loudness`` payload model, and two-pass EBU R128 normalisation with libavfilter.
 
 Pass 1 (``export.measure_loudness``, once per job) measures the source's integrated loudness and
-its gating threshold (ITU-R BS.1770-4), loudness range (EBU Tech 3342) and true peak. Nothing is
-read from FFmpeg's log: its level and callback are one per process and PyAV's capture is per
-thread, so under concurrent jobs a measurement printed to the log went missing or landed in
-another job's capture (issue 20). Instead ``ebur128`` with ``metadata=1`` tags each 100 ms frame
-with its momentary (400 ms) and short-term (3 s) loudness, which are the gating blocks of both
-measures, and the gating is done here; the true peak is the highest sample of the sound
-oversampled to 192 kHz, which is exactly how ``loudnorm`` measures it. Every value comes from the
-frames of a filter graph made for that one call, so no other job can touch it.
+gating threshold (ITU-R BS.1770-4), loudness range (EBU Tech 3342) and true peak: ``ebur128``
+(``metadata=1``) tags each 100 ms frame with its momentary and short-term loudness, gated here, and
+the true peak is the highest sample at 192 kHz, as ``loudnorm`` finds it. Nothing is read from
+FFmpeg's log (one per process: under concurrent jobs a measurement landed in another job, issue
+20); every value comes from a graph made for that one call, and travels as the node's result to
+that job's encodings and report only.
 
-Pass 2 (each audio encoding, :func:`normalise_filters`) applies ``loudnorm`` in linear mode with
-those values: one gain for the whole file, no pumping. ``loudnorm`` itself falls back to its
-dynamic mode when that gain would push the true peak over the ceiling; for that case pass 1 also
-runs the dynamic mode once and keeps how far it missed the target as ``target_offset``. Every
-encoded output is measured again (:func:`measure_file`) and checked: integrated loudness within
-1 LU of the target, true peak under the ceiling.
+Pass 2 (each encoding, :func:`normalise_filters`) applies one gain to the whole file when the true
+peak allows (``volume``: loudnorm's linear mode without its silent switch to dynamic mode when
+the measured range is 0, as for any clip under 3 s). Otherwise a source of 6 s or more gets
+loudnorm's dynamic mode, whose miss pass 1 learns by running it once (``target_offset``). Every
+output is measured again the same way (:func:`measure_file`) and must land within 1 LU of the
+target with its true peak under the ceiling.
+
+Short clips (issue 19; the README's export section says the same): under 0.4 s of sound there is
+not one gating block, so BS.1770 defines no integrated loudness: the sound is left as it is and
+reported as too short to measure. Under 6 s loudnorm's dynamic mode never gets past the gain it
+guesses from its first 3 s (it looks 3 s ahead, its gain follows the sound 1 to 3 s later, and
+under 3 s it cannot run at all and applies a gain of its own capped by the sample peak), so a
+clip whose gain would pass the ceiling gets that gain and a true-peak limiter (``alimiter`` at
+192 kHz), and pass 1 runs the chain to find the extra gain that lands it on the target.
 """
 
 from __future__ import annotations
@@ -37,24 +43,22 @@ from operators.media.info import MediaInfo
 from operators.registry import operator, payload_model
 from operators.types import Frozen, SourceRef
 
-__all__ = ["AudioChain", "LoudnessMeasurement", "LoudnessTarget", "drain", "measure_file", "measure_loudness", "normalise_filters"]
+__all__ = ["SILENT_LUFS", "AudioChain", "LoudnessMeasurement", "LoudnessTarget", "drain", "measure_file",
+           "measure_loudness", "normalise_filters"]
 
 #: Below this the source is silence (or nearly): no gain is applied to it.
 SILENT_LUFS = -60.0
 #: BS.1770-4 gates: blocks at or under -70 LUFS never count; the integrated loudness keeps the
 #: blocks above (power mean of those) - 10 LU, the loudness range the short-term values above - 20 LU.
-_ABSOLUTE_GATE = -70.0
-_RELATIVE_GATE = -10.0
-_LRA_GATE = -20.0
+_ABSOLUTE_GATE, _RELATIVE_GATE, _LRA_GATE = -70.0, -10.0, -20.0
 _LRA_PERCENTILES = (10.0, 95.0)
 #: loudnorm resamples its input to 192 kHz and takes the highest sample there as the true peak.
 _PEAK_RATE = 192000
-#: The most dB an encoding aims under the ceiling (``AudioParams.lossy_margin_db`` in export.audio,
-#: which imports this module): past it no encoding can fall back to loudnorm's dynamic mode.
+#: BS.1770's gating block (less sound: no integrated loudness); the least for loudnorm's dynamic mode (a
+#: shorter clip is limited instead); tries at a short clip's limiter gain (each runs the clip through the chain).
+_BLOCK_SECONDS, _DYNAMIC_MIN_SECONDS, _LIMITER_TRIES = 0.4, 6.0, 4
+#: The most dB an encoding aims under the ceiling (export.audio's ``lossy_margin_db``): past it none is peak-limited.
 _MAX_CEILING_MARGIN = 3.0
-
-#: Where a pass reports how far it got (0..1).
-_Report = Callable[[float], None]
 
 
 @payload_model("loudness")
@@ -89,12 +93,26 @@ class LoudnessMeasurement(Frozen):
     lra: float
     #: The relative gate of the integrated loudness, LUFS (-70 when nothing passed the absolute gate).
     threshold: float
-    #: How far loudnorm's dynamic mode fell short of the target with these values, LU (0: not needed).
+    #: The extra gain the peak-limited path needs to land on the target, LU (0: not needed): loudnorm's
+    #: dynamic mode (6 s and more), or the short clip's limiter.
     target_offset: float = 0.0
+    #: Seconds of sound measured (None: not recorded).
+    duration: float | None = None
+
+    @property
+    def too_short(self) -> bool:
+        """Under one gating block: BS.1770 defines no integrated loudness (the sound is left as it is)."""
+        return self.duration is not None and self.duration < _BLOCK_SECONDS
+
+    @property
+    def short(self) -> bool:
+        """Too short for loudnorm's dynamic mode: limited instead when a linear gain would pass the ceiling."""
+        return self.duration is not None and self.duration < _DYNAMIC_MIN_SECONDS
 
     @property
     def silent(self) -> bool:
-        return not math.isfinite(self.integrated) or self.integrated < SILENT_LUFS
+        """No gain is applied: no sound above the gates, or too little of it to measure."""
+        return self.too_short or not math.isfinite(self.integrated) or self.integrated < SILENT_LUFS
 
 
 def drain(graph: Any, sink: Any = None) -> Iterator[Any]:
@@ -118,7 +136,8 @@ def _chain(graph: Any, source: Any, filters: list[tuple[str, str]]) -> Any:
     return sink
 
 
-def _audio_frames(container: Any, stream: Any, progress: _Report | None, duration: float) -> Iterator[Any]:
+def _audio_frames(container: Any, stream: Any, progress: Callable[[float], None] | None,
+                  duration: float) -> Iterator[Any]:
     for frame in container.decode(stream):
         if progress is not None and duration > 0 and frame.time is not None:
             progress(min(0.99, frame.time / duration))
@@ -134,9 +153,11 @@ class AudioChain:
         self.source: Any = None
         self.sink: Any = None
         self.samples = 0
+        self.rate = 0
 
     def push(self, frame: Any) -> Iterator[Any]:
         if self.graph is None:
+            self.rate = frame.sample_rate
             self.graph = av.filter.Graph()
             self.source = self.graph.add_abuffer(format=frame.format.name, sample_rate=frame.sample_rate,
                                                  layout=frame.layout.name, time_base=Fraction(1, frame.sample_rate))
@@ -161,10 +182,8 @@ class AudioChain:
 
 def _number(text: str | None) -> float:
     """A metadata value; missing or unreadable reads as no sound at all."""
-    if text is None:
-        return float("-inf")
     try:
-        return float(text)
+        return float(text) if text is not None else float("-inf")
     except ValueError:
         return float("-inf")
 
@@ -183,15 +202,30 @@ def _gate(levels: np.ndarray, relative_gate: float) -> tuple[np.ndarray, float]:
     return above[above > threshold], threshold
 
 
-class _Meter:
+class _Tap:
+    """A chain whose output frames are read as they come out (:meth:`_take`)."""
+
+    chain: AudioChain
+
+    def _take(self, frames: Iterable[Any]) -> None:
+        raise NotImplementedError
+
+    def push(self, frame: Any) -> None:
+        self._take(self.chain.push(frame))
+
+    def finish(self) -> None:
+        self._take(self.chain.flush())
+        self.chain.close()
+
+
+class _Meter(_Tap):
     """The gating blocks of what it is fed: momentary (400 ms) and short-term (3 s) loudness every 100 ms.
 
     With ``metadata=1`` ebur128 cuts its input into 100 ms frames and tags each with the blocks
-    that end there, so the values travel with the frames of this call's own graph. Its own
-    running results are not used: ``lavfi.r128.I`` bins the blocks at 0.01 LU, and
-    ``lavfi.r128.LRA`` reads 20 LU (the gate's width) for a steady tone of a few seconds. Blocks
-    before a window is full come as -120 LUFS and fall to the absolute gate, as BS.1770's first
-    block starts at the first sample.
+    that end there, so the values travel with the frames of this call's own graph. Its running
+    results are not used: ``lavfi.r128.I`` bins the blocks at 0.01 LU, ``lavfi.r128.LRA`` reads
+    20 LU (the gate's width) for a steady tone of a few seconds. Blocks before a window is full
+    come as -120 LUFS and fall to the absolute gate, as BS.1770's first block starts at sample 0.
     """
 
     def __init__(self, before: list[tuple[str, str]] | None = None) -> None:
@@ -206,13 +240,6 @@ class _Meter:
                 self.momentary.append(_number(meta["lavfi.r128.M"]))
                 self.short_term.append(_number(meta.get("lavfi.r128.S")))
 
-    def push(self, frame: Any) -> None:
-        self._take(self.chain.push(frame))
-
-    def finish(self) -> None:
-        self._take(self.chain.flush())
-        self.chain.close()
-
     def integrated(self) -> tuple[float, float]:
         """Integrated loudness (LUFS) and its relative gate, as loudnorm reports ``input_thresh``."""
         kept, threshold = _gate(np.asarray(self.momentary, dtype=np.float64), _RELATIVE_GATE)
@@ -221,13 +248,11 @@ class _Meter:
     def loudness_range(self) -> float:
         """EBU Tech 3342: the 10th to 95th percentile of the gated short-term loudness, LU."""
         kept, _ = _gate(np.asarray(self.short_term, dtype=np.float64), _LRA_GATE)
-        if not kept.size:
-            return 0.0
-        low, high = np.percentile(kept, _LRA_PERCENTILES)
+        low, high = np.percentile(kept, _LRA_PERCENTILES) if kept.size else (0.0, 0.0)
         return float(high - low)
 
 
-class _PeakMeter:
+class _PeakMeter(_Tap):
     """The true peak as loudnorm finds it: the highest sample once oversampled to 192 kHz."""
 
     def __init__(self) -> None:
@@ -241,13 +266,6 @@ class _PeakMeter:
             if samples.size:
                 self.peak = max(self.peak, float(np.max(np.abs(samples))))
 
-    def push(self, frame: Any) -> None:
-        self._take(self.chain.push(frame))
-
-    def finish(self) -> None:
-        self._take(self.chain.flush())
-        self.chain.close()
-
     def dbtp(self) -> float:
         return 20 * math.log10(self.peak) if self.peak > 0 else float("-inf")
 
@@ -255,40 +273,66 @@ class _PeakMeter:
 def _analyse(frames: Iterable[Any]) -> LoudnessMeasurement | None:
     """Pass 1's values for the decoded ``frames`` (None: there were none)."""
     meter, peaks = _Meter(), _PeakMeter()
-    count = 0
     for frame in frames:
-        count += 1
         meter.push(frame)
         peaks.push(frame)
     meter.finish()
     peaks.finish()
-    if not count:
+    if not meter.chain.samples:
         return None
     integrated, threshold = meter.integrated()
     return LoudnessMeasurement(integrated=integrated, true_peak=peaks.dbtp(), lra=meter.loudness_range(),
-                               threshold=threshold)
+                               threshold=threshold, duration=meter.chain.samples / max(1, meter.chain.rate))
 
 
-def _loudnorm_args(target: LoudnessTarget, measured: LoudnessMeasurement, ceiling: float, linear: bool) -> str:
+def _loudnorm_args(target: LoudnessTarget, measured: LoudnessMeasurement, ceiling: float) -> str:
+    """loudnorm's dynamic mode with pass 1's values (its linear mode is :func:`_gain`)."""
     return (f"I={target.target}:TP={ceiling:.2f}:LRA={max(target.lra, measured.lra):g}:"
             f"measured_I={measured.integrated:.2f}:measured_TP={measured.true_peak:.2f}:"
             f"measured_LRA={measured.lra:.2f}:measured_thresh={measured.threshold:.2f}:"
-            f"offset={measured.target_offset:.2f}:linear={'true' if linear else 'false'}")
+            f"offset={measured.target_offset:.2f}:linear=false")
 
 
-def _dynamic_offset(frames: Iterable[Any], target: LoudnessTarget, measured: LoudnessMeasurement) -> float:
-    """How far loudnorm's dynamic mode, given ``measured``, lands under the target (LU).
+def _gain(db: float) -> list[tuple[str, str]]:  # doubles: peaks a limiter pulls back are not clipped first
+    return [("aformat", "sample_fmts=dblp"), ("volume", f"{db:.4f}dB:precision=double")]
 
-    Pass 2 hands this to loudnorm as ``offset``, a gain it applies only in the dynamic fallback,
-    as FFmpeg's two-pass recipe does with the first pass's ``target_offset``. Running the mode
-    with the measured values is what pass 2 will run, so the miss is the one to correct.
-    """
-    meter = _Meter([("loudnorm", _loudnorm_args(target, measured, target.true_peak, linear=False))])
+
+def _limited(db: float, ceiling: float) -> list[tuple[str, str]]:
+    """The gain, then a limiter at the ceiling on the sound oversampled as the true peak is measured."""
+    # latency=true: the limiter's look-ahead is taken back out, so the sound stays in sync with the picture.
+    return [*_gain(db), ("aresample", str(_PEAK_RATE)),
+            ("alimiter", f"limit={10 ** (ceiling / 20):.6f}:level=false:latency=true")]
+
+
+def _run(frames: Iterable[Any], filters: list[tuple[str, str]]) -> float:
+    """The integrated loudness (LUFS) of ``frames`` through ``filters``."""
+    meter = _Meter(filters)
     for frame in frames:
         meter.push(frame)
     meter.finish()
-    output, _ = meter.integrated()
-    return max(-99.0, min(99.0, target.target - output)) if math.isfinite(output) else 0.0
+    return meter.integrated()[0]
+
+
+def _peak_offset(frames: Callable[[float], Iterator[Any]], target: LoudnessTarget,
+                 measured: LoudnessMeasurement) -> float:
+    """The extra gain (LU) that lands the peak-limited path on the target.
+
+    From 6 s that is loudnorm's dynamic mode, run as pass 2 runs it, which takes the miss as its
+    ``offset`` (FFmpeg's two-pass recipe). A shorter clip's limiter takes loudness off with the
+    peaks, so its gain is raised by each miss until the chain lands within 0.05 LU.
+    """
+    if not measured.short:
+        output = _run(frames(0.5), [("loudnorm", _loudnorm_args(target, measured, target.true_peak))])
+        return max(-99.0, min(99.0, target.target - output)) if math.isfinite(output) else 0.0
+    gain, offset = target.target - measured.integrated, 0.0
+    for n in range(_LIMITER_TRIES):
+        output = _run(frames(0.5 + n / (2 * _LIMITER_TRIES)), _limited(gain + offset, target.true_peak))
+        if not math.isfinite(output):
+            return 0.0
+        offset = max(-99.0, min(99.0, offset + target.target - output))
+        if abs(target.target - output) < 0.05:
+            break
+    return offset
 
 
 @operator("export.measure_loudness", weight=2)
@@ -304,44 +348,52 @@ def measure_loudness(source: SourceRef, info: MediaInfo, loudness: LoudnessTarge
     progress = Progress(ctx)
     audio = info.audio
     with ctx.storage.reading(source.path) as local:
-        with open_input(local) as container:
-            frames = _audio_frames(container, container.streams[audio.index],
-                                   lambda f: progress(f / 2), audio.duration)
-            measured = _analyse(frames)
+
+        def frames(start: float) -> Iterator[Any]:
+            with open_input(local) as container:
+                yield from _audio_frames(container, container.streams[audio.index],
+                                         lambda f: progress(start + f / 2), audio.duration)
+
+        measured = _analyse(frames(0.0))
         if measured is None:
-            raise MediaError("Loudness: the source's audio stream holds no decodable samples")
+            raise MediaError("The source's sound holds no samples that decode, so its loudness cannot be measured. "
+                             "Re-save the source from your editor, or export with loudness: null to leave it as it is.")
         gain = loudness.target - measured.integrated
         if not measured.silent and measured.true_peak + gain > loudness.true_peak - _MAX_CEILING_MARGIN:
-            # Some encoding's linear gain may pass its ceiling: learn the dynamic fallback's miss.
-            with open_input(local) as container:
-                frames = _audio_frames(container, container.streams[audio.index],
-                                       lambda f: progress(0.5 + f / 2), audio.duration)
-                offset = _dynamic_offset(frames, loudness, measured)
-            measured = measured.model_copy(update={"target_offset": offset})
-    fallback = (f", {measured.target_offset:+.2f} LU of offset if loudnorm falls back to its dynamic mode"
-                if measured.target_offset else "")
-    ctx.log(f"Loudness of the source: {measured.integrated:.1f} LUFS, true peak {measured.true_peak:.1f} dBTP, "
-            f"LRA {measured.lra:.1f} LU (target {loudness.target:g} LUFS, ceiling {loudness.true_peak:g} dBTP)"
-            f"{fallback}")
+            # Some encoding's linear gain may pass its ceiling: learn the peak-limited path's miss.
+            measured = measured.model_copy(update={"target_offset": _peak_offset(frames, loudness, measured)})
+    if measured.too_short:
+        ctx.log(f"Loudness: the source's sound lasts {measured.duration:.2f}s, too short to measure (integrated "
+                f"loudness needs at least {_BLOCK_SECONDS:g}s): left as it is")
+    else:
+        path = "the limiter" if measured.short else "loudnorm's dynamic mode"
+        fallback = (f", {measured.target_offset:+.2f} LU more via {path} if peaks stop a linear gain"
+                    if measured.target_offset else "")
+        ctx.log(f"Loudness of the source: {measured.integrated:.1f} LUFS, true peak {measured.true_peak:.1f} dBTP, "
+                f"LRA {measured.lra:.1f} LU over {measured.duration:.2f}s (target {loudness.target:g} LUFS, ceiling "
+                f"{loudness.true_peak:g} dBTP){fallback}")
     progress.done()
     return measured
 
 
 def normalise_filters(target: LoudnessTarget, measured: LoudnessMeasurement, ceiling_margin: float = 0.0
                       ) -> tuple[list[tuple[str, str]], str]:
-    """Pass 2's loudnorm (linear, with pass 1's values), and which mode loudnorm will use."""
+    """Pass 2's chain for one encoding (its ceiling ``ceiling_margin`` dB lower), and what it does."""
     ceiling = target.true_peak - ceiling_margin
     gain = target.target - measured.integrated
-    mode = "linear" if measured.true_peak + gain <= ceiling else "dynamic (a linear gain would pass the ceiling)"
-    return [("loudnorm", _loudnorm_args(target, measured, ceiling, linear=True))], mode
+    if measured.true_peak + gain <= ceiling:
+        return _gain(gain), "linear"
+    if measured.short:
+        return (_limited(gain + measured.target_offset, ceiling),
+                "linear, with a true-peak limiter (too short for loudnorm's dynamic mode)")
+    return [("loudnorm", _loudnorm_args(target, measured, ceiling))], "dynamic (a linear gain would pass the ceiling)"
 
 
 def measure_file(local: Any) -> dict[str, float]:
     """Integrated loudness (LUFS) and true peak (dBTP) of an encoded file's sound, measured as pass 1 does."""
     with open_input(local, "The exported audio could not be read back") as container:
         if not container.streams.audio:
-            raise MediaError("The exported file has no audio track to measure")
+            raise MediaError("The exported file came out without its sound, so its loudness cannot be checked: "
+                             "export again")
         measured = _analyse(_audio_frames(container, container.streams.audio[0], None, 0.0))
-    if measured is None:
-        return {"integrated": float("-inf"), "true_peak": float("-inf")}
-    return {"integrated": measured.integrated, "true_peak": measured.true_peak}
+    return {key: getattr(measured, key, float("-inf")) for key in ("integrated", "true_peak")}

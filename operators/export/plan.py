@@ -92,13 +92,16 @@ class HlsPackage(Frozen):
 
 
 class HlsVariant(Frozen):
-    """One task of an HLS package: a rung (``rendition``) or the audio rendition (``audio``)."""
+    """One task of an HLS package: a rung (``rendition``), or the audio rendition (no ``rendition``)."""
 
     package: str
     index: int
     segment_seconds: float
     rendition: Rendition | None = None
+    #: The package's audio track (every variant reads where its AAC priming starts).
     audio: str | None = None
+    #: The package's first rung: with the audio's priming, its first packets set where every variant starts.
+    reference: Rendition | None = None
 
 
 class GifJob(Frozen):
@@ -292,10 +295,12 @@ def plan_export(info: MediaInfo, presets: list[ExportPreset], chunks: list[Chunk
             rendition = _rendition(preset, info, fit_size(preset, display), preset.max_bitrate)
             encoded.append([rendition])
             deliveries.append(Delivery(preset=preset, rendition=rendition, audio=track.key if track else None))
-    variants = [HlsVariant(package=p.preset.name, index=i, segment_seconds=p.preset.segment_seconds, rendition=r)
+    # Each variant is its own task, so each is told what sets the package's start (hls.package_start).
+    variants = [HlsVariant(package=p.preset.name, index=i, segment_seconds=p.preset.segment_seconds, rendition=r,
+                           audio=p.audio, reference=p.renditions[0])
                 for p in packages for i, r in enumerate(p.renditions)]
     variants += [HlsVariant(package=p.preset.name, index=len(p.renditions), segment_seconds=p.preset.segment_seconds,
-                            audio=p.audio) for p in packages if p.audio]
+                            audio=p.audio, reference=p.renditions[0]) for p in packages if p.audio]
     tasks = [VideoTask(index=0, chunk=chunk, renditions=group) for chunk in chunks for group in _groups(encoded)]
     tasks = [t.model_copy(update={"index": i}) for i, t in enumerate(tasks)]
     origin = float(video.start_pts * video.tb) if video else (info.audio.start_seconds if info.audio else 0.0)

@@ -4,12 +4,15 @@
 :func:`check_timing` holds it to the source: the exact frame count, the duration within one
 frame, audio and video within one frame of each other at both ends (against the source's own
 offset, so a source whose sound starts late is not "fixed"). :func:`decoded_frames` decodes it
-all, for the codecs whose files we cannot otherwise trust (VP9, AV1).
+all, for the codecs whose files we cannot otherwise trust (VP9, AV1). :func:`first_time` is when
+a file's first packet decodes (where an HLS package must start). Messages name the preset's file
+and say what to try.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +21,8 @@ from operators.media._av import open_input
 from operators.media.info import MediaInfo
 from operators.media.join import moov_first
 
-__all__ = ["Measured", "check_timing", "decoded_frames", "faststart", "measure"]
+__all__ = ["Measured", "check_timing", "decoded_frames", "faststart", "first_time", "longer_or_shorter",
+           "measure"]
 
 
 @dataclass
@@ -72,27 +76,36 @@ def measure(local: Path | str, what: str = "The exported file") -> Measured:
 
 def check_timing(name: str, measured: Measured, info: MediaInfo, *, frames: int, fps: float, duration: float,
                  with_audio: bool, max_drift_frames: float = 1.0) -> None:
-    """The exact frame count, the duration within a frame of the source's, A/V drift under a frame."""
+    """The exact frame count, the duration within a frame of the source's, A/V drift under a frame.
+
+    ``name`` is the preset's; the messages say what is wrong with the file and what to try.
+    """
     video = info.video
     assert video is not None
     frame = 1.0 / fps
     if measured.frames != frames:
-        raise MediaError(f"{name} has {measured.frames} frames, not {frames}")
+        raise MediaError(f"The {name} file came out with {measured.frames} frames where the source has {frames}. "
+                         "Export again; if it happens again, re-save the source at a constant frame rate and "
+                         "export that.")
     if abs(measured.video_duration - duration) > frame + 1e-3:
-        raise MediaError(f"{name} lasts {measured.video_duration:.3f}s but the source {duration:.3f}s "
-                         f"(allowed: one frame, {frame * 1000:.1f} ms)")
+        raise MediaError(f"The {name} file came out {longer_or_shorter(measured.video_duration - duration)} than "
+                         f"the source ({measured.video_duration:.3f}s against {duration:.3f}s; at most one frame, "
+                         f"{frame * 1000:.1f} ms, is allowed). Re-save the source at a constant frame rate and "
+                         "export again.")
     if not with_audio or info.audio is None:
         return
     if measured.audio_start is None:
-        raise MediaError(f"{name} lost its audio track")
+        raise MediaError(f"The {name} file came out without its sound: export again")
     src_offset = info.audio.start_seconds - float(video.start_pts * video.tb)
     src_end = src_offset + info.audio.duration - video.duration
     out_offset = measured.audio_start - measured.video_start
     out_end = out_offset + measured.audio_duration - measured.video_duration
     drift = max(abs(out_offset - src_offset), abs(out_end - src_end))
     if drift >= frame * max_drift_frames:
-        raise MediaError(f"{name} drifts out of sync: audio moves {drift * 1000:.1f} ms against video "
-                         f"(allowed: under {frame * max_drift_frames * 1000:.1f} ms)")
+        raise MediaError(f"In the {name} file the sound drifts {drift * 1000:.0f} ms against the picture (under "
+                         f"{frame * max_drift_frames * 1000:.1f} ms is allowed), so it would play out of sync. "
+                         "Re-save the source from your editor so its sound and picture start and end together, "
+                         "and export again.")
 
 
 def decoded_frames(local: Path | str, what: str = "The exported file") -> int:
@@ -108,3 +121,19 @@ def decoded_frames(local: Path | str, what: str = "The exported file") -> int:
 def faststart(local: Path | str) -> bool:
     """True when an MP4's index (moov) comes before its media data, so players start at once."""
     return moov_first(local)
+
+
+def first_time(local: Path | str, video: bool, what: str = "An encoded file") -> Fraction:
+    """When a file's first video (or audio) packet decodes, in seconds (0 without one)."""
+    with open_input(local, f"{what} could not be read") as c:
+        streams = c.streams.video if video else c.streams.audio
+        if not streams:
+            return Fraction(0)
+        stream = streams[0]
+        first = next((p for p in c.demux(stream) if p.size and p.dts is not None), None)
+        return first.dts * stream.time_base if first is not None else Fraction(0)
+
+
+def longer_or_shorter(seconds: float) -> str:
+    """``37 ms longer`` / ``12 ms shorter``: how a length compares, for messages."""
+    return f"{abs(seconds) * 1000:.0f} ms {'longer' if seconds > 0 else 'shorter'}"
