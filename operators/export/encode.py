@@ -3,7 +3,8 @@
 Decoding starts at the chunk's keyframe and keeps the frames the chunk owns (ingest's seek,
 :func:`operators.media.transcode.packets_from_keyframe`). Phone video is turned upright once per
 frame (deliveries carry no display matrix: GIFs, WebM and many players ignore it), then each
-rendition scales (or pads / crops with libavfilter) and encodes. Keyframes are forced every
+rendition scales (or pads / crops with libavfilter), converting to BT.709 limited range in that
+same pass (HDR is tone-mapped: :mod:`operators.media.colour`), and encodes. Keyframes are forced every
 ``gop_frames`` from the chunk's start and scene-cut keyframes are off, so every rendition of a
 ladder has its keyframes on the same frames, which HLS needs to switch between them.
 
@@ -23,14 +24,14 @@ from fractions import Fraction
 from typing import Any
 
 import av
-import av.filter
 from av.video.frame import PictureType
 
 from operators.context import OpContext
 from operators.errors import MediaError
 from operators.export.loudness import drain
 from operators.export.plan import Rendition, VideoTask, output_frames
-from operators.media._av import Progress, Scaler, codec_threads, mp4_options, open_input
+from operators.media._av import Progress, codec_threads, mp4_options, open_input
+from operators.media.colour import ColourScaler, build_graph, colour_of, managed_chain, tag_output
 from operators.media.info import Chunk, MediaInfo, VideoStreamInfo
 from operators.media.transcode import packets_from_keyframe
 from operators.registry import operator
@@ -94,28 +95,23 @@ def upright_filter(rotation: int) -> str | None:
 
 
 class FrameFilter:
-    """A one-input libavfilter chain for video frames, built on the first frame it sees."""
+    """A one-input libavfilter chain for video frames, built on the first frame it sees.
 
-    def __init__(self, chain: str) -> None:
-        self.chain = chain
+    ``to_output``: the chain's first ``scale`` also converts from the first frame's colours to
+    the delivery's (BT.709 limited range, HDR tone-mapped: :func:`operators.media.colour.managed_chain`).
+    """
+
+    def __init__(self, chain: str, to_output: bool = False) -> None:
+        self.chain, self.to_output = chain, to_output
         self.graph: Any = None
         self.source: Any = None
         self.sink: Any = None
 
     def __call__(self, frame: Any) -> list[Any]:
         if self.graph is None:
-            self.graph = av.filter.Graph()
-            self.source = self.graph.add_buffer(width=frame.width, height=frame.height, format=frame.format.name,
-                                                time_base=frame.time_base or Fraction(1, 1000))
-            node = self.source
-            for part in self.chain.split(","):
-                name, _, args = part.partition("=")
-                nxt = self.graph.add(name, args or None)
-                node.link_to(nxt)
-                node = nxt
-            self.sink = self.graph.add("buffersink")
-            node.link_to(self.sink)
-            self.graph.configure()
+            filters = (managed_chain(self.chain, colour_of(frame)) if self.to_output else
+                       [(name, args) for name, _, args in (part.partition("=") for part in self.chain.split(","))])
+            self.graph, self.source, self.sink = build_graph(frame, filters, threads=None)
         self.source.push(frame)
         return list(drain(self.graph, self.sink))
 
@@ -129,36 +125,36 @@ class _Encoder:
         rate = video.rate if r.rate is None else r.rate
         self.container = av.open(str(path), "w", format=r.container,
                                  options=mp4_options(self.tb) if r.container == "mp4" else {})
-        self.stream = self.container.add_stream(ENCODERS[r.codec], rate=rate)
-        cc = self.stream.codec_context
-        cc.width, cc.height, cc.pix_fmt = r.width, r.height, "yuv420p"
-        cc.time_base = self.tb
-        self.stream.time_base = self.tb
-        self.stream.options = encoder_options(r, threads)
-        if r.codec == "hevc":
-            self.stream.codec_tag = "hvc1"  # Apple players want the parameter sets out of band
-        self.scale = FrameFilter(r.vf) if r.vf else Scaler(r.width, r.height, "yuv420p", "BICUBIC", 1)
+        self._closed = False
+        try:
+            self.stream = self.container.add_stream(ENCODERS[r.codec], rate=rate)
+            cc = self.stream.codec_context
+            cc.width, cc.height, cc.pix_fmt = r.width, r.height, "yuv420p"
+            cc.time_base = self.tb
+            tag_output(cc)  # what the scale below writes, whatever the source was
+            self.stream.time_base = self.tb
+            self.stream.options = encoder_options(r, threads)
+            if r.codec == "hevc":
+                self.stream.codec_tag = "hvc1"  # Apple players want the parameter sets out of band
+        except BaseException:
+            self.abort()
+            raise
+        # Scale (or pad / crop) and convert to BT.709 limited range in one graph; HDR is tone-mapped.
+        self.scale = FrameFilter(r.vf, to_output=True) if r.vf else ColourScaler(r.width, r.height, "yuv420p")
         self.count = 0
         #: Seconds between keyframes on the output's grid, and the grid cell of the last frame.
         self.gop = Fraction(r.gop_frames) / rate
         self._cell: int | None = None
         self.first: int | None = None
         self.last = 0
-        self._colors = False
 
     def encode(self, frame: Any, pts: int) -> None:
-        if not self._colors:
-            cc = self.stream.codec_context
-            cc.color_primaries, cc.color_trc, cc.colorspace = frame.color_primaries, frame.color_trc, frame.colorspace
-            self._colors = True
         if isinstance(self.scale, FrameFilter):
             (out,) = self.scale(frame) or (None,)
             if out is None:
                 raise MediaError(f"The {self.r.width}x{self.r.height} filter chain gave no picture")
-        elif frame.width == self.r.width and frame.height == self.r.height and frame.format.name == "yuv420p":
-            out = frame
         else:
-            out = self.scale(frame)
+            out = self.scale(frame)  # the frame itself when it is already the output's size and colours
         out.pts, out.time_base = pts, self.tb
         # Keyframes at the chunk's start and on a grid of gop_frames over the whole output: the same
         # frames in every rendition of a task, and regular segments wherever the chunks were cut.
@@ -173,6 +169,16 @@ class _Encoder:
     def close(self) -> None:
         self.container.mux(self.stream.encode(None))
         self.container.close()
+        self._closed = True
+
+    def abort(self) -> None:
+        """Close the file after a failure (no flush), before its storage block discards it; then a no-op."""
+        if not self._closed:
+            self._closed = True
+            try:
+                self.container.close()
+            except av.error.FFmpegError:
+                pass  # the partial file is discarded with its temp path anyway
 
 
 def _source_frames(container: Any, stream: Any, task: VideoTask, turn: FrameFilter | None) -> Iterator[Any]:
@@ -219,8 +225,12 @@ def encode_chunk(source: SourceRef, task: VideoTask, info: MediaInfo, *, ctx: Op
         stream = container.streams[video.index]
         stream.thread_type = "AUTO"
         stream.codec_context.thread_count = threads
-        encoders = [_Encoder(stack.enter_context(ctx.storage.writing(paths[r.key])), r, video, threads)
-                    for r in task.renditions]
+        encoders = []
+        for r in task.renditions:
+            encoders.append(enc := _Encoder(stack.enter_context(ctx.storage.writing(paths[r.key])), r, video, threads))
+            # Unwound before its storage block: on a failure the file is closed first, then removed
+            # (ingest's transcode does the same); after close() it does nothing.
+            stack.callback(enc.abort)
         held: Any = None
         rotation = upright_filter(video.rotation)
         for frame in _source_frames(container, stream, task, FrameFilter(rotation) if rotation else None):

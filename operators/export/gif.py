@@ -7,6 +7,10 @@ frames in a temporary file; pass 2 maps those frames onto the palette with ``pal
 (error-diffusion dithering) and encodes. A GIF over ``max_bytes`` is made again from the kept
 frames with fewer colours, then smaller, and the job fails only if none fits.
 
+Frames are converted to BT.709 limited range as they are scaled (HDR tone-mapped), and both
+graphs' sources say so: the RGB that palettegen and paletteuse see is then the source's colours
+(a source left "unspecified" was read as BT.601).
+
 Frame ``k`` shows the last source frame at or before ``start + k / fps``; delays are written in
 hundredths of a second from exact times, so the GIF lasts as long as its part of the source.
 """
@@ -28,7 +32,8 @@ from operators.errors import MediaError
 from operators.export.encode import FrameFilter, upright_filter
 from operators.export.loudness import drain
 from operators.export.plan import GifJob
-from operators.media._av import Progress, Scaler, codec_threads, even, open_input
+from operators.media._av import Progress, codec_threads, even, open_input
+from operators.media.colour import ColourScaler, add_source
 from operators.media.info import MediaInfo
 from operators.registry import operator
 from operators.types import SourceRef, StoredFile
@@ -71,7 +76,7 @@ def _selected(container: Any, stream: Any, job: GifJob, info: MediaInfo) -> Iter
 
 def _palette(frames: Iterator[Any], width: int, height: int, colors: int) -> Any:
     graph = av.filter.Graph()
-    src = graph.add_buffer(width=width, height=height, format="yuv420p", time_base=_GIF_TB)
+    src = add_source(graph, width, height, "yuv420p", _GIF_TB)  # BT.709 limited: what the scale wrote
     gen = graph.add("palettegen", f"max_colors={colors}:stats_mode=full")
     sink = graph.add("buffersink")
     src.link_to(gen)
@@ -89,7 +94,7 @@ def _palette(frames: Iterator[Any], width: int, height: int, colors: int) -> Any
 def _write(path: Path, frames: list[Any] | Iterator[Any], palette: Any, width: int, height: int, job: GifJob) -> int:
     preset = job.preset
     graph = av.filter.Graph()
-    src = graph.add_buffer(width=width, height=height, format="yuv420p", time_base=_GIF_TB)
+    src = add_source(graph, width, height, "yuv420p", _GIF_TB)
     pal = graph.add_buffer(width=palette.width, height=palette.height, format=palette.format.name, time_base=_GIF_TB)
     dither = preset.dither if preset.dither != "bayer" else "bayer:bayer_scale=3"
     use = graph.add("paletteuse", f"dither={dither}:diff_mode=rectangle")
@@ -138,12 +143,13 @@ class _Kept:
         self.count += 1
         return frame
 
-    def frames(self, scale: Scaler | None = None) -> Iterator[Any]:
+    def frames(self, scale: ColourScaler | None = None) -> Iterator[Any]:
         self._out.close()
         with open(self.path, "rb") as f:
             while data := f.read(self.size):
                 arr = np.frombuffer(data, dtype=np.uint8).reshape(self.height * 3 // 2, self.width)
                 frame = av.VideoFrame.from_ndarray(arr, format="yuv420p")
+                frame.colorspace, frame.color_range = 1, 1  # as kept: BT.709, limited range
                 yield scale(frame) if scale is not None else frame
 
 
@@ -160,7 +166,8 @@ def gif(source: SourceRef, info: MediaInfo, job: GifJob, *, ctx: OpContext) -> S
     turn = upright_filter(video.rotation)
     with tempfile.TemporaryDirectory(prefix="ave-gif-") as tmp:
         kept = _Kept(Path(tmp), job.width, job.height)
-        scale = Scaler(job.width, job.height, "yuv420p", "BICUBIC", 1)
+        # Scaled and converted to BT.709 limited range (HDR tone-mapped) in one pass.
+        scale = ColourScaler(job.width, job.height, "yuv420p")
         rotate = FrameFilter(turn) if turn else None
         with ctx.storage.reading(source.path) as local, open_input(local) as container:
             stream = container.streams[video.index]
@@ -182,7 +189,7 @@ def gif(source: SourceRef, info: MediaInfo, job: GifJob, *, ctx: OpContext) -> S
         with ctx.storage.writing(path) as out:
             for attempt, (factor, colors) in enumerate(gif_attempts(preset.colors)):
                 w, h = (job.width, job.height) if factor == 1.0 else (even(job.width * factor), even(job.height * factor))
-                resize = Scaler(w, h, "yuv420p", "BICUBIC", 1) if (w, h) != (job.width, job.height) else None
+                resize = ColourScaler(w, h, "yuv420p") if (w, h) != (job.width, job.height) else None
                 if attempt and (colors != preset.colors or resize is not None):
                     palette = _palette(kept.frames(resize), w, h, colors)
                 written = _write(out, kept.frames(resize), palette, w, h, job)

@@ -8,5 +8,7 @@ The ingest graph wires them as::
            └─ extract_audio ─ waveform
 
 Modules: ``info`` (the models passed between tasks), ``probe``, ``chunks``, ``transcode``,
-``join``, ``audio`` (AAC track, WAV, waveform) and ``thumbnails`` (poster, sprite).
+``join``, ``audio`` (AAC track, WAV, waveform) and ``thumbnails`` (poster, sprite); ``colour``
+and ``tonemap`` turn every source's colours (tagged or not, SDR or HDR) into the BT.709 limited
+range that proxies, posters, renders and exports are written in.
 """

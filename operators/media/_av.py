@@ -19,6 +19,7 @@ import numpy as np
 
 from operators.context import OpContext, cores_per_task
 from operators.errors import MediaError
+from operators.media.colour import ColourScaler
 
 __all__ = [
     "FFMPEG_LOG_LEVEL",
@@ -247,9 +248,12 @@ class Scaler:
 
 def encode_jpeg(rgb: np.ndarray, path: Path, quality: int = 4) -> None:
     """Write an RGB array as a baseline JPEG with FFmpeg's mjpeg encoder (``quality``: 2 best .. 31)."""
-    frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuvj420p")
+    # JFIF's colours, which every image reader assumes: BT.601, full range.
+    frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(
+        format="yuvj420p", dst_colorspace="ITU601", dst_color_range="JPEG")
     cc = av.CodecContext.create("mjpeg", "w")
     cc.width, cc.height, cc.pix_fmt = frame.width, frame.height, "yuvj420p"
+    cc.colorspace, cc.color_range = 5, 2  # BT.470BG (BT.601) matrix, full range
     cc.time_base = Fraction(1, 25)
     cc.qscale = True
     cc.global_quality = quality * 118  # FF_QP2LAMBDA: mjpeg reads quality as a lambda.
@@ -259,8 +263,15 @@ def encode_jpeg(rgb: np.ndarray, path: Path, quality: int = 4) -> None:
     path.write_bytes(data)
 
 
-def frame_to_rgb(frame: Any, width: int, height: int, rotation: int) -> np.ndarray:
-    """Scale a decoded frame (coded orientation) and turn it upright, as an RGB array."""
+def frame_to_rgb(frame: Any, width: int, height: int, rotation: int,
+                 scaler: ColourScaler | None = None) -> np.ndarray:
+    """Scale a decoded frame (coded orientation) and turn it upright, as an RGB array.
+
+    The source's own matrix, range and transfer are read (``colour.ColourScaler``): a bare
+    ``reformat`` reads every untagged picture as BT.601 and leaves HDR untouched. ``scaler``: a
+    ``ColourScaler`` to reuse (a sprite's tiles), else one is made for this frame.
+    """
     coded_w, coded_h = coded_size((width, height), rotation)
-    rgb = frame.reformat(width=coded_w, height=coded_h, format="rgb24", interpolation="BICUBIC").to_ndarray()
-    return rotate_rgb(rgb, rotation)
+    if scaler is None or (scaler.width, scaler.height) != (coded_w, coded_h):
+        scaler = ColourScaler(coded_w, coded_h, "rgb24")
+    return rotate_rgb(scaler(frame).to_ndarray(), rotation)

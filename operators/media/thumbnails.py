@@ -2,6 +2,8 @@
 
 JPEGs are encoded with FFmpeg's mjpeg encoder through PyAV (no imaging library needed).
 Unlike the proxy, these are turned upright in pixels, because a JPEG has no display matrix.
+Pixels are read in the source's own colours and HDR is tone-mapped (:mod:`operators.media.colour`),
+then written in JFIF's (BT.601, full range).
 An audio-only source has no pictures to take: both operators return None for it, so an
 ingest of a podcast or voice memo completes with ``poster``/``sprite`` null instead of failing.
 """
@@ -16,7 +18,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from operators.context import OpContext
 from operators.errors import MediaError
-from operators.media._av import Progress, encode_jpeg, even, fit_height, frame_to_rgb, open_input
+from operators.media._av import Progress, coded_size, encode_jpeg, even, fit_height, frame_to_rgb, open_input
+from operators.media.colour import ColourScaler
 from operators.media.info import (
     Chunk,
     ChunkOutput,
@@ -169,6 +172,7 @@ def sprite(source: SourceRef, info: MediaInfo, *, params: SpriteParams, ctx: OpC
         if not params.exact:
             stream.codec_context.skip_frame = "NONKEY"
         last_pts, last_tile = None, None
+        scaler = ColourScaler(*coded_size((layout.tile_width, layout.tile_height), video.rotation), "rgb24")
         for i in range(count):
             frame = _seek_frame(container, stream, video, i * interval, exact=params.exact)
             if frame is None:
@@ -178,7 +182,7 @@ def sprite(source: SourceRef, info: MediaInfo, *, params: SpriteParams, ctx: OpC
             elif frame.pts == last_pts and last_tile is not None:
                 tile = last_tile
             else:
-                tile = frame_to_rgb(frame, layout.tile_width, layout.tile_height, video.rotation)
+                tile = frame_to_rgb(frame, layout.tile_width, layout.tile_height, video.rotation, scaler)
                 last_pts, last_tile = frame.pts, tile
             tiles[i] = tile
             progress((i + 1) / count)
@@ -206,6 +210,9 @@ class TileGrabber:
         ]
         self._next = 0
         self._held: Any = None
+        # One colour-managed scaler (one filter graph) for all of the chunk's tiles.
+        self._scaler = ColourScaler(*coded_size((self.layout.tile_width, self.layout.tile_height), video.rotation),
+                                    "rgb24")
         self.tiles: list[Thumbnail] = []
 
     def __call__(self, frame: Any) -> None:
@@ -220,7 +227,8 @@ class TileGrabber:
             if self._held is None:
                 raise MediaError(f"No video frame of chunk {self.chunk.index + 1} is on screen at sprite tile "
                                  f"{index + 1} (pts {target})")
-            rgb = frame_to_rgb(self._held, self.layout.tile_width, self.layout.tile_height, self.video.rotation)
+            rgb = frame_to_rgb(self._held, self.layout.tile_width, self.layout.tile_height, self.video.rotation,
+                               self._scaler)
             self.tiles.append(Thumbnail(index=index, pts=self._held.pts, rgb=rgb.tobytes()))
             self._next += 1
 

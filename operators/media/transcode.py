@@ -5,6 +5,10 @@ Rotation: the pixels are NOT turned. Each chunk keeps the source's display matri
 costs a transpose per frame and every player and browser honours the matrix. Rendition
 heights are display heights (a portrait phone clip at 720p shows 720 pixels tall).
 
+Colours: every proxy is BT.709, limited range, SDR, tagged so (:mod:`operators.media.colour`): the
+source's matrix and range are read from its tags (or the players' SD/HD rule) and HDR is
+tone-mapped, in the same swscale pass that scales.
+
 Timestamps: frames keep their source pts and the encoder works in the source time base,
 so 29.97 fps and VFR timing survive untouched and the join can check frames exactly.
 """
@@ -24,7 +28,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from operators.context import OpContext
 from operators.errors import MediaError
-from operators.media._av import Progress, Scaler, codec_threads, coded_size, fit_height, mp4_options, open_input
+from operators.media._av import Progress, codec_threads, coded_size, fit_height, mp4_options, open_input
+from operators.media.colour import ColourScaler, tag_output
 from operators.media.info import Chunk, ChunkOutput, MediaInfo, RenditionFile
 from operators.media.thumbnails import TileGrabber, TileParams
 from operators.registry import operator
@@ -83,12 +88,14 @@ class _Encoder:
         video = info.video
         assert video is not None
         self.width, self.height = coded_size(size, video.rotation)
-        self.scale = Scaler(self.width, self.height, "yuv420p", params.interpolation, params.scale_threads)
+        # Scale and convert to BT.709 limited range in one swscale pass (HDR is tone-mapped).
+        self.scale = ColourScaler(self.width, self.height, "yuv420p", params.interpolation, params.scale_threads)
         self.container = av.open(str(path), "w", format="mp4", options=mp4_options(video.tb))
         self.stream = self.container.add_stream(params.codec, rate=video.rate)
         cc = self.stream.codec_context
         cc.width, cc.height, cc.pix_fmt = self.width, self.height, "yuv420p"
         cc.time_base = video.tb
+        tag_output(cc)  # what the scale writes, whatever the source was
         self.stream.time_base = video.tb
         gop = max(1, round(params.gop_seconds * video.fps))
         self.stream.options = {
@@ -100,15 +107,9 @@ class _Encoder:
         if video.rotation:
             self.stream.set_display_rotation(video.rotation)
         self.tb = video.tb
-        self._opened = False
         self._closed = False
 
     def encode(self, frame: Any) -> None:
-        if not self._opened:
-            # Tag the output with the source's colours (the scale below keeps them).
-            cc = self.stream.codec_context
-            cc.color_primaries, cc.color_trc, cc.colorspace = frame.color_primaries, frame.color_trc, frame.colorspace
-            self._opened = True
         out = self.scale(frame)
         out.pts, out.time_base = frame.pts, self.tb
         # libx264 obeys a frame's picture type; the source's I/P/B choices must not leak in.

@@ -7,7 +7,8 @@ timeline repeats frames where it must and a 60 fps one skips them, without drift
 times are exact fractions.
 
 The picture is then cropped (a rectangle in source fractions), fitted (cover, contain, fill)
-and scaled with one reusable swscale context per clip and segment.
+and scaled with one reusable swscale context per clip and segment, which also converts it from
+the source's colours to the canvas's (BT.709 limited range; HDR tone-mapped: ``media.colour``).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import numpy as np
 
 from operators.errors import MediaError
 from operators.media._av import codec_threads, media_error, open_input
+from operators.media.colour import Colour, build_graph, colour_filters, colour_of
 from operators.media.info import VideoStreamInfo
 from operators.render.composite import Picture
 from operators.render.resolve import VisualLayer
@@ -183,13 +185,15 @@ class Fitter:
 
     def __call__(self, frame: Any, placement: Placement) -> Any:
         x, y, w, h = placement.crop
-        key = (frame.width, frame.height, frame.format.name, placement.crop, placement.size)
+        colour = colour_of(frame)
+        key = (frame.width, frame.height, frame.format.name, placement.crop, placement.size, colour)
         if not self.rotation and (x, y, w, h) == (0, 0, frame.width, frame.height) \
-                and (frame.width, frame.height) == placement.size and frame.format.name == "yuv420p":
+                and (frame.width, frame.height) == placement.size and frame.format.name == "yuv420p" \
+                and colour.is_output:
             return frame
         entry = self._graphs.get(key)
         if entry is None:
-            entry = self._graphs[key] = self._graph(frame, placement, self.rotation)
+            entry = self._graphs[key] = self._graph(frame, placement, self.rotation, colour)
             while len(self._graphs) > self.KEEP:
                 self._graphs.popitem(last=False)
         self._graphs.move_to_end(key)
@@ -198,29 +202,17 @@ class Fitter:
         return sink.pull()
 
     @staticmethod
-    def _graph(frame: Any, placement: Placement, rotation: int) -> tuple[Any, Any, Any]:
-        import av.filter
-
+    def _graph(frame: Any, placement: Placement, rotation: int, colour: Colour) -> tuple[Any, Any, Any]:
         x, y, w, h = placement.crop
-        graph = av.filter.Graph()
-        graph.threads = 1  # the workers already keep every core busy with segments
-        src = graph.add_buffer(width=frame.width, height=frame.height, format=frame.format.name,
-                               time_base=frame.time_base or Fraction(1, 1000))
-        chain = [src]
         # Upright first, as ffmpeg's autorotate does (rotation is counter-clockwise).
-        for name, args in _TURNS.get(rotation, ()):
-            chain.append(graph.add(name, args or None))
+        filters = list(_TURNS.get(rotation, ()))
         shown = (frame.height, frame.width) if rotation % 180 else (frame.width, frame.height)
         if (x, y, w, h) != (0, 0, *shown):
-            chain.append(graph.add("crop", f"{w}:{h}:{x}:{y}:exact=1"))
-        chain.append(graph.add("scale", f"{placement.size[0]}:{placement.size[1]}:flags=bicubic"))
-        chain.append(graph.add("format", "yuv420p"))
-        sink = graph.add("buffersink")
-        chain.append(sink)
-        for a, b in zip(chain, chain[1:]):
-            a.link_to(b)
-        graph.configure()
-        return graph, src, sink
+            filters.append(("crop", f"{w}:{h}:{x}:{y}:exact=1"))
+        # The scale reads the source's colours and writes the canvas's (BT.709, limited range): a
+        # scale left to the link's tags read BT.709 pictures as BT.601 (issue 19).
+        filters.extend(colour_filters(colour, placement.size, "yuv420p", "bicubic"))
+        return build_graph(frame, filters)
 
 
 def picture_of(frame: Any) -> Picture:

@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from operators.context import OpContext
 from operators.errors import MediaError
 from operators.media._av import Progress, codec_threads, mp4_options
+from operators.media.colour import ColourScaler, tag_output
 from operators.media.info import AssetMedia
 from operators.registry import operator
 from operators.render.composite import Canvas, Picture, rgba_to_picture, solid_yuv
@@ -176,8 +177,8 @@ def _motion(kind: str, p: float, x: int, y: int, size: tuple[int, int],
 def _image(local: str) -> Any:
     with av.open(local) as container:
         frame = next(container.decode(video=0))
-        return frame.reformat(format="yuv420p", width=frame.width - frame.width % 2,
-                              height=frame.height - frame.height % 2)
+        # In the canvas's colours: a bare reformat to YUV wrote BT.601 into a BT.709 stream.
+        return ColourScaler(frame.width - frame.width % 2, frame.height - frame.height % 2)(frame)
 
 
 def _placed_image(frame: Any, layer: VisualLayer, size: tuple[int, int]) -> tuple[Any, Placement]:
@@ -222,7 +223,7 @@ def _encoder(out: Any, plan: RenderPlan, output: RenderOutput, params: EncodePar
     tb = 1 / spec.fps
     cc.time_base = tb
     stream.time_base = tb
-    cc.color_primaries = cc.color_trc = cc.colorspace = 1  # BT.709, what the compositor writes
+    tag_output(cc)  # BT.709 limited range: what the compositor and every clip's scale write
     stream.options = {"preset": output.preset, "crf": str(output.crf),
                       "g": str(max(1, round(output.gop_seconds * float(spec.fps)))),
                       "threads": str(codec_threads(params.threads))}
