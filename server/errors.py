@@ -18,7 +18,7 @@ from scheduler.errors import JobNotFoundError, QueueUnavailableError, SourceErro
 from scheduler.errors import UnknownJobTypeError
 from scheduler.records.idempotency import IdempotencyBusyError, IdempotencyMismatchError
 
-__all__ = ["EXCEPTION_HANDLERS", "queue_error_detail", "unprocessable"]
+__all__ = ["refuse_while_used", "EXCEPTION_HANDLERS", "queue_error_detail", "unprocessable"]
 
 _log = logging.getLogger("server")
 _MISSING = re.compile(r"Missing required (\w+) parameter '([^']+)'")
@@ -32,6 +32,14 @@ def unprocessable(loc: list[str], msg: str, type_: str = "value_error") -> HTTPE
     """A 422 naming the field, in FastAPI's shape: ``{"detail": [{"loc", "msg", "type"}]}``."""
     return HTTPException(status_code=HTTP_422_UNPROCESSABLE_ENTITY,
                          extra=[{"loc": loc, "msg": msg, "type": type_}])
+
+
+async def refuse_while_used(store: Any, record_id: str, what: str) -> None:
+    """409 when a job that has not finished names ``record_id`` (deleting it would pull it from under the job)."""
+    users = await store.unfinished_naming(record_id)
+    if users:
+        raise HTTPException(status_code=409, detail=f"{what} is used by job {', '.join(users[:5])}, which has not "
+                                                    "finished: wait for it to end, or cancel it, then delete again")
 
 
 def queue_error_detail(exc: QueueUnavailableError) -> str:

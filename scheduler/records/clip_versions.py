@@ -176,6 +176,23 @@ class ClipVersionStore:
             records.append(_record(json.loads(fields["body"]), int(fields["version"]), fields["updated_at"], outputs))
         return records
 
+    async def delete(self, cv_id: str) -> None:
+        """Remove a version and its renders/exports lists from every index (its assets stay); a clip left with no
+        version is removed too. :class:`ClipVersionNotFoundError` when there is none."""
+        raw = await guard(self.redis.hget(self._key(cv_id), "body"))
+        if raw is None:
+            raise ClipVersionNotFoundError(cv_id)
+        body = json.loads(raw)
+        clip, project = str(body["clip_id"]), str(body["project_id"])
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.delete(self._key(cv_id), *(keys.clip_version_outputs(cv_id, f) for f in OUTPUT_FIELDS),
+                        *(keys.clip_version_output_jobs(cv_id, f) for f in OUTPUT_FIELDS))
+            for index in (self._index(), self._index(project_id=project), self._index(clip_id=clip)):
+                pipe.zrem(index, cv_id)
+            await guard(pipe.execute())
+        if not await guard(self.redis.zcard(self._index(clip_id=clip))):
+            await guard(self.redis.delete(self._clip_key(clip)))
+
     # -- downstream updates -----------------------------------------------------------
     async def append_output(self, cv_id: str, field: OutputField, entry: dict[str, Any]) -> dict[str, Any]:
         """Append ``entry`` to the version's ``renders`` or ``exports``; return the record.

@@ -169,6 +169,21 @@ class JobReads:
                 await guard(self.redis.zrem(index, *gone))
         return Page(found, cursor if more and found else None)
 
+    async def unfinished_naming(self, record_id: str) -> list[str]:
+        """The ids of jobs not finished (pending, queued, in progress) whose payload or clip version names
+        ``record_id`` (an asset or a clip version id): what deleting that record would pull from under them."""
+        ids = [i for status in ("pending", "queued", "in_progress")
+               for i in await guard(self.redis.zrange(keys.jobs_in_status(status), 0, -1))]
+        if not ids:
+            return []
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for job_id in ids:
+                pipe.hmget(self._key(job_id), ["payload", "clip_version_id", "status"])
+            fields = await guard(pipe.execute())
+        quoted = f'"{record_id}"'  # ids are random tokens: as a JSON string they name nothing else
+        return [job_id for job_id, (payload, cv, status) in zip(ids, fields)
+                if status in ("pending", "queued", "in_progress") and (quoted in (payload or "") or quoted == cv)]
+
     async def _read_many(self, ids: list[str]) -> list[Any]:
         async with self.redis.pipeline(transaction=False) as pipe:
             for job_id in ids:

@@ -14,7 +14,7 @@ import unicodedata
 from typing import Annotated, Any
 
 from anyio import to_thread
-from litestar import Controller, MediaType, Request, Response, get, head, post
+from litestar import Controller, MediaType, Request, Response, delete, get, head, post
 from litestar.di import Provide
 from litestar.exceptions import HTTPException
 from litestar.openapi import ResponseSpec
@@ -27,15 +27,16 @@ from multipart import (  # type: ignore[import-untyped]  (Litestar's own multipa
 
 from operators.storage import Storage
 from scheduler.records.assets import AssetStore, public_asset
-from scheduler.errors import QueueUnavailableError
+from scheduler.errors import QueueUnavailableError, StorageUnavailableError
 from scheduler.records.idempotency import IdempotencyStore, StoredResponse
+from scheduler.records.jobs import JobStore
 from scheduler.settings import Settings
 from server.auth import TOKEN_SCOPE_KEY
 from server.controllers.jobs import IDEMPOTENCY_KEY, replayed
-from server.deps import provide_assets, provide_idempotency, provide_settings, provide_storage
+from server.deps import provide_assets, provide_idempotency, provide_settings, provide_storage, provide_store
 from server.downloads import RangeNotSatisfiableError, content_disposition, parse_range, read_range
 from server.paging import CURSOR, page_response, parse_cursor
-from server.errors import unprocessable
+from server.errors import refuse_while_used, unprocessable
 from server.openapi import responses
 from server.schemas import Asset, UploadedAsset
 from server.uploads import MULTIPART_SLACK, Part, discard, empty_upload, multipart_part, raw_chunks
@@ -121,6 +122,7 @@ class AssetController(Controller):
         "assets": Provide(provide_assets, sync_to_thread=False),
         "idempotency": Provide(provide_idempotency, sync_to_thread=False),
         "storage": Provide(provide_storage, sync_to_thread=False),
+        "store": Provide(provide_store, sync_to_thread=False),
     }
 
     @post("/", status_code=201, summary="Upload a source file (raw body or multipart field 'file')",
@@ -223,6 +225,22 @@ class AssetController(Controller):
         page = await assets.page(project_id=project_id, job_id=job_id, kind=kind, limit=limit,
                                  after=parse_cursor(cursor))
         return page_response(request, page, [public_asset(record) for record in page.items])
+
+    @delete("/{asset_id:str}", status_code=204, summary="Delete an asset: its record and its file",
+            operation_id="deleteAsset", responses=responses(None, None, 404, 409, 503))
+    async def delete_asset(self, assets: AssetStore, store: JobStore, storage: Storage, asset_id: str) -> None:
+        """409 while a job that has not finished uses it. Clip versions that name it keep their timelines: a render
+        of one then fails at submission, naming the missing asset."""
+        record = await assets.get(asset_id)
+        await refuse_while_used(store, asset_id, f"Asset {asset_id}")
+        await assets.forget(asset_id)
+        try:
+            await to_thread.run_sync(storage.delete, record["path"])
+        except FileNotFoundError:
+            pass  # its file was gone already: the record was what remained
+        except OSError as exc:
+            raise StorageUnavailableError(f"the asset's record is gone but its file could not be deleted: {exc}") \
+                from None
 
     @get("/{asset_id:str}", summary="An asset's metadata", operation_id="getAsset",
          responses=responses(200, Asset, 404, 503, description="The asset"))

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from litestar import Controller, get, post
+from litestar import Controller, delete, get, post
 from litestar.di import Provide
 from litestar.params import Parameter
 from pydantic import BaseModel, ConfigDict, Field
 
 from scheduler.records.clip_versions import ClipNotFoundError, ClipVersionStore
 from scheduler.admission.service import JobService
-from server.deps import provide_clip_versions, provide_service
-from server.errors import unprocessable
+from scheduler.records.jobs import JobStore
+from server.deps import provide_clip_versions, provide_service, provide_store
+from server.errors import refuse_while_used, unprocessable
 from server.openapi import responses
 from server.schemas import ClipVersion
 
@@ -39,6 +40,7 @@ class ClipVersionController(Controller):
     dependencies = {
         "service": Provide(provide_service, sync_to_thread=False),
         "clip_versions": Provide(provide_clip_versions, sync_to_thread=False),
+        "store": Provide(provide_store, sync_to_thread=False),
     }
 
     @post("/", status_code=201, summary="Save a timeline as a new clip version", operation_id="createClipVersion",
@@ -63,6 +65,14 @@ class ClipVersionController(Controller):
         limit: Annotated[int, Parameter(ge=1, le=500)] = 50,
     ) -> list[dict[str, Any]]:
         return await clip_versions.list(project_id=project_id, clip_id=clip_id, limit=limit)
+
+    @delete("/{cv_id:str}", status_code=204, summary="Delete a clip version (its renders' assets stay)",
+            operation_id="deleteClipVersion", responses=responses(None, None, 404, 409, 503))
+    async def delete_clip_version(self, clip_versions: ClipVersionStore, store: JobStore, cv_id: str) -> None:
+        """409 while a job that has not finished renders or exports it."""
+        await clip_versions.get(cv_id)
+        await refuse_while_used(store, cv_id, f"Clip version {cv_id}")
+        await clip_versions.delete(cv_id)
 
     @get("/{cv_id:str}", summary="A clip version", operation_id="getClipVersion",
          responses=responses(200, ClipVersion, 404, 503, description="The clip version"))
