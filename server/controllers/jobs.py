@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import contextlib
+import zlib
 from typing import Annotated, Any
 
 import msgspec
@@ -38,7 +39,7 @@ from server.paging import CURSOR, page_response, parse_cursor
 from server.openapi import responses
 from server.schemas import JobRecord, WebhookDelivery, WebhookListing
 
-__all__ = ["IDEMPOTENCY_KEY", "JobController", "replayed"]
+__all__ = ["IDEMPOTENCY_KEY", "JobController", "replayed", "since"]
 
 IDEMPOTENCY_KEY = Parameter(
     header="Idempotency-Key", required=False, min_length=1, max_length=255, pattern=r"^[\x21-\x7e]+$",
@@ -46,6 +47,14 @@ IDEMPOTENCY_KEY = Parameter(
                 "original record and status code without creating anything; with another request, 422. "
                 "Scoped per token. Up to 255 visible ASCII characters.",
 )
+
+
+def since(record: dict[str, Any], stamp: str) -> dict[str, Any]:
+    """The record with only the log entries stamped after ``stamp`` (ISO timestamps of one format sort as text)."""
+    payload = record.get("result_payload")
+    if isinstance(payload, dict) and isinstance(payload.get("log"), list):
+        record["result_payload"] = {**payload, "log": [e for e in payload["log"] if e.get("timestamp", "") > stamp]}
+    return record
 
 
 def replayed(stored: StoredResponse) -> Response[bytes]:
@@ -144,12 +153,26 @@ class JobController(Controller):
 
     @get("/{job_id:str}", summary="The latest state of a job", operation_id="getJob",
          responses=responses(200, JobRecord, 404, 503, description="The job"))
-    async def get_job(self, request: Request[Any, Any, Any], job_id: str) -> Response[bytes]:
+    async def get_job(
+        self, request: Request[Any, Any, Any], job_id: str,
+        log_since: Annotated[str | None, Parameter(
+            description="Only the log entries stamped after this timestamp (the last one the client has): a "
+                        "client following a long job fetches what is new, not its whole log each time",
+            max_length=64)] = None,
+    ) -> Response[bytes]:
         """The route clients poll: the record's JSON comes cached from Redis while the job has not changed
-        (see JobStore.get_json), and the store straight from the app's state rather than through Provide."""
+        (see JobStore.get_json), and the store straight from the app's state rather than through Provide.
+        Every answer has an ETag: ``If-None-Match`` with it answers 304 and no body while the job is unchanged."""
         # Not injected: a Provide adds ~7 us a request (half Litestar's own cost) on the route clients poll hardest.
-        body = await request.app.state.runtime.store.get_json(job_id, encode_json)
-        return Response(content=body, media_type=MediaType.JSON)
+        store = request.app.state.runtime.store
+        if log_since is None:
+            body = await store.get_json(job_id, encode_json)
+        else:
+            body = encode_json(since(await store.get(job_id), log_since))
+        etag = f'W/"{zlib.crc32(body):08x}-{len(body):x}"'
+        if request.headers.get("if-none-match") == etag:
+            return Response(content=b"", status_code=304, headers={"ETag": etag})
+        return Response(content=body, media_type=MediaType.JSON, headers={"ETag": etag})
 
     @post("/{job_id:str}/cancel", status_code=200, summary="Cancel a job that has not finished",
           operation_id="cancelJob", responses=responses(200, JobRecord, 404, 409, 503, description="The job, cancelled"))
