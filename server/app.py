@@ -13,6 +13,9 @@ from litestar import Litestar, Router
 from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
 from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import SwaggerRenderPlugin
+from litestar.static_files import create_static_files_router
+from swagger_ui_bundle import swagger_ui_path  # type: ignore[import-untyped]
 from litestar.serialization import encode_json
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -25,10 +28,12 @@ from server.auth import TokenAuth, auth_middleware
 from server.errors import EXCEPTION_HANDLERS
 from server.openapi import finish_openapi
 
-__all__ = ["LINGER_BYTES", "LINGER_SECONDS", "cors_config", "create_app", "lingering_close"]
+__all__ = ["DOCS_ASSETS", "LINGER_BYTES", "LINGER_SECONDS", "cors_config", "create_app", "lingering_close"]
 
 _log = logging.getLogger("server")
 
+#: Where the docs pages' scripts are served from (the app's own copy of Swagger UI).
+DOCS_ASSETS = "/schema/assets"
 LINGER_BYTES = 64 * 1024 * 1024
 """Most bytes of a refused request body read (and dropped) after the answer, before the response ends."""
 LINGER_SECONDS = 5.0
@@ -81,12 +86,18 @@ def create_app(settings: Settings | None = None) -> Litestar:
         # /v1/ is the stable prefix (and the one in the OpenAPI document); the unprefixed routes are the
         # reference's, and answer the same.
         route_handlers=[Router(path="/v1", route_handlers=handlers),
-                        Router(path="/", route_handlers=handlers, include_in_schema=False)],
+                        Router(path="/", route_handlers=handlers, include_in_schema=False),
+                        # The docs' scripts and styles, from the swagger-ui-bundle wheel: /schema works offline.
+                        create_static_files_router(DOCS_ASSETS, [swagger_ui_path], opt={"public": True},
+                                                   name="docs-assets")],
         middleware=[lingering_close, auth_middleware(auth, allow)],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=[lifespan],
         state=State({"settings": settings}),
-        openapi_config=OpenAPIConfig(title=APP_NAME, version="0.1.0", path="/schema"),
+        openapi_config=OpenAPIConfig(title=APP_NAME, version="0.1.0", path="/schema", render_plugins=[
+            SwaggerRenderPlugin(js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js", css_url=f"{DOCS_ASSETS}/swagger-ui.css",
+                                standalone_preset_js_url=f"{DOCS_ASSETS}/swagger-ui-standalone-preset.js",
+                                path=["/", "/swagger"])]),
         cors_config=cors_config(settings.cors_origins()),
         # JSON bodies; the upload handler streams its body under MAX_UPLOAD_BYTES instead.
         request_max_body_size=settings.max_json_bytes,
