@@ -134,6 +134,25 @@ def _add_links(operations: dict[str, Any]) -> None:
         }
 
 
+def _binary_answers(operation: Any) -> None:
+    """The file's bytes: ``format: binary`` (a generated client reads a blob, never JSON or text)."""
+    for code in ("200", "206"):
+        answer = (operation.responses or {}).get(code)
+        if isinstance(answer, OpenAPIResponse) and answer.content:
+            for media in answer.content.values():
+                media.schema = Schema(type=OpenAPIType.STRING, format="binary")  # type: ignore[arg-type]
+            answer.headers = {name: OpenAPIHeader(schema=Schema(type=OpenAPIType.STRING), description=text)
+                              for name, text in (("Content-Range", "Which bytes (206): bytes first-last/total"),
+                                                 ("Accept-Ranges", "bytes"), ("ETag", "The file's version"))}
+
+
+def _next_page_header(operation: Any) -> None:
+    answer = (operation.responses or {}).get("200")
+    if isinstance(answer, OpenAPIResponse):
+        answer.headers = {"Link": OpenAPIHeader(schema=Schema(type=OpenAPIType.STRING), description=(
+            'The next page, when there is one: <URL with cursor=...>; rel="next"'))}
+
+
 def _sse_events(operation: Any) -> None:
     """Each server-sent event of ``/jobs/{id}/events``: ``id`` (the job's change count) and ``data``, the job
     record as JSON (the same as ``GET /jobs/{id}``)."""
@@ -194,6 +213,10 @@ def finish_openapi(app: Litestar, catalog: GraphCatalog, *, auth: bool, public_o
                 operation.request_body = _upload_body()
             if operation.operation_id == "jobEvents":
                 _sse_events(operation)
+            if operation.operation_id == "getAssetContent":
+                _binary_answers(operation)
+            if operation.operation_id in ("listJobs", "listAssets"):
+                _next_page_header(operation)
             answers = operation.responses or {}
             for code in list(answers):
                 if code.isdigit() and int(code) >= 400:

@@ -27,3 +27,18 @@ def test_the_docs_page_loads_nothing_from_another_host(settings: Settings) -> No
 def test_the_document_itself_is_served(client: TestClient[Any]) -> None:
     document = client.get("/schema/openapi.json")
     assert document.status_code == 200 and document.json()["openapi"].startswith("3.")
+
+
+def test_downloads_and_pages_are_typed_for_generated_clients(client: TestClient[Any]) -> None:
+    document = client.get("/schema/openapi.json").json()
+    content = document["paths"]["/v1/assets/{asset_id}/content"]["get"]
+    assert {(p["name"], p["in"]) for p in content["parameters"]} >= {("Range", "header"), ("If-Range", "header")}
+    for code in ("200", "206"):
+        media = content["responses"][code]["content"]
+        assert media == {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}, media
+    assert "Content-Range" in content["responses"]["206"]["headers"]
+    assert {"416", "404"} <= set(content["responses"])
+    for path in ("/v1/jobs", "/v1/assets"):
+        answer = document["paths"][path]["get"]["responses"]["200"]
+        assert "Link" in answer["headers"], path
+        assert any(p["name"] == "cursor" for p in document["paths"][path]["get"]["parameters"]), path

@@ -250,16 +250,24 @@ class AssetController(Controller):
     @get("/{asset_id:str}/content", summary="An asset's bytes (Range requests supported)", operation_id="getAssetContent",
          responses={
              **responses(None, None, 404, 416, 503),
+             # Declared as binary octets (the answer carries the asset's own Content-Type): generated clients
+             # then keep the 200 and 206 and read the body as bytes, not as JSON or text.
              200: ResponseSpec(bytes, description="The bytes, with the asset's own Content-Type",
-                               media_type="*/*", generate_examples=False),
+                               media_type="application/octet-stream", generate_examples=False),
              206: ResponseSpec(bytes, description="The requested range (Content-Range says which)",
-                               media_type="*/*", generate_examples=False),
+                               media_type="application/octet-stream", generate_examples=False),
          })
-    async def get_content(self, request: Request[Any, Any, Any], assets: AssetStore, storage: Storage,
-                          asset_id: str) -> Stream:
+    async def get_content(
+        self, request: Request[Any, Any, Any], assets: AssetStore, storage: Storage, asset_id: str,
+        range_: Annotated[str | None, Parameter(
+            header="Range", description="One byte range, RFC 9110: bytes=0-1023, bytes=1024- or bytes=-500; an "
+                                        "unsatisfiable one is 416")] = None,
+        if_range: Annotated[str | None, Parameter(
+            header="If-Range", description="The ETag the client's copy has: a Range is served only while it "
+                                           "matches, else the whole file")] = None,
+    ) -> Stream:
         record, total, headers = await _content_headers(assets, storage, asset_id)
-        wanted = request.headers.get("range")
-        if_range = request.headers.get("if-range")
+        wanted = range_
         if wanted and if_range is not None and if_range.strip() != headers.get("ETag"):
             wanted = None  # the client's copy is stale: send the whole file
         try:
