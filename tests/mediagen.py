@@ -245,3 +245,112 @@ def make_recorder_webm(path: str | Path, seconds: float = 3.0, size: tuple[int, 
             for packet in stream.encode():
                 out.mux(packet)
     return path
+
+
+# --- sources for the render's reading of awkward files (issue 19) ------------------------------
+
+
+def make_indexed_gop_clip(path: str | Path, frames: int, fps: str = "25", gop: int = 12, container: str = "mp4",
+                          size: tuple[int, int] = INDEX_SIZE) -> Path:
+    """:func:`make_indexed_clip`'s frames with a chosen keyframe interval and container (``gop`` longer than
+    the clip: one keyframe, as some TS recordings have)."""
+    path = Path(path)
+    width, height = size
+    rate = Fraction(fps)
+    with av.open(str(path), "w", format=container) as out:
+        vs = out.add_stream("libx264", rate=rate)
+        vs.width, vs.height, vs.pix_fmt = width, height, "yuv420p"
+        vs.codec_context.time_base = 1 / rate
+        vs.options = {"g": str(gop), "keyint_min": str(gop), "sc_threshold": "0", "bf": "2", "preset": "ultrafast",
+                      "crf": "12", "threads": "1"}
+        bar = width // INDEX_BITS
+        for i in range(frames):
+            buffer = np.full((height * 3 // 2, width), 128, dtype=np.uint8)
+            for bit in range(INDEX_BITS):
+                buffer[:height, bit * bar:(bit + 1) * bar] = 235 if (i >> bit) & 1 else 16
+            frame = av.VideoFrame.from_ndarray(buffer, format="yuv420p")
+            frame.pts, frame.time_base = i, 1 / rate
+            frame.pict_type = av.video.frame.PictureType.NONE
+            out.mux(vs.encode(frame))
+        out.mux(vs.encode(None))
+    return path
+
+
+def make_anamorphic_clip(path: str | Path, frames: int = 10, side: int = 288) -> Path:
+    """A 720x576 PAL widescreen clip (SAR 64:45, shown 1024x576) of a white square ``side`` shown pixels wide
+    on black: coded, it is ``side * 45 / 64`` pixels wide and ``side`` high."""
+    path = Path(path)
+    width, height, sar = 720, 576, Fraction(64, 45)
+    coded_w = round(side / sar)
+    with av.open(str(path), "w", format="mp4") as out:
+        vs = out.add_stream("libx264", rate=25)
+        vs.width, vs.height, vs.pix_fmt = width, height, "yuv420p"
+        vs.codec_context.sample_aspect_ratio = sar
+        vs.options = {"preset": "ultrafast", "crf": "18", "threads": "1"}
+        rgb = np.zeros((height, width, 3), np.uint8)
+        x0, y0 = (width - coded_w) // 2, (height - side) // 2
+        rgb[y0:y0 + side, x0:x0 + coded_w] = 255
+        for i in range(frames):
+            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p")
+            frame.pts, frame.time_base = i, Fraction(1, 25)
+            out.mux(vs.encode(frame))
+        out.mux(vs.encode(None))
+    return path
+
+
+def interlaced_picture(i: int, size: tuple[int, int] = (320, 240), step: int = 6) -> np.ndarray:
+    """Frame ``i`` of an interlaced scene: diagonal stripes moving ``step`` pixels a field, the top field
+    (even lines) from the frame's first instant and the bottom field from half a frame later (gray)."""
+    width, height = size
+    ys, xs = np.mgrid[0:height, 0:width]
+    top = ((xs + ys - 2 * i * step) // 12 % 2) * 180 + 40
+    bottom = ((xs + ys - (2 * i + 1) * step) // 12 % 2) * 180 + 40
+    return np.where(ys % 2 == 0, top, bottom).astype(np.uint8)
+
+
+def make_interlaced_clip(path: str | Path, frames: int = 25, size: tuple[int, int] = (320, 240)) -> Path:
+    """An interlaced (top field first) H.264 clip of :func:`interlaced_picture`: the fields differ."""
+    path = Path(path)
+    width, height = size
+    with av.open(str(path), "w", format="mp4") as out:
+        vs = out.add_stream("libx264", rate=25)
+        vs.width, vs.height, vs.pix_fmt = width, height, "yuv420p"
+        vs.options = {"preset": "ultrafast", "crf": "16", "threads": "1", "flags": "+ildct+ilme",
+                      "x264-params": "interlaced=1:tff=1"}
+        for i in range(frames):
+            gray = interlaced_picture(i, size)
+            buffer = np.concatenate([gray, np.full((height // 2, width), 128, np.uint8)])
+            frame = av.VideoFrame.from_ndarray(buffer, format="yuv420p")
+            frame.pts, frame.time_base = i, Fraction(1, 25)
+            out.mux(vs.encode(frame))
+        out.mux(vs.encode(None))
+    return path
+
+
+def combing(gray: np.ndarray) -> float:
+    """How combed a picture is: the energy of differences between adjacent lines over that of lines two apart
+    (about 0.3-0.5 for a smooth progressive picture, well above 1 where the two fields disagree)."""
+    y = gray.astype(np.float64)
+    near = ((y[1:-1] - y[:-2]) ** 2).mean()
+    far = ((y[2:] - y[:-2]) ** 2).mean()
+    return float(near / max(far, 1e-9))
+
+
+def damage_mdat(path: str | Path, size: int = 64 * 1024, seed: int = 7) -> Path:
+    """Overwrite ``size`` bytes in the middle of an MP4's ``mdat`` with random bytes, leaving the index (moov)
+    as it was: the packets there are garbage the index still points at."""
+    path = Path(path)
+    data = bytearray(path.read_bytes())
+    at = 0
+    while at + 8 <= len(data):
+        box, kind = int.from_bytes(data[at:at + 4], "big"), bytes(data[at + 4:at + 8])
+        if kind == b"mdat":
+            break
+        at += box
+    else:
+        raise ValueError(f"{path} has no mdat box")
+    middle = at + box // 2 - size // 2
+    assert at + 8 <= middle and middle + size <= at + box, "the mdat is smaller than the damage"
+    data[middle:middle + size] = np.random.default_rng(seed).integers(0, 256, size, np.uint8).tobytes()
+    path.write_bytes(bytes(data))
+    return path

@@ -79,7 +79,7 @@ class _Compositor:
             if layer.image:
                 self.readers[i] = _image(str(local))
             else:
-                reader = ClipReader(local, layer, asset.info.video, self.spec.fps, self.size, k)
+                reader = ClipReader(local, layer, asset.info.video, self.spec.fps, self.size, k, log=self.ctx.log)
                 self.stack.callback(reader.close)
                 self.readers[i] = reader
         return self.readers[i]
