@@ -1,7 +1,8 @@
 """Checking a job payload against a graph's declared inputs, at submission.
 
-The payload is the reference's "arbitrary configuration": fields the graph does not
-declare are kept as they are; declared ones are type-checked and defaulted. An input
+The payload is the reference's "arbitrary configuration": each declared input is type-checked and defaulted,
+other keys are kept as they are, except one close to a declared input, which is a 422 naming it with a "did you
+mean" (a misspelt key would otherwise run the job with the default instead). An input
 of type ``source`` is read from the payload's ``source_uri`` or ``source_asset_id``.
 """
 
@@ -13,11 +14,13 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, ValidationError, create_model
 
+from operators.errors import did_you_mean
 from pipelines.errors import PayloadError
 from pipelines.graph import Graph
 from pipelines.spec import InputSpec
 
-__all__ = ["BoundPayload", "SourceRequest", "bind_payload", "check_model_value", "fill_merge_fields"]
+__all__ = ["BoundPayload", "SourceRequest", "bind_payload", "check_model_value", "fill_merge_fields", "payload_fields", "payload_keys",
+           "unknown_keys"]
 
 
 _SCALARS: dict[str, Any] = {
@@ -60,7 +63,7 @@ def bind_payload(graph: Graph, payload: dict[str, Any], *, fallbacks: dict[str, 
     fields: dict[str, Any] = {}
     sources: dict[str, SourceRequest] = {}
     models: dict[str, Any] = {}
-    errors: list[dict[str, Any]] = []
+    errors: list[dict[str, Any]] = unknown_keys(graph, payload)
     for name, spec in graph.spec.inputs.items():
         if spec.type == "source":
             request = _source_request(name, spec, payload, errors, (fallbacks or {}).get(name))
@@ -99,6 +102,40 @@ def bind_payload(graph: Graph, payload: dict[str, Any], *, fallbacks: dict[str, 
     for name, value in values.items():
         merged.setdefault(name, value)
     return BoundPayload(payload=merged, values=values, sources=sources)
+
+
+def payload_fields(graph: Graph) -> dict[str, Any]:
+    """The JSON Schema of each plain input (not a source, not a payload model), as the payload is checked."""
+    fields = {name: _field(spec) for name, spec in graph.spec.inputs.items()
+              if spec.type != "source" and name not in graph.input_models}
+    schema = create_model(f"{graph.name}_fields", **fields).model_json_schema()  # type: ignore[call-overload]
+    return {name: {k: v for k, v in value.items() if k != "title"} for name, value in schema["properties"].items()}
+
+
+def payload_keys(graph: Graph) -> list[str]:
+    """The keys a payload of ``graph`` may hold: its inputs, a source input given as source_uri or source_asset_id."""
+    keys = [name for name, spec in graph.spec.inputs.items() if spec.type != "source"]
+    if any(spec.type == "source" for spec in graph.spec.inputs.values()):
+        keys += ["source_uri", "source_asset_id"]
+    return keys
+
+
+def unknown_keys(graph: Graph, payload: dict[str, Any]) -> list[dict[str, Any]]:
+    """A 422 entry for each key the graph does not take but that is close to one it does (``projct_id``,
+    ``preset`` for ``presets``): such a typo would otherwise run the job with the default, silently.
+
+    Other keys stay, as the API reference promises ("arbitrary configuration consumed by workers": a client's
+    own metadata, kept in the record); the typed schemas (``<JobType>Payload``) list only the inputs.
+    """
+    known = payload_keys(graph)
+    errors = []
+    for key in payload:
+        hint = did_you_mean(key, known) if key not in known else ""
+        if hint:
+            errors.append({"loc": ["body", key], "type": "extra_forbidden",
+                           "msg": f"Unknown field '{key}' for job type '{graph.name}'.{hint} It takes: "
+                                  f"{', '.join(known)}"})
+    return errors
 
 
 def check_model_value(name: str, spec: InputSpec, model: type[BaseModel], raw: Any, payload: dict[str, Any],

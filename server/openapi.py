@@ -79,9 +79,55 @@ def publish_payload_models(app: Litestar, catalog: GraphCatalog) -> None:
             schema = model.model_json_schema(by_alias=True, ref_template=_REF)
             schemas.update(schema.pop("$defs", {}))
             schemas[model.__name__] = schema
+    for job_type, graph in catalog.graphs.items():
+        schemas[payload_schema_name(job_type)] = _payload_schema(graph, schemas)
     body = schemas.get("ClipVersionCreate")
     if body is not None and "Timeline" in schemas and body.properties:
         body.properties["timeline"] = Reference(ref=_REF.format(model="Timeline"))
+
+
+def payload_schema_name(job_type: str) -> str:
+    """``generate_clip`` -> ``GenerateClipPayload``."""
+    return "".join(part.capitalize() for part in job_type.split("_")) + "Payload"
+
+
+def _payload_schema(graph: Any, schemas: dict[str, Any]) -> dict[str, Any]:
+    """A job type's payload as its graph declares it: each input with its type, default and description, payload
+    models by reference, a source as source_uri / source_asset_id; no other key (``additionalProperties``)."""
+    from pipelines.payload import payload_fields
+
+    properties: dict[str, Any] = {}
+    required: list[str] = []
+    for name, spec in graph.spec.inputs.items():
+        if spec.type == "source":
+            text = spec.description or "The source"
+            properties["source_uri"] = {"type": "string", "description": f"{text}: a path under the media root"}
+            properties["source_asset_id"] = {"type": "string", "description": f"{text}: an asset id"}
+            continue
+        if name in graph.input_models:
+            model = graph.input_models[name]
+            ref: dict[str, Any] = {"$ref": _REF.format(model=model.__name__)}
+            properties[name] = {"anyOf": [ref, {"type": "null"}]} if spec.nullable else ref
+        else:
+            properties[name] = payload_fields(graph)[name]
+        if spec.description:
+            properties[name] = {**properties[name], "description": spec.description}
+        if spec.is_required and not spec.from_clip_version:
+            required.append(name)
+    schema: dict[str, Any] = {"type": "object", "title": payload_schema_name(graph.name), "properties": properties,
+                              "additionalProperties": False,
+                              "description": " ".join(str(graph.spec.description or graph.name).split())}
+    if required:
+        schema["required"] = required
+    return schema
+
+
+def _job_body(catalog: GraphCatalog) -> RequestBody:
+    return RequestBody(required=True, description=(
+        "The job's payload: the body is the payload itself (no wrapper). Its shape is the job type's graph "
+        "inputs (one of these, by the job_type query parameter); a key close to an input's name is a 422."),
+        content={"application/json": OpenAPIMediaType(schema=Schema(one_of=[  # type: ignore[arg-type]
+            Reference(ref=_REF.format(model=payload_schema_name(job_type))) for job_type in sorted(catalog.graphs)]))})
 
 
 def _error_response(code: int) -> OpenAPIResponse:
@@ -211,6 +257,8 @@ def finish_openapi(app: Litestar, catalog: GraphCatalog, *, auth: bool, public_o
                     parameter.schema = Reference(ref=_REF.format(model="JobStatus"))
             if operation.operation_id == "uploadAsset":
                 operation.request_body = _upload_body()
+            if operation.operation_id == "createJob":
+                operation.request_body = _job_body(catalog)
             if operation.operation_id == "jobEvents":
                 _sse_events(operation)
             if operation.operation_id == "getAssetContent":

@@ -10,22 +10,23 @@ from litestar.params import Parameter
 from litestar.serialization import encode_json
 
 from scheduler.records.pages import Cursor, CursorError, Page
-from server.errors import unprocessable
 
 __all__ = ["CURSOR", "page_response", "parse_cursor"]
 
 CURSOR = Parameter(description="Where the page starts: the cursor in the previous page's Link header (rel=next); "
-                               "leave it out for the first page", max_length=200)
+                               "leave it out for the first page. One this server did not give: an empty page",
+                   max_length=200)
 
 
 def parse_cursor(token: str | None) -> Cursor | None:
-    """The cursor a client sent back, or a 422 naming ``cursor``."""
+    """The cursor a client sent back. One this server did not give names no record, so nothing comes after it:
+    it gives an empty page (no Link), as a cursor past the last page does."""
     if token is None:
         return None
     try:
         return Cursor.parse(token)
-    except CursorError as exc:
-        raise unprocessable(["query", "cursor"], str(exc)) from None
+    except CursorError:
+        return Cursor(float("-inf"), "")
 
 
 def page_response(request: Request[Any, Any, Any], page: Page, items: list[Any]) -> Response[bytes]:

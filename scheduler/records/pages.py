@@ -54,6 +54,8 @@ async def ids_after(redis: aioredis.Redis, index: str, cursor: Cursor | None,
     """Up to ``count`` (member, score) of ``index``, newest first, after ``cursor`` (from the head: None)."""
     if cursor is None:
         return list(await guard(redis.zrevrange(index, 0, count - 1, withscores=True)))
+    if cursor.score == float("-inf"):
+        return []  # past everything
     found: list[tuple[str, float]] = []
     offset = 0
     while len(found) < count:

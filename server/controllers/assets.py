@@ -211,17 +211,15 @@ class AssetController(Controller):
         self,
         request: Request[Any, Any, Any],
         assets: AssetStore,
-        project_id: Annotated[str | None, PROJECT_ID] = None,
+        project_id: Annotated[str, PROJECT_ID],
         job_id: Annotated[str | None, Parameter(description="Only the assets this job made", max_length=200)] = None,
         kind: str | None = None,
         limit: Annotated[int, Parameter(ge=1, le=500)] = 50,
         cursor: Annotated[str | None, CURSOR] = None,
     ) -> Response[bytes]:
-        """A project's (or a job's) assets, newest first; the next page's URL is in ``Link`` (``rel="next"``)."""
-        if project_id is None and job_id is None:
-            raise unprocessable(["query", "project_id"], "project_id is required (or job_id, for a job's assets)")
-        if project_id is not None:
-            _check_project_id(project_id)
+        """A project's assets (or those one of its jobs made), newest first; the next page's URL is in ``Link``
+        (``rel="next"``)."""
+        _check_project_id(project_id)
         page = await assets.page(project_id=project_id, job_id=job_id, kind=kind, limit=limit,
                                  after=parse_cursor(cursor))
         return page_response(request, page, [public_asset(record) for record in page.items])

@@ -152,7 +152,7 @@ class JobController(Controller):
         return page_response(request, page, page.items)
 
     @get("/{job_id:str}", summary="The latest state of a job", operation_id="getJob",
-         responses=responses(200, JobRecord, 404, 503, description="The job"))
+         responses=responses(200, JobRecord, 404, 422, 503, description="The job"))
     async def get_job(
         self, request: Request[Any, Any, Any], job_id: str,
         log_since: Annotated[str | None, Parameter(
