@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 import pytest
 import redis as redis_sync
 from distributed import LocalCluster
+from distributed.gc import disable_gc_diagnosis
 from litestar.testing import TestClient
 
 from scheduler.wiring.redis_server import EmbeddedRedis
@@ -45,6 +46,10 @@ def dask_cluster() -> Iterator[LocalCluster]:
     """A real LocalCluster of two worker processes, shared by the session."""
     cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
                            memory_limit="4GiB", preload=["operators"])
+    # The cluster's scheduler runs in this process and logs from a gc callback; a test app's logging dictConfig
+    # (under logging's lock) then starting its queue thread could meet a collection and deadlock (a 300 s hang
+    # in create_app, seen once). The tests build many apps; the diagnosis is only a log line.
+    disable_gc_diagnosis(force=True)
     yield cluster
     cluster.close()
 
