@@ -10,7 +10,9 @@ ladder has its keyframes on the same frames, which HLS needs to switch between t
 
 A rendition at the source's rate keeps the source's timestamps (as ingest's proxies do); one at
 another rate numbers its frames ``k`` in ``1/fps`` and shows the last source frame at or before
-``k / fps``.
+``k / fps``. A variable-rate source is always converted (to its average rate unless the preset caps
+it: :mod:`operators.media.probe`) by FFmpeg's ``fps`` rule, each source frame on the output frame
+nearest its time (:func:`operators.media.transcode.constant_rate`).
 """
 
 from __future__ import annotations
@@ -30,10 +32,10 @@ from operators.context import OpContext
 from operators.errors import MediaError
 from operators.export.loudness import drain
 from operators.export.plan import Rendition, VideoTask, output_frames
-from operators.media._av import Progress, codec_threads, mp4_options, open_input
+from operators.media._av import Damage, Progress, codec_threads, mp4_options, open_input
 from operators.media.colour import ColourScaler, build_graph, colour_of, managed_chain, tag_output
 from operators.media.info import Chunk, MediaInfo, VideoStreamInfo
-from operators.media.transcode import packets_from_keyframe
+from operators.media.transcode import ChunkFrames, output_span, tick_of
 from operators.registry import operator
 from operators.types import Frozen, SourceRef
 
@@ -181,25 +183,13 @@ class _Encoder:
                 pass  # the partial file is discarded with its temp path anyway
 
 
-def _source_frames(container: Any, stream: Any, task: VideoTask, turn: FrameFilter | None) -> Iterator[Any]:
-    """The chunk's frames, in pts order, upright."""
-    chunk = task.chunk
-    count = 0
-    for packet in packets_from_keyframe(container, stream, chunk):
-        for frame in packet.decode():
-            if frame.pts is None:
-                raise MediaError(f"A video frame near {chunk.start:.2f}s has no timestamp")
-            if frame.pts < chunk.start_pts:
-                continue
-            if frame.pts >= chunk.end_pts:
-                return
-            pts = frame.pts
-            for upright in (turn(frame) if turn is not None else [frame]):
-                upright.pts = pts
-                yield upright
-            count += 1
-            if count == chunk.frame_count:
-                return
+def _source_frames(frames: ChunkFrames, turn: FrameFilter | None) -> Iterator[Any]:
+    """The chunk's frames (damaged ones filled, interlaced ones deinterlaced: ingest's rules), upright."""
+    for frame in frames:
+        pts = frame.pts
+        for upright in (turn(frame) if turn is not None else [frame]):
+            upright.pts = pts
+            yield upright
 
 
 @operator("export.encode_chunk", weight=10)
@@ -216,7 +206,10 @@ def encode_chunk(source: SourceRef, task: VideoTask, info: MediaInfo, *, ctx: Op
     started, cpu = time.monotonic(), time.process_time()
     paths = {r.key: ctx.output_path(f"export/chunks/{r.key}/{chunk.index:05d}.{r.container}") for r in task.renditions}
     # Output frames of the renditions at another rate that this chunk owns.
-    spans = {r.key: output_frames((chunk.start_pts - origin) * tb, (chunk.end_pts - origin) * tb, r.rate, r.frames)
+    # A variable-rate source: FFmpeg's fps rule (each source frame on the output frame nearest its time,
+    # media.transcode.constant_rate), so its chunks own the output frames their source frames land on.
+    spans = {r.key: output_span(chunk, video, r.rate, r.frames) if video.is_vfr else
+             output_frames((chunk.start_pts - origin) * tb, (chunk.end_pts - origin) * tb, r.rate, r.frames)
              for r in task.renditions if r.rate is not None}
     counted = 0
     with ExitStack() as stack:
@@ -233,16 +226,19 @@ def encode_chunk(source: SourceRef, task: VideoTask, info: MediaInfo, *, ctx: Op
             stack.callback(enc.abort)
         held: Any = None
         rotation = upright_filter(video.rotation)
-        for frame in _source_frames(container, stream, task, FrameFilter(rotation) if rotation else None):
+        frames = ChunkFrames(container, stream, chunk, video.interlaced)
+        for frame in _source_frames(frames, FrameFilter(rotation) if rotation else None):
             t = (frame.pts - origin) * tb
             for enc in encoders:
                 if enc.r.rate is None:
                     enc.encode(frame, frame.pts)
                 elif held is not None:
-                    _hold(enc, held, spans[enc.r.key], t)
+                    until = Fraction(tick_of(t, enc.r.rate)) / enc.r.rate if video.is_vfr else t
+                    _hold(enc, held, spans[enc.r.key], until)
             held = frame
             counted += 1
             progress(counted / max(1, chunk.frame_count))
+        Damage.check(frames.filled, video.frame_count, "video frames")
         if counted != chunk.frame_count:
             raise MediaError(
                 f"Chunk {chunk.index + 1}/{chunk.count} ({chunk.start:.2f}s–{chunk.end:.2f}s) decoded to {counted} "
@@ -263,6 +259,9 @@ def encode_chunk(source: SourceRef, task: VideoTask, info: MediaInfo, *, ctx: Op
                                  frames=enc.count, first=enc.first if enc.first is not None else 0, last=enc.last,
                                  time_base=f"{out_tb.numerator}/{out_tb.denominator}"))
     used = time.process_time() - cpu
+    if frames.filled or frames.damage.packets:
+        ctx.log(f"Chunk {chunk.index + 1}/{chunk.count}: {frames.damage.packets} damaged video packets could not be "
+                f"decoded; {frames.filled} frames show the frame before them instead")
     names = ", ".join(f"{r.codec} {r.width}x{r.height}" for r in task.renditions)
     ctx.log(f"Encoded chunk {chunk.index + 1}/{chunk.count} ({counted} frames) to {names} at "
             f"{counted / max(time.monotonic() - started, 1e-6):.0f} fps, {used:.2f} CPU-s")

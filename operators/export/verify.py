@@ -19,7 +19,7 @@ from typing import Any
 from operators.errors import MediaError
 from operators.media._av import open_input
 from operators.media.info import MediaInfo
-from operators.media.join import moov_first
+from operators.media.join import moov_first, sync_drift
 
 __all__ = ["Measured", "check_timing", "decoded_frames", "faststart", "first_time", "longer_or_shorter",
            "measure"]
@@ -96,11 +96,8 @@ def check_timing(name: str, measured: Measured, info: MediaInfo, *, frames: int,
         return
     if measured.audio_start is None:
         raise MediaError(f"The {name} file came out without its sound: export again")
-    src_offset = info.audio.start_seconds - float(video.start_pts * video.tb)
-    src_end = src_offset + info.audio.duration - video.duration
-    out_offset = measured.audio_start - measured.video_start
-    out_end = out_offset + measured.audio_duration - measured.video_duration
-    drift = max(abs(out_offset - src_offset), abs(out_end - src_end))
+    drift = sync_drift(info, measured.video_start, measured.video_duration, measured.audio_start,
+                       measured.audio_duration)
     if drift >= frame * max_drift_frames:
         raise MediaError(f"In the {name} file the sound drifts {drift * 1000:.0f} ms against the picture (under "
                          f"{frame * max_drift_frames * 1000:.1f} ms is allowed), so it would play out of sync. "

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 from fractions import Fraction
@@ -19,9 +20,13 @@ import numpy as np
 
 from operators.context import OpContext, cores_per_task
 from operators.errors import MediaError
-from operators.media.colour import ColourScaler
+from operators.media.colour import ColourScaler, build_graph
 
 __all__ = [
+    "DAMAGE_LIMIT",
+    "Damage",
+    "Deinterlacer",
+    "decode_tolerant",
     "FFMPEG_LOG_LEVEL",
     "codec_threads",
     "configure_ffmpeg_log",
@@ -151,6 +156,91 @@ def open_input(path: Path | str, what: str = "The source file could not be read 
             yield container
         except av.error.FFmpegError as exc:
             raise media_error(what, exc) from None
+
+
+#: The share of a stream's frames (or, for sound, packets) that may be damaged and still be played
+#: through, as FFmpeg plays through a few bad packets with a warning; beyond it the source is refused.
+DAMAGE_LIMIT = 0.05
+#: What a decoder raises for a packet it cannot read (garbage in the media data); anything else is
+#: no damage of the file's and still fails the operator. FFmpeg's AAC decoder answers some garbage
+#: with EPERM (a channel configuration it will not switch to mid-stream).
+_DAMAGED = (av.error.InvalidDataError, av.error.PatchWelcomeError, av.error.UndefinedError, av.error.PermissionError)
+
+
+class Damage:
+    """Decodes packets one by one, counting those the decoder refuses instead of failing on the first.
+
+    A damaged packet gives no frame: the callers fill its place (video: the frame before it stays on
+    screen; sound: silence), so timing and frame counts stay exact, and :meth:`check` refuses the
+    source when more than ``DAMAGE_LIMIT`` of it was damaged.
+    """
+
+    def __init__(self) -> None:
+        self.packets = 0
+
+    def decode(self, packet: Any) -> list[Any]:
+        try:
+            return packet.decode()
+        except _DAMAGED:
+            self.packets += 1
+            return []
+
+    @staticmethod
+    def check(damaged: int, total: int, what: str) -> None:
+        """Raise when ``damaged`` of ``total`` is over the limit, saying how much and what to try."""
+        if total and damaged > DAMAGE_LIMIT * total:
+            raise MediaError(
+                f"The source file is damaged: {damaged} of its {total} {what} ({damaged / total:.0%}) could not "
+                f"be decoded, more than the {DAMAGE_LIMIT:.0%} that is played through. Re-export or re-upload "
+                "the file.")
+
+
+def decode_tolerant(container: Any, stream: Any, damage: Damage) -> Iterator[Any]:
+    """``container.decode(stream)``, but past damaged packets (counted in ``damage``) instead of failing on one."""
+    for packet in container.demux(stream):
+        yield from damage.decode(packet)
+
+
+class Deinterlacer:
+    """``bwdif`` for interlaced sources, whose outputs (proxies, exports) are all progressive.
+
+    One frame per frame (``send_frame``: the rate and frame count stay), each field order as the
+    decoder flags it, and only the frames flagged interlaced are touched (``deint=interlaced``), so a
+    source that mixes progressive and interlaced frames keeps its progressive ones as they are. bwdif
+    looks one frame ahead: a frame comes out when the next one goes in, and :meth:`flush` gives the last.
+    Frames keep their own pts and time base (bwdif halves its output's time base, for field rates).
+    """
+
+    def __init__(self) -> None:
+        self._graph: tuple[Any, Any, Any] | None = None
+        self._times: deque[tuple[Any, Any]] = deque()
+
+    def __call__(self, frame: Any) -> list[Any]:
+        if self._graph is None:
+            self._graph = build_graph(frame, [("bwdif", "mode=send_frame:parity=auto:deint=interlaced")])
+        self._times.append((frame.pts, frame.time_base))
+        self._graph[1].push(frame)
+        return self._drain()
+
+    def flush(self) -> list[Any]:
+        if self._graph is None:
+            return []
+        self._graph[1].push(None)
+        return self._drain()
+
+    def _drain(self) -> list[Any]:
+        assert self._graph is not None
+        out = []
+        while True:
+            try:
+                frame = self._graph[2].pull()
+            except (av.error.BlockingIOError, av.error.EOFError):
+                return out
+            # One frame out per frame in, in order (send_frame).
+            frame.pts, time_base = self._times.popleft()
+            if time_base is not None:
+                frame.time_base = time_base
+            out.append(frame)
 
 
 def codec_threads(asked: int | None, default: int = 2) -> int:

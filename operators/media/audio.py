@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from operators.context import OpContext
 from operators.errors import MediaError
-from operators.media._av import Progress, open_input
+from operators.media._av import Damage, Progress, decode_tolerant, open_input
 from operators.media.info import MediaInfo
 from operators.registry import operator
 from operators.types import SourceRef, StoredFile
@@ -44,8 +44,9 @@ def media_origin(info: MediaInfo) -> float:
     return info.audio.start_seconds if info.audio is not None else 0.0
 
 
-def _decoded(container: Any, stream: Any, progress: Progress, duration: float) -> Iterator[Any]:
-    for frame in container.decode(stream):
+def _decoded(container: Any, stream: Any, progress: Progress, duration: float,
+             damage: Damage | None = None) -> Iterator[Any]:
+    for frame in decode_tolerant(container, stream, damage if damage is not None else Damage()):
         if duration > 0 and frame.time is not None:
             progress(min(0.99, frame.time / duration))
         yield frame
@@ -95,7 +96,13 @@ def transcode_audio(
             tb = Fraction(1, rate)
             ostream.codec_context.time_base = tb
             next_pts: int | None = None
-            for frame in _decoded(container, stream, progress, audio.duration):
+            damage = Damage()
+            for frame in _decoded(container, stream, progress, audio.duration, damage):
+                if next_pts is not None and frame.pts is not None:
+                    # Damaged packets left a hole: silence in their place keeps what follows in sync.
+                    gap = round(frame.pts * frame.time_base * rate) - next_pts
+                    if gap > rate // 100:
+                        next_pts = _silence(out, ostream, gap, next_pts, layout, rate)
                 for out_frame in resampler.resample(frame):
                     if next_pts is None:
                         # Count samples from the first frame on: source timestamps can jitter
@@ -112,6 +119,11 @@ def transcode_audio(
             out.mux(ostream.encode(None))
             if next_pts is None:
                 raise MediaError("The source's audio stream holds no decodable samples")
+    if damage.packets:
+        packets = _packet_count(source, info, ctx)
+        Damage.check(damage.packets, packets, "audio packets")
+        ctx.log(f"{damage.packets} of the source's {packets} audio packets were damaged and could not be decoded: "
+                "silence is in their place")
     size = ctx.storage.size(path)
     ctx.log(f"Encoded the audio track to {params.codec} {params.bitrate // 1000} kb/s, {rate} Hz {layout}")
     progress.done()
@@ -122,6 +134,23 @@ def transcode_audio(
         size=size,
         meta={"sample_rate": rate, "channels": 1 if layout == "mono" else 2, "codec": params.codec},
     )
+
+
+def _silence(out: Any, stream: Any, samples: int, pts: int, layout: str, rate: int) -> int:
+    """Encode ``samples`` of silence at ``pts``; the pts after them."""
+    channels = len(av.AudioLayout(layout).channels)
+    frame = av.AudioFrame.from_ndarray(np.zeros((channels, samples), np.float32), format="fltp", layout=layout)
+    frame.sample_rate, frame.pts, frame.time_base = rate, pts, Fraction(1, rate)
+    out.mux(stream.encode(frame))
+    return pts + samples
+
+
+def _packet_count(source: SourceRef, info: MediaInfo, ctx: OpContext) -> int:
+    """The source's audio packets (a demux, no decode), for the share of them that was damaged."""
+    audio = info.audio
+    assert audio is not None
+    with ctx.storage.reading(source.path) as local, open_input(local) as container:
+        return sum(1 for p in container.demux(container.streams[audio.index]) if p.size)
 
 
 def _copyable(info: MediaInfo, params: AudioParams) -> bool:

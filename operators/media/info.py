@@ -49,6 +49,8 @@ class VideoStreamInfo(Frozen):
     is_vfr: bool = False
     #: Exact: one per video packet, counted by demuxing.
     frame_count: int
+    #: The decoder flags the pictures as interlaced (two fields): outputs are deinterlaced (``bwdif``).
+    interlaced: bool = False
     pix_fmt: str | None = None
     has_b_frames: bool = False
     time_base: str
@@ -197,6 +199,8 @@ class ChunkOutput(Frozen):
     duration: float
     time_base: str
     thumbnails: Thumbnails | None = None
+    #: Source frames whose packets did not decode (damaged data): the frame before them was shown instead.
+    damaged: int = 0
 
 
 class AssetMedia(Frozen):

@@ -22,13 +22,15 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from operators.context import OpContext
 from operators.errors import MediaError
-from operators.media._av import Progress, mp4_options, open_input
+from operators.media._av import Damage, Progress, mp4_options, open_input
 from operators.media.info import ChunkOutput, MediaInfo
+from operators.media.probe import frames_end
+from operators.media.transcode import cfr_frames
 from operators.registry import operator
 from operators.types import StoredFile
 
 __all__ = ["JoinParams", "check_parts", "concat_video_packets", "join_chunks", "measure_output", "moov_first",
-           "retime_packets"]
+           "made_constant_rate", "output_frame_count", "retime_packets", "sync_drift"]
 
 
 class JoinParams(BaseModel):
@@ -48,6 +50,8 @@ def check_parts(parts: list[ChunkOutput], info: MediaInfo) -> list[ChunkOutput]:
     indexes = [p.chunk.index for p in ordered]
     if indexes != list(range(count)) or any(p.chunk.count != count for p in ordered):
         raise MediaError(f"The chunks to join are incomplete or duplicated: got chunk numbers {indexes} of {count}")
+    if made_constant_rate(ordered, info):
+        return _check_constant_rate(ordered, info)
     if ordered[0].chunk.start_pts != video.start_pts:
         raise MediaError("The first chunk does not start at the source's first frame")
     for a, b in zip(ordered, ordered[1:], strict=False):
@@ -68,6 +72,37 @@ def check_parts(parts: list[ChunkOutput], info: MediaInfo) -> list[ChunkOutput]:
     if any(n != names[0] for n in names):
         raise MediaError("The chunks were not all encoded at the same renditions")
     return ordered
+
+
+def _check_constant_rate(ordered: list[ChunkOutput], info: MediaInfo) -> list[ChunkOutput]:
+    """A variable-rate source's parts (made constant-rate): they tile output frames ``0 .. cfr_frames`` in order."""
+    video = info.video
+    assert video is not None
+    expected = 0
+    for p in ordered:
+        if p.frame_count and (p.first_pts != expected or p.last_pts != expected + p.frame_count - 1):
+            raise MediaError(f"Chunk {p.chunk.index + 1}/{p.chunk.count} holds frames {p.first_pts}–{p.last_pts} "
+                             f"where frame {expected} comes next")
+        expected += p.frame_count
+    if expected != cfr_frames(video):
+        raise MediaError(f"The chunks hold {expected} frames but the source has {cfr_frames(video)} at "
+                         f"{float(video.rate):.3f} fps")
+    return ordered
+
+
+def made_constant_rate(parts: list[ChunkOutput], info: MediaInfo) -> bool:
+    """The parts of a variable-rate source were made constant-rate (their time base is 1/rate, not the source's)."""
+    video = info.video
+    assert video is not None
+    return video.is_vfr and bool(parts) and Fraction(parts[0].time_base) != video.tb
+
+
+def output_frame_count(info: MediaInfo, constant_rate: bool = False) -> int:
+    """The frames of a proxy of ``info``: the source's, or (``constant_rate``) a variable-rate source's at its average
+    rate."""
+    video = info.video
+    assert video is not None
+    return cfr_frames(video) if constant_rate else video.frame_count
 
 
 def _offset(seconds: Fraction, time_base: Fraction) -> int:
@@ -115,10 +150,14 @@ def measure_output(local: Any) -> dict[str, Any]:
     result: dict[str, Any] = {}
     with open_input(local, "The joined proxy could not be read back") as c:
         v = c.streams.video[0]
-        pts = [p.pts for p in c.demux(v) if p.size]
+        packets = sorted((p.pts, p.duration or 0) for p in c.demux(v) if p.size)
+        pts = [p for p, _ in packets]
         result["frames"] = len(pts)
         result["video_start"] = float(min(pts) * v.time_base) if pts else 0.0
-        result["video_duration"] = float(v.duration * v.time_base) if v.duration else 0.0
+        # From the timestamps, by the rule the source's length was taken with (a VFR last frame's
+        # stored duration is our encoder's guess).
+        end = frames_end(pts, packets[-1][1], v.time_base)[1] if pts else 0
+        result["video_duration"] = float((end - pts[0]) * v.time_base) if pts else 0.0
         if c.streams.audio:
             a = c.streams.audio[0]
             result["audio_start"] = float((a.start_time or 0) * a.time_base)
@@ -173,7 +212,17 @@ def join_chunks(
             raise MediaError("The source has video but no encoded chunks were given to join")
         return _audio_only(audio, info, ctx) if audio is not None else []
     ordered = check_parts(parts, info)
+    damaged = sum(p.damaged for p in ordered)
+    # Each chunk is held to the limit alone; the whole source is held to it here.
+    Damage.check(damaged, video.frame_count, "video frames")
+    if damaged:
+        ctx.log(f"{damaged} of the source's {video.frame_count} video frames were damaged and could not be decoded: "
+                "the frame before each is shown in its place")
     origin = Fraction(video.start_pts) * video.tb
+    # A variable-rate source's chunks are constant-rate already, numbered from 0 in 1/rate.
+    cfr = made_constant_rate(ordered, info)
+    video_origin, tb = (Fraction(0), 1 / video.rate) if cfr else (origin, video.tb)
+    frames = output_frame_count(info, cfr)
     progress = Progress(ctx)
     outputs: list[StoredFile] = []
     renditions = sorted({r.rendition for r in ordered[0].renditions}, reverse=True)
@@ -182,14 +231,14 @@ def join_chunks(
         path = ctx.output_path(f"proxy/{rendition}p.mp4")
         with ctx.storage.writing(path) as tmp:
             with ExitStack() as stack:
-                out = stack.enter_context(av.open(str(tmp), "w", format="mp4", options=mp4_options(video.tb, faststart=True)))
+                out = stack.enter_context(av.open(str(tmp), "w", format="mp4", options=mp4_options(tb, faststart=True)))
                 with ctx.storage.reading(files[0].path) as first, open_input(first) as c0:
                     out_v = out.add_stream_from_template(c0.streams.video[0])
-                out_v.time_base = video.tb
+                out_v.time_base = tb
                 if video.rotation:
                     out_v.set_display_rotation(video.rotation)
                 streams = [concat_video_packets(ctx, [(f.path, f"Encoded chunk {i + 1}") for i, f in enumerate(files)],
-                                                origin, out_v)]
+                                                video_origin, out_v)]
                 if audio is not None:
                     audio_local = stack.enter_context(ctx.storage.reading(audio.path))
                     ain = stack.enter_context(open_input(audio_local, "The encoded audio track could not be read"))
@@ -200,12 +249,12 @@ def join_chunks(
                     out.mux(packet)
                     progress((n + min(0.99, muxed / (video.frame_count * 2))) / len(renditions))
             if params.verify:
-                _verify(measure_output(tmp), info, audio is not None, rendition, params)
+                _verify(measure_output(tmp), info, audio is not None, rendition, params, frames)
         meta = {
             "rendition": rendition,
             "height": files[0].height,
             "width": files[0].width,
-            "frame_count": video.frame_count,
+            "frame_count": frames,
             "duration": video.duration,
             "fps": video.fps,
             "has_audio": audio is not None,
@@ -213,30 +262,47 @@ def join_chunks(
         outputs.append(
             StoredFile(path=path, kind="proxy", content_type="video/mp4", size=ctx.storage.size(path), meta=meta)
         )
-        ctx.log(f"Joined {len(files)} chunks into the {rendition}p proxy ({video.frame_count} frames)")
+        ctx.log(f"Joined {len(files)} chunks into the {rendition}p proxy ({frames} frames"
+                + (f", constant-rate at {float(video.rate):.3f} fps from a variable-rate source)" if cfr else ")"))
     progress.done()
     return outputs
 
 
-def _verify(measured: dict[str, Any], info: MediaInfo, with_audio: bool, rendition: int, params: JoinParams) -> None:
+def _verify(measured: dict[str, Any], info: MediaInfo, with_audio: bool, rendition: int, params: JoinParams,
+            frames: int) -> None:
     video = info.video
     assert video is not None
     name = f"The {rendition}p proxy"
-    if measured["frames"] != video.frame_count:
-        raise MediaError(f"{name} has {measured['frames']} frames but the source has {video.frame_count}")
+    if measured["frames"] != frames:
+        raise MediaError(f"{name} has {measured['frames']} frames but the source has {frames}")
     if not measured["moov_first"]:
         raise MediaError(f"{name} is not faststart: its index is not at the front of the file")
     if with_audio and info.audio is not None:
         if "audio_start" not in measured:
             raise MediaError(f"{name} lost its audio track")
         frame = video.frame_duration * params.max_drift_frames
-        src_offset = info.audio.start_seconds - float(video.start_pts * video.tb)
-        src_end = src_offset + info.audio.duration - video.duration
-        out_offset = measured["audio_start"] - measured["video_start"]
-        out_end = out_offset + measured["audio_duration"] - measured["video_duration"]
-        drift = max(abs(out_offset - src_offset), abs(out_end - src_end))
+        drift = sync_drift(info, measured["video_start"], measured["video_duration"], measured["audio_start"],
+                           measured["audio_duration"])
         if drift >= frame:
             raise MediaError(
                 f"{name} drifts out of sync: audio moves {drift * 1000:.1f} ms against video "
                 f"(allowed: under {frame * 1000:.1f} ms)"
             )
+
+
+def sync_drift(info: MediaInfo, video_start: float, video_duration: float, audio_start: float,
+               audio_duration: float) -> float:
+    """How far (seconds) an output's sound moved against its picture, at either end, from the source's timestamps.
+
+    Both ends are compared with the source's own offsets, read from its timestamps (never from frame counts
+    times a rate, which a variable-rate source breaks). Outputs start at the first video frame, so sound that
+    starts earlier in the source (an MPEG-TS capture's, say) is cut there: at the start only the part of the
+    offset after the first frame is kept, and the end, which no cut moves, measures what the cut preserved.
+    """
+    video, audio = info.video, info.audio
+    assert video is not None and audio is not None
+    src_offset = audio.start_seconds - float(video.start_pts * video.tb)
+    src_end = src_offset + audio.duration - video.duration
+    out_offset = audio_start - video_start
+    out_end = out_offset + audio_duration - video_duration
+    return max(abs(max(out_offset, 0.0) - max(src_offset, 0.0)), abs(out_end - src_end))

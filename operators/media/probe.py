@@ -14,7 +14,7 @@ from operators.media.info import AudioStreamInfo, MediaInfo, VideoStreamInfo
 from operators.registry import operator
 from operators.types import SourceRef
 
-__all__ = ["probe", "read_video_packets"]
+__all__ = ["frames_end", "probe", "read_video_packets"]
 
 
 def read_video_packets(container: Any, stream: Any, progress: Progress | None = None) -> list[tuple[int, int, bool, int]]:
@@ -41,20 +41,44 @@ def read_video_packets(container: Any, stream: Any, progress: Progress | None = 
     return packets
 
 
+def frames_end(pts: list[int], last_duration: int, tb: Fraction) -> tuple[bool, int]:
+    """Whether frames at ``pts`` (sorted) come at a variable rate, and when the last one ends.
+
+    The one rule for sources and the outputs checked against them, from timestamps alone: the last frame
+    lasts its stored duration, or (none stored) the shortest gap; but a variable-rate stream's last frame
+    lasts as long as the one before it, because its stored duration is the recorder's (or our encoder's)
+    nominal guess, 1/30 s after a stretch at 10 fps, and the shortest gap would cut the end short too
+    (a 30 → 60 → 10 fps recording lost 83 ms and, on paper, its sync).
+    """
+    deltas = {b - a for a, b in zip(pts, pts[1:], strict=False)}
+    # Timestamps rounded to a coarse time base jitter by a tick; that is not VFR.
+    is_vfr = bool(deltas) and max(deltas) - min(deltas) > max(1, int(0.002 / tb))
+    if is_vfr:
+        return True, pts[-1] + (pts[-1] - pts[-2])
+    return False, pts[-1] + (last_duration or (min(deltas) if deltas else 1))
+
+
 def _rate(value: Fraction | None) -> str | None:
     return f"{value.numerator}/{value.denominator}" if value else None
 
 
-def _rotation(container: Any, stream: Any) -> int:
-    # The display matrix lives in the stream's side data, which PyAV exposes on decoded
-    # frames; one frame is cheap next to the demux pass.
+def _first_frame(container: Any, stream: Any) -> tuple[int, bool]:
+    """The display rotation, and whether the pictures are interlaced, from the first decoded frame.
+
+    The display matrix lives in the stream's side data, which PyAV exposes on decoded frames; one
+    frame is cheap next to the demux pass. Interlacing shows on the frame, or as the field order the
+    container or decoder states (1080i broadcast, DV, camcorder footage).
+    """
+    fields = getattr(stream.codec_context, "field_order", 0) or 0
+    # AVFieldOrder: 0 unknown, 1 progressive, 2-5 the interlaced orders (TT, BB, TB, BT).
+    interlaced = 2 <= fields <= 5
     try:
         container.seek(0)
         for frame in container.decode(stream):
-            return frame_rotation(frame.rotation)
+            return frame_rotation(frame.rotation), interlaced or bool(frame.interlaced_frame)
     except av.error.FFmpegError:
-        return 0
-    return 0
+        return 0, interlaced
+    return 0, interlaced
 
 
 def _video_info(container: Any, stream: Any, progress: Progress) -> VideoStreamInfo:
@@ -69,19 +93,18 @@ def _video_info(container: Any, stream: Any, progress: Progress) -> VideoStreamI
         )
     tb: Fraction = stream.time_base
     pts = sorted(p[0] for p in packets)
-    deltas = {b - a for a, b in zip(pts, pts[1:], strict=False)}
     last_duration = packets[max(range(len(packets)), key=lambda i: packets[i][0])][3]
-    step = min(deltas) if deltas else (last_duration or 1)
-    end = pts[-1] + (last_duration or step)
+    is_vfr, end = frames_end(pts, last_duration, tb)
     duration = float((end - pts[0]) * tb)
-    # Timestamps rounded to a coarse time base jitter by a tick; that is not VFR.
-    is_vfr = bool(deltas) and max(deltas) - min(deltas) > max(1, int(0.002 / tb))
     nominal = stream.base_rate or stream.average_rate or stream.guessed_rate
-    if nominal is None or is_vfr and stream.average_rate:
-        nominal = stream.average_rate
+    if is_vfr:
+        # The rate a variable-rate source is converted to (proxies and exports are constant-rate): its
+        # average, frames over duration from the timestamps, so the output keeps the source's frame count
+        # and length. FFmpeg's own average counts the stored last duration, which VFR recorders guess.
+        nominal = (Fraction(len(pts)) / ((end - pts[0]) * tb)).limit_denominator(1001)
     if nominal is None:
         nominal = Fraction(len(pts), 1) / Fraction(duration).limit_denominator(1_000_000) if duration else Fraction(25)
-    rotation = _rotation(container, stream)
+    rotation, interlaced = _first_frame(container, stream)
     sar = stream.sample_aspect_ratio or Fraction(1)
     disp_w = max(1, round(cc.width * sar)) if sar > 0 else cc.width
     disp_w, disp_h = (cc.height, disp_w) if rotation % 180 else (disp_w, cc.height)
@@ -99,6 +122,7 @@ def _video_info(container: Any, stream: Any, progress: Progress) -> VideoStreamI
         real_frame_rate=_rate(stream.base_rate),
         is_vfr=is_vfr,
         frame_count=len(packets),
+        interlaced=interlaced,
         pix_fmt=cc.pix_fmt,
         # Reordered timestamps in decode order are the mark of B-frames, whatever the header says.
         has_b_frames=bool(cc.has_b_frames) or any(b[0] < a[0] for a, b in zip(packets, packets[1:], strict=False)),

@@ -18,7 +18,17 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from operators.context import OpContext
 from operators.errors import MediaError
-from operators.media._av import Progress, coded_size, encode_jpeg, even, fit_height, frame_to_rgb, open_input
+from operators.media._av import (
+    Damage,
+    Progress,
+    coded_size,
+    decode_tolerant,
+    encode_jpeg,
+    even,
+    fit_height,
+    frame_to_rgb,
+    open_input,
+)
 from operators.media.colour import ColourScaler
 from operators.media.info import (
     Chunk,
@@ -46,11 +56,29 @@ __all__ = [
 
 
 def _seek_frame(container: Any, stream: Any, video: VideoStreamInfo, seconds: float, exact: bool) -> Any:
-    """The frame shown at ``seconds`` (or, not ``exact``, the keyframe at or before it)."""
+    """The frame shown at ``seconds`` (or, not ``exact``, the keyframe at or before it).
+
+    Seeking can land where nothing decodes: an MPEG-TS with one keyframe is entered mid-GOP, and the
+    decoder drops every frame until a keyframe that never comes. Then (or when the seek landed past
+    the time) decoding starts again from the beginning and goes forward to the frame.
+    """
     target = video.start_pts + int(seconds / video.tb)
     container.seek(max(target, video.start_pts), stream=stream, backward=True, any_frame=False)
+    frame = _frame_at(container, stream, target, exact)
+    if frame is not None and (frame.pts <= target or not exact):
+        return frame
+    stream.codec_context.flush_buffers()
+    # Time 0, not the first frame's time: a TS seek to 1.4 s lands on the packet after it.
+    container.seek(min(0, video.start_pts), stream=stream, backward=True, any_frame=False)
+    again = _frame_at(container, stream, target, exact)
+    return again if again is not None else frame
+
+
+def _frame_at(container: Any, stream: Any, target: int, exact: bool) -> Any:
+    """Decoding forward from where the container stands: the frame on screen at ``target``."""
     best = None
-    for frame in container.decode(stream):
+    # Past damaged packets, as the proxy's decode goes (a damaged stretch must not cost the poster).
+    for frame in decode_tolerant(container, stream, Damage()):
         if frame.pts is None:
             continue
         if not exact or frame.pts == target:

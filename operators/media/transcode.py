@@ -10,13 +10,19 @@ source's matrix and range are read from its tags (or the players' SD/HD rule) an
 tone-mapped, in the same swscale pass that scales.
 
 Timestamps: frames keep their source pts and the encoder works in the source time base,
-so 29.97 fps and VFR timing survive untouched and the join can check frames exactly.
+so 29.97 fps and VFR timing survive untouched and the join can check frames exactly. With
+``constant_rate`` a variable-rate source (a screen recording switching 30 → 60 → 10 fps) becomes
+constant-rate instead, as exports always do: its average rate (:mod:`operators.media.probe`), frame ``k``
+at ``k / rate`` from the first frame showing the source frame nearest that time (:func:`constant_rate`);
+chunks own the output frames whose times fall in them.
 """
 
 from __future__ import annotations
 
+import bisect
+import math
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import ExitStack
 from fractions import Fraction
 from pathlib import Path
@@ -28,14 +34,24 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from operators.context import OpContext
 from operators.errors import MediaError
-from operators.media._av import Progress, codec_threads, coded_size, fit_height, mp4_options, open_input
+from operators.media._av import (
+    Damage,
+    Deinterlacer,
+    Progress,
+    codec_threads,
+    coded_size,
+    fit_height,
+    mp4_options,
+    open_input,
+)
 from operators.media.colour import ColourScaler, tag_output
-from operators.media.info import Chunk, ChunkOutput, MediaInfo, RenditionFile
+from operators.media.info import Chunk, ChunkOutput, MediaInfo, RenditionFile, VideoStreamInfo
 from operators.media.thumbnails import TileGrabber, TileParams
 from operators.registry import operator
 from operators.types import SourceRef
 
-__all__ = ["TranscodeParams", "packets_from_keyframe", "rendition_sizes", "transcode_chunk"]
+__all__ = ["ChunkFrames", "TranscodeParams", "cfr_frames", "constant_rate", "output_span", "packets_from_keyframe",
+           "rendition_sizes", "tick_of", "transcode_chunk"]
 
 
 class TranscodeParams(BaseModel):
@@ -59,6 +75,10 @@ class TranscodeParams(BaseModel):
     scale_threads: int = Field(1, ge=0, le=16)
     #: swscale filter; "BICUBIC" matches ffmpeg's scale filter.
     interpolation: Literal["FAST_BILINEAR", "BILINEAR", "BICUBIC", "AREA", "LANCZOS"] = "BICUBIC"
+
+    #: Make a variable-rate source's proxy constant-rate (its average rate, the nearest source frame at each
+    #: tick), as exports are. Off: the proxy keeps the source's own timestamps, frame for frame.
+    constant_rate: bool = False
 
     #: Also take sprite tiles from the decoded frames (``ChunkOutput.thumbnails``, made into the
     #: sheet by ``media.sprite_sheet``), so that the sprite costs no decode of its own: a sprite
@@ -90,13 +110,15 @@ class _Encoder:
         self.width, self.height = coded_size(size, video.rotation)
         # Scale and convert to BT.709 limited range in one swscale pass (HDR is tone-mapped).
         self.scale = ColourScaler(self.width, self.height, "yuv420p", params.interpolation, params.scale_threads)
-        self.container = av.open(str(path), "w", format="mp4", options=mp4_options(video.tb))
+        # VFR sources are made constant-rate: frame k at k / rate.
+        self.tb = 1 / video.rate if video.is_vfr and params.constant_rate else video.tb
+        self.container = av.open(str(path), "w", format="mp4", options=mp4_options(self.tb))
         self.stream = self.container.add_stream(params.codec, rate=video.rate)
         cc = self.stream.codec_context
         cc.width, cc.height, cc.pix_fmt = self.width, self.height, "yuv420p"
-        cc.time_base = video.tb
+        cc.time_base = self.tb
         tag_output(cc)  # what the scale writes, whatever the source was
-        self.stream.time_base = video.tb
+        self.stream.time_base = self.tb
         gop = max(1, round(params.gop_seconds * video.fps))
         self.stream.options = {
             "preset": params.preset,
@@ -106,12 +128,11 @@ class _Encoder:
         }
         if video.rotation:
             self.stream.set_display_rotation(video.rotation)
-        self.tb = video.tb
         self._closed = False
 
-    def encode(self, frame: Any) -> None:
+    def encode(self, frame: Any, pts: int) -> None:
         out = self.scale(frame)
-        out.pts, out.time_base = frame.pts, self.tb
+        out.pts, out.time_base = pts, self.tb
         # libx264 obeys a frame's picture type; the source's I/P/B choices must not leak in.
         out.pict_type = PictureType.NONE
         self.container.mux(self.stream.encode(out))
@@ -160,6 +181,120 @@ def _packets_from_keyframe(container: Any, stream: Any, chunk: Chunk) -> Iterato
 packets_from_keyframe = _packets_from_keyframe
 
 
+def cfr_frames(video: VideoStreamInfo) -> int:
+    """How many frames a variable-rate source has once constant-rate: its length at its average rate."""
+    return max(1, round(Fraction(repr(video.duration)) * video.rate))
+
+
+def tick_of(seconds: Fraction, rate: Fraction) -> int:
+    """The constant-rate frame nearest a source frame's time (halves go up)."""
+    return math.floor(seconds * rate + Fraction(1, 2))
+
+
+def constant_rate(frames: Iterable[Any], span: tuple[int, int], rate: Fraction, origin: int,
+                  tb: Fraction) -> Iterator[tuple[Any, int]]:
+    """Output frames ``k`` in ``span`` (at ``k / rate`` s from the source's first frame, ``origin``).
+
+    FFmpeg's ``fps`` rule (``round=near``): each source frame goes on the output frame nearest its own
+    time, a later one taking the place of an earlier one on the same tick (frames dropped above the
+    rate), and an output frame that no source frame lands on shows the one before (frames repeated).
+    Every source frame's place depends on its own time only, so chunks cut anywhere agree.
+    """
+    k, end = span
+    held = None
+    for frame in frames:
+        tick = tick_of((frame.pts - origin) * tb, rate)
+        while held is not None and k < min(tick, end):
+            yield held, k
+            k += 1
+        held = frame
+    while held is not None and k < end:
+        yield held, k
+        k += 1
+
+
+def output_span(chunk: Chunk, video: VideoStreamInfo, rate: Fraction, total: int) -> tuple[int, int]:
+    """The constant-rate frames ``[a, b)`` a chunk's source frames land on; the last chunk's run to ``total``."""
+    a, b = (tick_of((pts - video.start_pts) * video.tb, rate) for pts in (chunk.start_pts, chunk.end_pts))
+    return min(total, a), total if chunk.index == chunk.count - 1 else min(total, b)
+
+
+def _grabbing(frames: Iterable[Any], grab: TileGrabber | None) -> Iterator[Any]:
+    """The frames, each handed to the sprite's grabber first (the source's frames, at the source's times)."""
+    for frame in frames:
+        if grab is not None:
+            grab(frame)
+        yield frame
+
+
+class ChunkFrames:
+    """A chunk's frames in pts order, exactly one per source frame it owns, progressive.
+
+    Damaged packets (the decoder refuses them) give no frame: the frame before stays on screen in
+    its place (the first frame after, at a chunk's start), so frame counts and timing stay exact;
+    ``filled`` counts them and ``damage.packets`` the packets refused. Interlaced sources go through
+    :class:`Deinterlacer` first, fed from the keyframe on so the chunk's first frame has the one before it.
+    """
+
+    def __init__(self, container: Any, stream: Any, chunk: Chunk, interlaced: bool = False) -> None:
+        self.container, self.stream, self.chunk = container, stream, chunk
+        self.damage = Damage()
+        self.deinterlace = Deinterlacer() if interlaced else None
+        self.filled = 0
+        #: The frames given so far.
+        self.count = 0
+        #: The pts of the chunk's packets handed to the decoder so far, sorted.
+        self._expected: list[int] = []
+
+    def _decoded(self) -> Iterator[Any]:
+        chunk = self.chunk
+        for packet in _packets_from_keyframe(self.container, self.stream, chunk):
+            owned = packet.size and packet.pts is not None and chunk.start_pts <= packet.pts < chunk.end_pts
+            if owned:
+                bisect.insort(self._expected, packet.pts)
+            refused = self.damage.packets
+            decoded = self.damage.decode(packet)
+            if self.damage.packets > refused and not owned:
+                self.damage.packets = refused  # before the chunk: the chunk before counts it
+            for frame in decoded:
+                yield from self.deinterlace(frame) if self.deinterlace is not None else [frame]
+        if self.deinterlace is not None:
+            yield from self.deinterlace.flush()
+
+    def __iter__(self) -> Iterator[Any]:
+        chunk, expected = self.chunk, self._expected
+        count, held = 0, None
+        for frame in self._decoded():
+            pts = frame.pts
+            if pts is None:
+                raise MediaError(f"A video frame near {chunk.start:.2f}s has no timestamp")
+            if pts < chunk.start_pts:
+                continue
+            # Frames come out in pts order: a source frame before this one that has not come out never will.
+            while count < len(expected) and expected[count] < min(pts, chunk.end_pts):
+                yield self._fill(held if held is not None else frame, expected[count])
+                count += 1
+            if pts >= chunk.end_pts:
+                return
+            if count < len(expected) and expected[count] == pts:
+                held, frame.pts = frame, pts  # a fill above may have lent it another pts
+                self.count += 1
+                yield frame
+                count += 1
+            if count == chunk.frame_count:
+                # All of the chunk's frames are out: no need to decode into the next GOP.
+                return
+        for pts in expected[count:]:
+            if held is not None:
+                yield self._fill(held, pts)
+
+    def _fill(self, frame: Any, pts: int) -> Any:
+        self.filled += 1
+        self.count += 1
+        frame.pts = pts
+        return frame
+
+
 @operator("media.transcode_chunk", weight=10)
 def transcode_chunk(
     source: SourceRef, chunk: Chunk, info: MediaInfo, *, params: TranscodeParams, ctx: OpContext
@@ -186,43 +321,35 @@ def transcode_chunk(
             _Encoder(stack.enter_context(ctx.storage.writing(paths[h])), sizes[h], info, params) for h in sizes
         ]
         try:
-            done = False
-            for packet in _packets_from_keyframe(container, stream, chunk):
-                for frame in packet.decode():
-                    pts = frame.pts
-                    if pts is None:
-                        raise MediaError(f"A video frame near {chunk.start:.2f}s has no timestamp")
-                    if pts < chunk.start_pts:
-                        continue
-                    if pts >= chunk.end_pts:
-                        done = True
-                        break
-                    for enc in encoders:
-                        enc.encode(frame)
-                    if grab is not None:
-                        grab(frame)
-                    count += 1
-                    first_pts = pts if first_pts is None else first_pts
-                    last_pts = pts
-                    progress(count / max(1, chunk.frame_count))
-                    if count == chunk.frame_count:
-                        # All of the chunk's frames are out (they come in pts order): no need to
-                        # decode into the next GOP until a frame past the end shows up.
-                        done = True
-                        break
-                if done:
-                    break
+            frames = ChunkFrames(container, stream, chunk, video.interlaced)
+            source_frames = _grabbing(frames, grab)
+            cfr = video.is_vfr and params.constant_rate
+            if cfr:
+                span = output_span(chunk, video, video.rate, cfr_frames(video))
+                pairs = constant_rate(source_frames, span, video.rate, video.start_pts, tb)
+            else:
+                span = (0, chunk.frame_count)
+                pairs = ((f, f.pts) for f in source_frames)
+            expected = span[1] - span[0]
+            for frame, pts in pairs:
+                for enc in encoders:
+                    enc.encode(frame, pts)
+                count += 1
+                first_pts = pts if first_pts is None else first_pts
+                last_pts = pts
+                progress(count / max(1, expected))
             for enc in encoders:
                 enc.close()
-            thumbnails = grab.finish() if grab is not None and count == chunk.frame_count else None
+            thumbnails = grab.finish() if grab is not None and frames.count == chunk.frame_count else None
         finally:
             for enc in encoders:
                 enc.abort()
-        # Checked inside the block so that a short chunk leaves no file behind.
-        if count != chunk.frame_count or first_pts is None or last_pts is None:
+        # Checked inside the block so that a short chunk, or one damaged beyond repair, leaves no file behind.
+        Damage.check(frames.filled, video.frame_count, "video frames")
+        if frames.count != chunk.frame_count or count != expected or first_pts is None or last_pts is None:
             raise MediaError(
-                f"Chunk {chunk.index + 1}/{chunk.count} ({chunk.start:.2f}s–{chunk.end:.2f}s) decoded to {count} "
-                f"frames but the source holds {chunk.frame_count} there: the source is damaged in that range"
+                f"Chunk {chunk.index + 1}/{chunk.count} ({chunk.start:.2f}s–{chunk.end:.2f}s) decoded to "
+                f"{frames.count} frames but the source holds {chunk.frame_count} there: the source is damaged in that range"
             )
     elapsed = time.monotonic() - started
     # Process CPU time: the codec threads' too (a Dask worker runs one task at a time here).
@@ -232,6 +359,9 @@ def transcode_chunk(
         f"{', '.join(f'{h}p' for h in sizes)}) at {count / max(elapsed, 1e-6):.0f} fps, {cpu:.2f} CPU-s "
         f"({decode_threads}+{codec_threads(params.encode_threads)} codec threads)"
     )
+    if frames.filled or frames.damage.packets:
+        ctx.log(f"Chunk {chunk.index + 1}/{chunk.count}: {frames.damage.packets} damaged video packets could not be "
+                f"decoded; {frames.filled} frames show the frame before them instead")
     progress.done()
     renditions = [
         RenditionFile(rendition=h, height=sizes[h][1], width=sizes[h][0], path=paths[h], size=ctx.storage.size(paths[h]))
@@ -243,7 +373,9 @@ def transcode_chunk(
         frame_count=count,
         first_pts=first_pts,
         last_pts=last_pts,
-        duration=float((chunk.end_pts - first_pts) * tb),
-        time_base=chunk.time_base,
+        duration=float(count / video.rate) if cfr else float((chunk.end_pts - first_pts) * tb),
+        # A constant-rate part says so by its time base, 1/rate (the join reads it).
+        time_base=f"{video.rate.denominator}/{video.rate.numerator}" if cfr else chunk.time_base,
         thumbnails=thumbnails,
+        damaged=frames.filled,
     )
