@@ -21,7 +21,7 @@ from operators.context import OpContext
 from operators.errors import MediaError
 from operators.export.loudness import LoudnessMeasurement, LoudnessTarget, AudioChain, measure_file, normalise_filters
 from operators.export.plan import AudioEncoding
-from operators.media._av import Progress, open_input
+from operators.media._av import Damage, Progress, decode_tolerant, fill_gaps, open_input
 from operators.media.info import MediaInfo
 from operators.registry import operator
 from operators.types import Frozen, SourceRef, StoredFile
@@ -86,7 +86,9 @@ def _encode(source: SourceRef, info: MediaInfo, enc: AudioEncoding, filters: lis
                 out.mux(stream.encode(frame))
 
         source_stream = container.streams[audio.index]
-        for frame in container.decode(source_stream):
+        damage, decoded = Damage(), 0
+        for frame in fill_gaps(decode_tolerant(container, source_stream, damage)):
+            decoded += 1
             if start is None:
                 start = float(frame.pts * frame.time_base) if frame.pts is not None else audio.start_seconds
                 if first is None:
@@ -97,6 +99,10 @@ def _encode(source: SourceRef, info: MediaInfo, enc: AudioEncoding, filters: lis
         write(chain.flush())
         chain.close()
         out.mux(stream.encode(None))
+        if damage.packets:
+            # Past the share that is played through: refused, saying how much and what to try.
+            Damage.check(damage.packets, decoded + damage.packets, "audio packets")
+            ctx.log(f"{damage.packets} damaged audio packet(s) could not be decoded; silence is in their place")
     if start is None or written == 0:
         raise MediaError("The source's audio stream holds no decodable samples")
     return start, written

@@ -38,7 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from operators.context import OpContext
 from operators.errors import MediaError
-from operators.media._av import Progress, open_input
+from operators.media._av import Damage, decode_tolerant, fill_gaps, Progress, open_input
 from operators.media.info import MediaInfo
 from operators.registry import operator, payload_model
 from operators.types import Frozen, SourceRef
@@ -138,7 +138,8 @@ def _chain(graph: Any, source: Any, filters: list[tuple[str, str]]) -> Any:
 
 def _audio_frames(container: Any, stream: Any, progress: Callable[[float], None] | None,
                   duration: float) -> Iterator[Any]:
-    for frame in container.decode(stream):
+    # Past damaged packets, with silence in their place: the measurement is of what the encodings will hold.
+    for frame in fill_gaps(decode_tolerant(container, stream, Damage())):
         if progress is not None and duration > 0 and frame.time is not None:
             progress(min(0.99, frame.time / duration))
         yield frame

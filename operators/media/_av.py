@@ -8,7 +8,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from fractions import Fraction
 from pathlib import Path
@@ -33,6 +33,7 @@ __all__ = [
     "coded_size",
     "encode_jpeg",
     "even",
+    "fill_gaps",
     "fit_height",
     "frame_rotation",
     "frame_to_rgb",
@@ -199,6 +200,27 @@ def decode_tolerant(container: Any, stream: Any, damage: Damage) -> Iterator[Any
     """``container.decode(stream)``, but past damaged packets (counted in ``damage``) instead of failing on one."""
     for packet in container.demux(stream):
         yield from damage.decode(packet)
+
+
+def fill_gaps(frames: Iterable[Any]) -> Iterator[Any]:
+    """Decoded sound with silence in the holes damaged packets left (over 10 ms), so what follows keeps its time."""
+    expected: Fraction | None = None
+    for frame in frames:
+        if frame.pts is not None:
+            start = frame.pts * frame.time_base
+            if expected is not None and start - expected > Fraction(1, 100):
+                yield _silent_like(frame, round((start - expected) * frame.sample_rate), expected)
+            expected = start + Fraction(frame.samples, frame.sample_rate)
+        yield frame
+
+
+def _silent_like(frame: Any, samples: int, at: Fraction) -> Any:
+    silence = av.AudioFrame(format=frame.format.name, layout=frame.layout.name, samples=samples)
+    for plane in silence.planes:
+        plane.update(bytes(plane.buffer_size))
+    silence.sample_rate, silence.time_base = frame.sample_rate, frame.time_base
+    silence.pts = round(at / frame.time_base)
+    return silence
 
 
 class Deinterlacer:
