@@ -32,7 +32,7 @@ from operators.context import OpContext
 from operators.errors import MediaError
 from operators.export.loudness import drain
 from operators.export.plan import Rendition, VideoTask, output_frames
-from operators.media._av import Damage, Progress, codec_threads, mp4_options, open_input
+from operators.media._av import Damage, EncodedOutput, Progress, codec_threads, mp4_options, open_input
 from operators.media.colour import ColourScaler, build_graph, colour_of, managed_chain, tag_output
 from operators.media.info import Chunk, MediaInfo, VideoStreamInfo
 from operators.media.transcode import ChunkFrames, output_span, tick_of
@@ -118,7 +118,7 @@ class FrameFilter:
         return list(drain(self.graph, self.sink))
 
 
-class _Encoder:
+class _Encoder(EncodedOutput):
     """One rendition's encoder and chunk file."""
 
     def __init__(self, path: Any, r: Rendition, video: VideoStreamInfo, threads: int) -> None:
@@ -167,20 +167,6 @@ class _Encoder:
         self.first = pts if self.first is None else self.first
         self.last = pts
         self.count += 1
-
-    def close(self) -> None:
-        self.container.mux(self.stream.encode(None))
-        self.container.close()
-        self._closed = True
-
-    def abort(self) -> None:
-        """Close the file after a failure (no flush), before its storage block discards it; then a no-op."""
-        if not self._closed:
-            self._closed = True
-            try:
-                self.container.close()
-            except av.error.FFmpegError:
-                pass  # the partial file is discarded with its temp path anyway
 
 
 def _source_frames(frames: ChunkFrames, turn: FrameFilter | None) -> Iterator[Any]:

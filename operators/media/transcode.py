@@ -37,6 +37,7 @@ from operators.errors import MediaError
 from operators.media._av import (
     Damage,
     Deinterlacer,
+    EncodedOutput,
     Progress,
     codec_threads,
     coded_size,
@@ -101,7 +102,7 @@ def rendition_sizes(info: MediaInfo, heights: list[int]) -> dict[int, tuple[int,
     return {h: fit_height(video.display_width, video.display_height, h) for h in heights}
 
 
-class _Encoder:
+class _Encoder(EncodedOutput):
     """One rendition's H.264 encoder and MP4 muxer for a chunk."""
 
     def __init__(self, path: Path, size: tuple[int, int], info: MediaInfo, params: TranscodeParams) -> None:
@@ -136,19 +137,6 @@ class _Encoder:
         # libx264 obeys a frame's picture type; the source's I/P/B choices must not leak in.
         out.pict_type = PictureType.NONE
         self.container.mux(self.stream.encode(out))
-
-    def close(self) -> None:
-        self.container.mux(self.stream.encode(None))
-        self.container.close()
-        self._closed = True
-
-    def abort(self) -> None:
-        if not self._closed:
-            self._closed = True
-            try:
-                self.container.close()
-            except av.error.FFmpegError:
-                pass  # the partial file is discarded with its temp path anyway
 
 
 def _packets_from_keyframe(container: Any, stream: Any, chunk: Chunk) -> Iterator[Any]:
