@@ -17,30 +17,21 @@ import pytest
 
 from operators.media.info import AssetMedia
 from operators.media.probe import probe
-from operators.render.join import RenderJoinParams, render_join
-from operators.render.mix import MixParams, mix_audio
 from operators.render.plan import PlanParams, render_plan
 from operators.render.resolve import TimelineError, frame_of
-from operators.render.segment import EncodeParams, render_segment
 from operators.render.timeline import Timeline
 from operators.types import SourceRef, StoredFile
+from tests.render_testing import probed_assets, render_timeline
 from tests.mediagen import INDEX_SIZE, make_indexed_clip, media_ctx, read_index
 
 
 def _assets(ctx: Any, **files: str) -> dict[str, AssetMedia]:
-    out = {}
-    for asset_id, rel in files.items():
-        info = probe(SourceRef(path=rel), ctx=ctx)
-        out[asset_id] = AssetMedia(id=asset_id, path=rel, kind="source", content_type="video/mp4", info=info)
-    return out
+    return probed_assets(ctx, **files)
 
 
-def _render(ctx: Any, timeline: dict[str, Any], assets: dict[str, AssetMedia], segment_seconds: float = 0.7) -> StoredFile:
-    render_input = Timeline.model_validate(timeline).with_assets(assets)
-    plan = render_plan(render_input, params=PlanParams(segment_seconds=segment_seconds), ctx=ctx)
-    parts = [render_segment(plan, s, params=EncodeParams(threads=1), ctx=ctx) for s in plan.segments]
-    audio = mix_audio(plan, params=MixParams(), ctx=ctx)
-    return render_join(parts, audio, plan, params=RenderJoinParams(), ctx=ctx)
+def _render(ctx: Any, timeline: dict[str, Any], assets: dict[str, AssetMedia],
+            segment_seconds: float = 0.7) -> StoredFile:
+    return render_timeline(ctx, timeline, assets, segment_seconds)
 
 
 def _gray_frames(path: Path) -> list[np.ndarray]:

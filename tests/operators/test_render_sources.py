@@ -6,7 +6,6 @@ Each test renders a small timeline with the render operators called directly and
 from __future__ import annotations
 
 import logging
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -16,13 +15,8 @@ import pytest
 
 from operators.errors import MediaError
 from operators.media.info import AssetMedia
-from operators.media.probe import probe
-from operators.render.join import RenderJoinParams, render_join
-from operators.render.mix import MixParams, mix_audio
-from operators.render.plan import PlanParams, render_plan
-from operators.render.segment import EncodeParams, render_segment
-from operators.render.timeline import Timeline
-from operators.types import SourceRef, StoredFile
+from operators.types import StoredFile
+from tests.render_testing import probed_assets, render_timeline
 from tests.mediagen import (
     INDEX_SIZE,
     combing,
@@ -37,18 +31,12 @@ from tests.mediagen import (
 
 
 def _assets(ctx: Any, **files: str) -> dict[str, AssetMedia]:
-    out = {}
-    for asset_id, rel in files.items():
-        info = probe(SourceRef(path=rel), ctx=ctx)
-        out[asset_id] = AssetMedia(id=asset_id, path=rel, kind="source", content_type="video/mp4", info=info)
-    return out
+    return probed_assets(ctx, **files)
 
 
-def _render(ctx: Any, timeline: dict[str, Any], assets: dict[str, AssetMedia], segment_seconds: float = 10) -> StoredFile:
-    render_input = Timeline.model_validate(timeline).with_assets(assets)
-    plan = render_plan(render_input, params=PlanParams(segment_seconds=segment_seconds), ctx=ctx)
-    parts = [render_segment(plan, s, params=EncodeParams(threads=1), ctx=ctx) for s in plan.segments]
-    return render_join(parts, mix_audio(plan, params=MixParams(), ctx=ctx), plan, params=RenderJoinParams(), ctx=ctx)
+def _render(ctx: Any, timeline: dict[str, Any], assets: dict[str, AssetMedia],
+            segment_seconds: float = 10) -> StoredFile:
+    return render_timeline(ctx, timeline, assets, segment_seconds)
 
 
 def _gray_frames(path: Path) -> list[np.ndarray]:
