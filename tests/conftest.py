@@ -18,6 +18,7 @@ from scheduler.wiring.redis_server import EmbeddedRedis
 from scheduler.settings import Settings
 from server.app import create_app
 from tests import ops_testing  # noqa: F401  (registers test.* operators used by tests/graphs)
+from tests import steps_ops  # noqa: F401  (registers test.steps, used by tests/graphs/steps*.yaml)
 
 ROOT = Path(__file__).resolve().parent.parent
 TEST_GRAPHS = Path(__file__).resolve().parent / "graphs"

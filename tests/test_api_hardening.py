@@ -61,6 +61,10 @@ def servers(redis_server: EmbeddedRedis, dask_cluster: LocalCluster, tmp_path_fa
     for name in ("ingest", "transcribe", "render"):
         shutil.copy(ROOT / "graphs" / f"{name}.yaml", graphs)
     (graphs / "retrying.yaml").write_text(RETRYING)
+    # sleepy under a job type of its own, that only the metrics test submits: its counts are its own
+    # (other tests post sleepy jobs and do not wait for them all).
+    sleepy = (TEST_GRAPHS / "sleepy.yaml").read_text()
+    (graphs / "metered.yaml").write_text(sleepy.replace("name: sleepy", "name: metered"))
     models = tmp / "models"
     model = models / "my-whisper"
     model.mkdir(parents=True)
@@ -335,9 +339,19 @@ def test_assets_of_another_project_are_refused(servers: Servers, resources: dict
     assert cv.status_code == 422 and "not found in project proj_b" in cv.json()["detail"][0]["msg"]
     render = post_job(a, "render", {"project_id": "proj_b", "timeline": timeline})
     assert render.status_code == 422 and "not found in project proj_b" in render.json()["detail"][0]["msg"]
-    # In its own project it is found (and then refused for what it is, not for where it is).
+    # In its own project it is found: the job is accepted (202, the queued record), and it fails for what the
+    # asset is (not media), not for where it is.
     own = post_job(a, "ingest", {"project_id": "proj_a", "source_asset_id": theirs})
-    assert "not found" not in own.text
+    assert own.status_code == 202, own.text
+    record = own.json()
+    assert record["id"].startswith("job_") and record["created_at"] == record["updated_at"]
+    assert {k: v for k, v in record.items() if k not in ("id", "created_at", "updated_at")} == {
+        "clip_version_id": None, "job_type": "ingest", "status": "queued", "queue_name": "ai-video-editor-jobs",
+        "priority": 0, "payload": {"project_id": "proj_a", "source_asset_id": theirs}, "result_payload": None,
+        "error_message": None, "started_at": None, "completed_at": None}
+    done = wait_done(a, record["id"])
+    assert done["status"] == "failed", done
+    assert done["error_message"].startswith("probe: The source file could not be read as media"), done
 
 
 def test_transcribe_models_are_bundled_names_or_folders_of_models_dir(servers: Servers, tmp_path: Path) -> None:
@@ -507,11 +521,13 @@ def _value(metrics: dict[Any, float], name: str, **labels: str) -> float:
 
 def test_metrics_move_when_jobs_run(servers: Servers) -> None:
     a, b = servers.a, servers.b  # a runs the jobs; b (another process, no dispatcher) serves the metrics
+    # Job types no other test submits (metered: sleepy by another name; broken; retrying), so the counts
+    # move by this test's jobs alone, whatever other tests left running.
     before = _metrics(b)
-    done = [post_job(a, "sleepy", {"seconds": 0.05, "tag": "metrics"}).json()["id"] for _ in range(3)]
+    done = [post_job(a, "metered", {"seconds": 0.05, "tag": "metrics"}).json()["id"] for _ in range(3)]
     failed = post_job(a, "broken", {}).json()["id"]
     retried = post_job(a, "retrying", {}).json()["id"]
-    long = post_job(a, "sleepy", {"seconds": 30, "tag": "metrics-cancel"}).json()["id"]
+    long = post_job(a, "metered", {"seconds": 30, "tag": "metrics-cancel"}).json()["id"]
     deadline = time.monotonic() + 30
     while httpx.get(f"{a.url}/v1/jobs/{long}", headers=auth(), timeout=10).json()["status"] != "in_progress":
         assert time.monotonic() < deadline
@@ -528,19 +544,19 @@ def test_metrics_move_when_jobs_run(servers: Servers) -> None:
     def moved(name: str, **labels: str) -> float:
         return _value(after, name, **labels) - _value(before, name, **labels)
 
-    assert moved("ave_jobs_submitted_total", job_type="sleepy") == 4
+    assert moved("ave_jobs_submitted_total", job_type="metered") == 4
     assert moved("ave_jobs_submitted_total", job_type="broken") == 1
-    assert moved("ave_jobs_completed_total", job_type="sleepy") == 3
+    assert moved("ave_jobs_completed_total", job_type="metered") == 3
     assert moved("ave_jobs_failed_total", job_type="broken") == 1
     assert moved("ave_jobs_failed_total", job_type="retrying") == 1
-    assert moved("ave_jobs_cancelled_total", job_type="sleepy") == 1
+    assert moved("ave_jobs_cancelled_total", job_type="metered") == 1
     assert moved("ave_task_retries_total", job_type="retrying") == 2
-    assert moved("ave_task_retries_total", job_type="sleepy") == 0
-    assert moved("ave_job_duration_seconds_count", job_type="sleepy", status="completed") == 3
-    assert moved("ave_job_duration_seconds_bucket", job_type="sleepy", status="completed", le="+Inf") == 3
-    assert moved("ave_job_duration_seconds_bucket", job_type="sleepy", status="completed", le="0.05") == 0
-    assert moved("ave_job_duration_seconds_sum", job_type="sleepy", status="completed") >= 0.15
-    assert moved("ave_job_duration_seconds_count", job_type="sleepy", status="cancelled") == 1
+    assert moved("ave_task_retries_total", job_type="metered") == 0
+    assert moved("ave_job_duration_seconds_count", job_type="metered", status="completed") == 3
+    assert moved("ave_job_duration_seconds_bucket", job_type="metered", status="completed", le="+Inf") == 3
+    assert moved("ave_job_duration_seconds_bucket", job_type="metered", status="completed", le="0.05") == 0
+    assert moved("ave_job_duration_seconds_sum", job_type="metered", status="completed") >= 0.15
+    assert moved("ave_job_duration_seconds_count", job_type="metered", status="cancelled") == 1
     assert _value(after, "ave_redis_up") == 1.0
     assert ("ave_redis_errors_total", ()) in after
     # The same counts from any API server.

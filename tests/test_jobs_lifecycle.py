@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import pytest
 import redis as redis_sync
 from distributed import LocalCluster
 from litestar.testing import TestClient
@@ -15,26 +17,55 @@ from litestar.testing import TestClient
 from scheduler.settings import Settings
 from scheduler.records.jobs import JobStore
 from server.app import create_app
-from tests.conftest import wait_for
+from tests.conftest import wait_for, wait_until
+from tests.steps_ops import Gate
 
 
-def test_fanout_progress_moves_and_never_goes_down(client: TestClient[Any]) -> None:
-    job = client.post("/jobs/?job_type=fanout", json={"items": [1, 2, 3, 4, 5, 6]}).json()
+def test_fanout_progress_moves_and_never_goes_down(client: TestClient[Any], settings: Settings) -> None:
+    """Each task of the fan-out ends when the test opens its gate (test.steps), one at a time; after each,
+    the job's progress is exactly its share: (1 + tasks done) / 8 (steps_fanout's weights: listed 1, each 6,
+    joined 1, and joined waits on a gate too), whatever the speed of the machine."""
+    job = client.post("/jobs/?job_type=steps_fanout", json={"items": [1, 2, 3, 4, 5, 6]}).json()
+    gates = [Gate(Path(settings.media_url), job["id"], f"each-{i}") for i in range(6)]
+    joined = Gate(Path(settings.media_url), job["id"], "joined")
+    closed = list(range(6))
     seen: list[float] = []
 
-    def record(r: dict[str, Any]) -> None:
-        if r["result_payload"]:
-            seen.append(r["result_payload"]["progress"])
+    def progress() -> float:
+        record = client.get(f"/jobs/{job['id']}").json()
+        if record["result_payload"]:
+            seen.append(record["result_payload"]["progress"])
+        return seen[-1] if seen else 0.0
 
-    done = wait_for(client, job["id"], seen=record)
-    assert done["status"] == "completed", done["error_message"]
-    assert done["result_payload"]["outputs"] == {"joined": [1, 2, 3, 4, 5, 6]}
-    assert seen == sorted(seen), "progress went down"
-    assert len({p for p in seen if 0 < p < 1}) >= 3, f"progress did not move in steps: {seen}"
+    def running() -> list[int]:
+        """The tasks that have started and wait on their gates."""
+        return [i for i in closed if gates[i].runs]
+
+    try:
+        for done in range(7):
+            if done:
+                # Only a task that runs can end: the others wait for one of the two workers.
+                item = wait_until(running, 30, "a task of the fan-out to start")[-1]  # not always the first
+                gates[item].open(1)
+                closed.remove(item)
+            expected = (1 + done) / 8
+            reached = wait_until(lambda e=expected: (p := progress()) >= e - 1e-9 and p, 30, f"progress {expected}")
+            assert reached == pytest.approx(expected), f"{done} tasks done: {seen}"
+        joined.open(1)
+        done_record = wait_for(client, job["id"], seen=lambda r: seen.append(r["result_payload"]["progress"])
+                               if r["result_payload"] else None)
+    finally:
+        for gate in (*gates, joined):
+            gate.open_all()
+    assert done_record["status"] == "completed", done_record["error_message"]
+    assert done_record["result_payload"]["outputs"] == {"joined": [1, 2, 3, 4, 5, 6]}
+    assert seen == sorted(seen), f"progress went down: {seen}"
     assert all(0.0 <= p <= 1.0 for p in seen) and seen[-1] == 1.0
-    messages = [e["message"] for e in done["result_payload"]["log"]]
+    assert [gate.runs for gate in (*gates, joined)] == [1] * 7
+    messages = [e["message"] for e in done_record["result_payload"]["log"]]
     assert "each: 6 parallel tasks" in messages
-    assert any(m == "each: 6/6 done" for m in messages)
+    progress_lines = [m for m in messages if m.startswith("each: ") and " done" in m]
+    assert progress_lines == [f"each: {k}/6 done" for k in range(1, 7)], progress_lines
 
 
 def test_operator_failure_ends_failed_with_message(client: TestClient[Any]) -> None:
@@ -164,6 +195,11 @@ def test_dispatcher_restart_requeues_then_fails_after_max_attempts(settings: Set
 def test_redis_outage_gives_503_and_recovers_without_losing_jobs(
     tmp_path: Path, dask_cluster: LocalCluster, graphs_dir: Path
 ) -> None:
+    """A job's task ends on Dask while Redis is down: its result is kept and written once Redis is back.
+
+    The task waits on a gate (test.steps) the test opens only once Redis is down, and the test sees the
+    task end before it starts Redis again: the job certainly finished during the outage.
+    """
     from scheduler.wiring.redis_server import EmbeddedRedis, _free_port
 
     port = _free_port()
@@ -171,10 +207,14 @@ def test_redis_outage_gives_503_and_recovers_without_losing_jobs(
     server.start()
     settings = Settings(redis_url=server.url, dask_scheduler_address=dask_cluster.scheduler_address,
                         data_dir=tmp_path / "data", graphs_dir=graphs_dir)
+    gate: Gate | None = None
     try:
         with TestClient(app=create_app(settings)) as client:
-            long_job = client.post("/jobs/?job_type=sleepy", json={"seconds": 3, "tag": "survivor"}).json()
+            long_job = client.post("/jobs/?job_type=steps", json={"tag": "survivor"}).json()
+            gate = Gate(Path(settings.media_url), long_job["id"], "step")
             wait_for(client, long_job["id"], statuses=("in_progress",))
+            wait_until(lambda: gate.runs, 30, "the job's task to start on Dask")
+            outage_began = datetime.now(UTC)
             server.stop()
 
             response = client.post("/jobs/?job_type=sleepy", json={})
@@ -194,15 +234,26 @@ def test_redis_outage_gives_503_and_recovers_without_losing_jobs(
             assert client.get("/health/").json()["status"] == "ok"
             assert client.get(f"/jobs/{long_job['id']}").status_code == 503
 
-            time.sleep(3.5)  # the job finishes on Dask while Redis is down
+            gate.open(1)  # the task ends on Dask now, while Redis is down
+            assert wait_until(lambda: gate.exit, 30, "the task to end during the outage") == "finished"
+            assert client.get(f"/jobs/{long_job['id']}").status_code == 503, "Redis is still down"
             server.start()
             done = wait_for(client, long_job["id"], timeout=60)
-            assert done["status"] == "completed"
+            seen_done = datetime.now(UTC)
+            assert done["status"] == "completed", done
+            assert done["error_message"] is None
             assert done["result_payload"]["outputs"] == {"tag": "survivor"}
+            assert done["result_payload"]["progress"] == 1.0
+            # Started before the outage; finished during it, written as soon as Redis answered again.
+            assert datetime.fromisoformat(done["started_at"]) < outage_began
+            assert outage_began < datetime.fromisoformat(done["completed_at"]) <= seen_done, done
+            assert gate.runs == 1, "the result was kept, not computed again after the outage"
             later = client.post("/jobs/?job_type=sleepy", json={"seconds": 0})
             assert later.status_code == 202
             assert wait_for(client, later.json()["id"])["status"] == "completed"
     finally:
+        if gate is not None:
+            gate.open_all()
         server.stop()
 
 

@@ -11,13 +11,14 @@ import io
 import json
 import re
 import threading
-import time
 import uuid
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import av
+import httpx
 import pytest
 from litestar.testing import TestClient
 
@@ -151,25 +152,82 @@ def test_an_upload_lands_in_the_bucket(client: TestClient[Any], s3: S3Server, bu
     assert missing.status_code == 422 and "nope.mp4" in missing.text
 
 
-def test_a_slow_store_does_not_stall_the_api(client: TestClient[Any], s3: S3Server) -> None:
-    """A submission waiting on S3 (its source's existence check) leaves the event loop free."""
+class HeldHeads:
+    """A pass-through HTTP proxy in front of the S3 server that holds every HEAD of one key until released.
+
+    The test learns when the request arrived (``arrived``) and decides when it is answered (``released``):
+    a slow store whose slowness lasts exactly as long as the test needs, with no sleeps to guess it.
+    """
+
+    #: Headers that describe one hop's connection or encoding, not the message: not passed on.
+    HOP = frozenset({"connection", "keep-alive", "transfer-encoding", "content-length", "content-encoding"})
+
+    def __init__(self, upstream: str, key: str) -> None:
+        self.arrived, self.released = threading.Event(), threading.Event()
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def forward(self) -> None:
+                if self.command == "HEAD" and self.path.split("?")[0].endswith(key):
+                    proxy.arrived.set()
+                    proxy.released.wait(60)
+                size = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(size) if size else None
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in HeldHeads.HOP}
+                answer = httpx.request(self.command, upstream + self.path, headers=headers, content=body, timeout=30)
+                self.send_response(answer.status_code)
+                for name, value in answer.headers.items():
+                    if name.lower() not in HeldHeads.HOP:
+                        self.send_header(name, value)
+                length = answer.headers.get("content-length", "0") if self.command == "HEAD" else len(answer.content)
+                self.send_header("Content-Length", str(length))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(answer.content)
+
+            do_GET = do_HEAD = do_PUT = do_POST = do_DELETE = forward  # noqa: N815
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.released.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_a_slow_store_does_not_stall_the_api(settings: Settings, s3: S3Server) -> None:
+    """A submission waiting on S3 (its source's existence check) leaves the event loop free: /health/
+    answers while the store holds that request, for as long as the test lets it hold it."""
+    store = HeldHeads(s3.url, "/slow.mp4")
+    options = {**settings.media_storage_options, "endpoint_url": store.url}
     answers: dict[str, Any] = {}
-    s3.delay("HEAD", 1.5)
     try:
-        submit = threading.Thread(target=lambda: answers.update(post=client.post(
-            "/jobs/?job_type=ingest", json={"project_id": "proj_s3", "source_uri": "slow.mp4"})))
-        submit.start()
-        time.sleep(0.3)  # the submission is now waiting on its HEAD request
-        began = time.monotonic()
-        health = client.get("/health/")
-        took = time.monotonic() - began
-        still_waiting = submit.is_alive()
-        submit.join(10)
+        with TestClient(app=create_app(settings.model_copy(update={"media_storage_options": options})),
+                        timeout=60) as client:
+            submit = threading.Thread(target=lambda: answers.update(post=client.post(
+                "/jobs/?job_type=ingest", json={"project_id": "proj_s3", "source_uri": "slow.mp4"})))
+            submit.start()
+            assert store.arrived.wait(30), "the submission never asked the store about its source"
+            health = threading.Thread(target=lambda: answers.update(health=client.get("/health/")))
+            health.start()
+            health.join(30)  # a stalled event loop answers only once the store does: never, until released
+            answered_while_held = ("health" in answers, submit.is_alive())
+            store.released.set()
+            submit.join(30)
+            health.join(30)
     finally:
-        s3.delay("HEAD", 0)
-    assert took < 0.6, f"/health/ took {took:.2f}s while a submission waited on S3"
-    assert health.status_code == 200 and still_waiting
-    assert answers["post"].status_code == 422 and "slow.mp4" in answers["post"].text
+        store.close()
+    # (health answered, the submission still waiting): both, or the loop was not free while the store held.
+    assert answered_while_held == (True, True), f"/health/ did not answer while a submission waited: {answers}"
+    assert answers["health"].status_code == 200, answers["health"].text
+    assert answers["post"].status_code == 422 and "slow.mp4" in answers["post"].text, answers["post"].text
 
 
 def test_an_unreachable_store_is_a_503_not_a_missing_source(settings: Settings, tmp_path: Path) -> None:
