@@ -351,7 +351,8 @@ def test_assets_of_another_project_are_refused(servers: Servers, resources: dict
         "error_message": None, "started_at": None, "completed_at": None}
     done = wait_done(a, record["id"])
     assert done["status"] == "failed", done
-    assert done["error_message"].startswith("probe: The source file could not be read as media"), done
+    assert done["error_message"].startswith("The source file could not be read as media"), done
+    assert done["error_message"].endswith("(step 'probe')"), done
 
 
 def test_transcribe_models_are_bundled_names_or_folders_of_models_dir(servers: Servers, tmp_path: Path) -> None:

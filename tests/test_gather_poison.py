@@ -91,7 +91,7 @@ def test_a_stray_cancellation_inside_a_node_fails_the_job_instead_of_hanging(
                 raise asyncio.CancelledError
 
             run._fetch = cancelled_fetch  # type: ignore[method-assign]
-            with pytest.raises(JobFailedError, match="listed: a call to the cluster was cancelled unexpectedly"):
+            with pytest.raises(JobFailedError, match=r"A call to the cluster was cancelled unexpectedly \(step 'listed'\)"):
                 await asyncio.wait_for(run.run(), 30)
 
     asyncio.run(scenario())

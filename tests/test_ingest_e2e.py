@@ -254,7 +254,7 @@ def test_unreadable_sources_fail_with_a_readable_message(client: TestClient[Any]
     message = _assert_friendly_failure(done)
     assert ("not audio or video" if kind == "text" else "truncated") in message, message
     # Found by probing, before any encoding work starts (the message names the step).
-    assert message.startswith("probe: "), message
+    assert message.endswith("(step 'probe')"), message
     assert set(statuses) <= {"queued", "in_progress", "failed"} and statuses[-1] == "failed", statuses
     assert "outputs" not in done["result_payload"], done["result_payload"]  # it started (the log), made nothing
 

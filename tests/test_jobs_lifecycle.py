@@ -72,7 +72,7 @@ def test_operator_failure_ends_failed_with_message(client: TestClient[Any]) -> N
     job = client.post("/jobs/?job_type=broken", json={}).json()
     done = wait_for(client, job["id"])
     assert done["status"] == "failed"
-    assert done["error_message"] == "boom: the input is not usable: test failure"
+    assert done["error_message"] == "The input is not usable: test failure (step 'boom')"
     assert done["completed_at"] is not None
     assert "Traceback" not in done["error_message"]
 
@@ -282,7 +282,8 @@ def test_an_unexpected_error_keeps_its_traceback_out_of_the_message_and_in_the_l
                 logging.getLogger("pipelines.run.runner").removeHandler(handler)
         assert done["status"] == "failed"
         # Short and human: no traceback in the message, whatever the setting.
-        assert done["error_message"] == "divide: unexpected ZeroDivisionError: division by zero"
+        assert done["error_message"] == ("Internal error in step 'divide': ZeroDivisionError: division by zero. The "
+                                         "job can be submitted again; if it fails the same way, please report it")
         logs[flag] = "\n".join(e["message"] for e in done["result_payload"]["log"])
         # The dispatcher's log has the traceback, with the job id.
         lines = [r.getMessage() for r in records if job["id"] in r.getMessage()]

@@ -401,7 +401,7 @@ def test_webhook_signed_retried_after_500s_and_replayed(live: Live) -> None:
     failure = live.receiver.wait("failed", 1)[0]
     body = json.loads(failure["body"])
     assert body["event"] == "job.failed" and body["job"]["id"] == failed["id"]
-    assert body["job"]["error_message"] == "boom: the input is not usable: test failure"
+    assert body["job"]["error_message"] == "The input is not usable: test failure (step 'boom')"
     # Nothing to replay for a job without a callback, or one still running; 404 for an unknown job.
     plain_job = submit(live.a, "sleepy", {"seconds": 0.1})
     assert httpx.post(f"{live.a.url}/jobs/{plain_job['id']}/webhooks/replay").status_code == 409
@@ -463,7 +463,7 @@ def test_cli_in_pipes(live: Live, tmp_path: Path) -> None:
     watched = run_cli(live.a, "watch", job_id, "--json")
     assert watched.returncode == 0 and json.loads(watched.stdout) == get_job(live.a, job_id).json()
     failed = run_cli(live.a, "submit", "broken", "--follow")
-    assert failed.returncode == 1 and "boom: the input is not usable" in failed.stdout
+    assert failed.returncode == 1 and "The input is not usable: test failure (step 'boom')" in failed.stdout
     listed = run_cli(live.a, "jobs", "--status", "completed", "--type", "sleepy", "--json")
     assert job_id in [j["id"] for j in json.loads(listed.stdout)]
     table = run_cli(live.a, "jobs", "--type", "sleepy")

@@ -216,7 +216,7 @@ def test_a_source_damaged_after_submission_fails_naming_the_clip_and_time(
     job = wait_for(client, response.json()["id"], timeout=60)
     assert job["status"] == "failed"
     message = job["error_message"]
-    assert "track 1 clip 1" in message and asset in message, message
+    assert message.startswith("Track 1 clip 1") and asset in message, message
     assert "truncated or" in message and re.search(r"(near|before) \d+\.\d\ds", message), message
     assert not UNFRIENDLY.search(message), message
 

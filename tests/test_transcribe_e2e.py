@@ -310,7 +310,8 @@ def test_a_model_folder_that_does_not_load_fails_the_job(client: TestClient[Any]
             workers.run(lambda: os.environ.pop("MODELS_DIR", None))
     assert done["status"] == "failed"
     message = done["error_message"]
-    assert message.startswith("transcribe 1/1: Could not load the Whisper model"), message
+    assert message.startswith("Could not load the Whisper model"), message
+    assert message.endswith("(step 'transcribe', part 1 of 1)"), message
     assert str(folder) in message and "Traceback" not in message
 
 

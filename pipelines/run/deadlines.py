@@ -16,6 +16,8 @@ import time
 from collections.abc import Callable, Mapping, MutableMapping
 from typing import Any, NamedTuple
 
+from pipelines.run.task import step_name
+
 __all__ = ["Deadlines", "Late", "overdue"]
 
 
@@ -43,9 +45,9 @@ def overdue(elapsed: float, max_seconds: float | None, futures: Mapping[str, Any
         if future is None or future.done():
             started.pop(key, None)
         elif node.timeout is not None and now - began > node.timeout:
-            where = node.name if position is None else f"{node.name} {position[0] + 1}/{position[1]}"
-            return Late(f"{where}: task {key} ran past its {node.timeout:g}s timeout (the node's timeout: in the "
-                        "graph) and was stopped", (key,))
+            return Late(f"The job's {step_name(node.name, position)} ran past its {node.timeout:g}s timeout (the "
+                        f"step's timeout: in the graph) and was stopped (task {key}). A longer or larger file may need "
+                        "a longer timeout", (key,))
     return None
 
 

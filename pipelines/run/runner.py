@@ -31,7 +31,7 @@ from pipelines.run.deadlines import Deadlines
 from pipelines.run.fetching import FetchError, fetch_result
 from pipelines.graph import Graph, Node
 from pipelines.run.stuck import HUNG_TASK_GRACE_SECONDS, watch_hung
-from pipelines.run.task import access, describe_failure, run_task
+from pipelines.run.task import access, describe_failure, run_task, step_name
 from pipelines.run.values import (
     DEFAULT_MAX_TASKS,
     SKIPPED,
@@ -197,7 +197,8 @@ class GraphRun:
                 raise
             # A CancelledError nobody asked for (from inside a library call): a TaskGroup ignores a child
             # that ends cancelled, and the nodes waiting on this one would wait forever. Fail the job.
-            raise _NodeFailed(f"{node.name}: a call to the cluster was cancelled unexpectedly") from None
+            raise _NodeFailed(f"A call to the cluster was cancelled unexpectedly ({step_name(node.name)}); the job can be "
+                              "submitted again") from None
         self._pending_nodes -= 1
         if self._pending_nodes == 0:
             self._finished.set()
@@ -276,7 +277,8 @@ class GraphRun:
         if value is None:
             return []
         if not isinstance(value, list | tuple):
-            raise _NodeFailed(f"{node.name}: map needs a list, but '{ref.text}' gave {type(value).__name__}")
+            raise _NodeFailed(f"The graph's {step_name(node.name)} maps over '{ref.text}', which gave "
+                              f"{type(value).__name__}, not a list")
         return list(value)
 
     def _submit(self, node: Node, handles: dict[str, Any], *, key: str, weight: float, item: Any = None,
@@ -323,9 +325,9 @@ class GraphRun:
         except asyncio.CancelledError:
             raise
         except FutureCancelledError as exc:
-            raise _NodeFailed(f"{node.name}: task {future.key} was cancelled ({exc})") from None
+            raise _NodeFailed(f"Task {future.key} of {step_name(node.name)} was cancelled ({exc})") from None
         except FetchError as exc:
-            raise _NodeFailed(f"{node.name}: {exc}") from None
+            raise _NodeFailed(f"{exc} ({step_name(node.name)})") from None
         except Exception as exc:  # noqa: BLE001  (every task failure becomes the job's message)
             message = describe_failure(node.name, str(future.key), exc, position)
             self._log_failure(str(future.key), message, exc)

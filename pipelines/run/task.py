@@ -17,7 +17,7 @@ from operators.context import OpContext
 from operators.errors import OperatorError
 from pipelines.refs import map_tree
 
-__all__ = ["Each", "Slot", "TaskFailed", "access", "describe_failure", "fill", "run_task"]
+__all__ = ["Each", "Slot", "TaskFailed", "access", "describe_failure", "fill", "run_task", "step_name"]
 
 _log = logging.getLogger("pipelines.run.task")
 
@@ -118,19 +118,25 @@ class TaskFailed(Exception):
         return self.message
 
 
+def step_name(node: str, position: tuple[int, int] | None = None) -> str:
+    """How a message names a step of the job: ``step 'transcode'``, ``step 'transcode', part 4 of 12``."""
+    return f"step '{node}'" if position is None else f"step '{node}', part {position[0] + 1} of {position[1]}"
+
+
 def describe_failure(node: str, key: str, exc: BaseException, position: tuple[int, int] | None) -> str:
-    """A message a person can act on, without a traceback."""
-    where = node if position is None else f"{node} {position[0] + 1}/{position[1]}"
+    """A message a person can act on: what is wrong with the file or the request first, then the step it came
+    from (in parentheses, for whoever reads the graph), never a traceback."""
+    step = step_name(node, position)
     name = type(exc).__name__
     if isinstance(exc, TaskFailed):
         return str(exc)
     if name == "KilledWorker":
-        return (
-            f"{where}: the worker running task {key} died repeatedly; the input may exhaust worker memory "
-            "or crash the decoder"
-        )
+        return (f"The worker running this job's {step} died repeatedly: the input may exhaust a worker's memory or "
+                f"crash the decoder. Try a shorter or smaller file; if it keeps failing, report it (task {key})")
     from operators.context import TaskTimeoutError
 
     if isinstance(exc, OperatorError | FileNotFoundError | TaskTimeoutError):
-        return f"{where}: {exc}"
-    return f"{where}: unexpected {name}: {exc or 'no details'}"
+        text = str(exc)
+        return f"{text[:1].upper()}{text[1:]} ({step})"
+    return (f"Internal error in {step}: {name}: {exc or 'no details'}. The job can be submitted again; if it fails "
+            "the same way, please report it")
