@@ -9,7 +9,6 @@ from __future__ import annotations
 import math
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
 
 import av
 import numpy as np
@@ -20,18 +19,9 @@ from operators.media.probe import probe
 from operators.render.plan import PlanParams, render_plan
 from operators.render.resolve import TimelineError, frame_of
 from operators.render.timeline import Timeline
-from operators.types import SourceRef, StoredFile
+from operators.types import SourceRef
 from tests.render_testing import probed_assets, render_timeline
 from tests.mediagen import INDEX_SIZE, make_indexed_clip, media_ctx, read_index
-
-
-def _assets(ctx: Any, **files: str) -> dict[str, AssetMedia]:
-    return probed_assets(ctx, **files)
-
-
-def _render(ctx: Any, timeline: dict[str, Any], assets: dict[str, AssetMedia],
-            segment_seconds: float = 0.7) -> StoredFile:
-    return render_timeline(ctx, timeline, assets, segment_seconds)
 
 
 def _gray_frames(path: Path) -> list[np.ndarray]:
@@ -49,13 +39,13 @@ def test_every_frame_shows_the_nearest_source_frame_across_mixed_rates(tmp_path:
     rates = {"s25": ("25", 60), "s2997": ("30000/1001", 72), "s30": ("30", 72)}
     for name, (fps, frames) in rates.items():
         make_indexed_clip(tmp_path / f"{name}.mp4", frames, fps)
-    assets = _assets(ctx, **{name: f"{name}.mp4" for name in rates})
+    assets = probed_assets(ctx, **{name: f"{name}.mp4" for name in rates})
     ins = {"s25": Fraction(13, 25), "s2997": Fraction(7, 10), "s30": Fraction(1, 3)}
     clips = [{"asset": name, "in": str(ins[name]), "out": str(ins[name] + Fraction(3, 4)), "fit": "fill"}
              for name in rates]
     timeline = {"canvas": {"width": INDEX_SIZE[0], "height": INDEX_SIZE[1], "fps": "30"},
                 "tracks": [{"type": "video", "clips": clips}]}
-    out = _render(ctx, timeline, assets)
+    out = render_timeline(ctx, timeline, assets)
     frames = _gray_frames(ctx.storage.local_path(out.path))
     fps = Fraction(30)
     assert len(frames) == out.meta["frame_count"] == 3 * frame_of(Fraction(3, 4), fps)
@@ -71,10 +61,10 @@ def test_every_frame_shows_the_nearest_source_frame_across_mixed_rates(tmp_path:
 def test_a_slow_timeline_repeats_source_frames_without_drift(tmp_path: Path) -> None:
     ctx = media_ctx(tmp_path)
     make_indexed_clip(tmp_path / "src.mp4", 90, "30")
-    assets = _assets(ctx, src="src.mp4")
+    assets = probed_assets(ctx, src="src.mp4")
     timeline = {"canvas": {"width": INDEX_SIZE[0], "height": INDEX_SIZE[1], "fps": "60"},
                 "tracks": [{"type": "video", "clips": [{"asset": "src", "in": "10f", "out": 2, "fit": "fill"}]}]}
-    out = _render(ctx, timeline, assets)
+    out = render_timeline(ctx, timeline, assets)
     shown = [read_index(f) for f in _gray_frames(ctx.storage.local_path(out.path))]
     fps = Fraction(60)
     src_in = Fraction(10, 60)  # "10f" counts frames of the timeline's rate
@@ -96,12 +86,12 @@ def test_source_time_stays_exact_an_hour_in() -> None:
 def test_crossfade_blends_both_clips_and_keeps_sound_continuous(tmp_path: Path) -> None:
     ctx = media_ctx(tmp_path)
     make_indexed_clip(tmp_path / "a.mp4", 60, "30", audio=True)
-    assets = _assets(ctx, a="a.mp4")
+    assets = probed_assets(ctx, a="a.mp4")
     timeline = {"canvas": {"width": 160, "height": 96, "fps": 30},
                 "tracks": [{"type": "video", "clips": [
                     {"asset": "a", "in": 0, "out": 1, "fit": "fill"},
                     {"asset": "a", "in": 1, "out": 2, "fit": "fill", "transition": {"type": "fade", "duration": 0.5}}]}]}
-    out = _render(ctx, timeline, assets)
+    out = render_timeline(ctx, timeline, assets)
     local = ctx.storage.local_path(out.path)
     frames = _gray_frames(local)
     assert len(frames) == 45  # 30 + 30 - 15 overlapping frames
@@ -123,7 +113,7 @@ def test_title_shows_only_on_its_frames_where_it_is_placed(tmp_path: Path) -> No
                 "duration": 2,
                 "tracks": [{"type": "text", "clips": [{"text": "HELLO", "at": 0.4, "duration": 0.8, "size": 40,
                                                        "position": "top-left", "color": "#ffffff"}]}]}
-    out = _render(ctx, timeline, {}, segment_seconds=0.5)
+    out = render_timeline(ctx, timeline, {}, segment_seconds=0.5)
     frames = _gray_frames(ctx.storage.local_path(out.path))
     assert len(frames) == 50
     lit = [int((f[:90, :160] > 200).sum()) for f in frames]
@@ -135,7 +125,7 @@ def test_title_shows_only_on_its_frames_where_it_is_placed(tmp_path: Path) -> No
 def test_resolve_reports_every_problem_with_its_path(tmp_path: Path) -> None:
     ctx = media_ctx(tmp_path)
     make_indexed_clip(tmp_path / "a.mp4", 30, "30")
-    assets = _assets(ctx, a="a.mp4")
+    assets = probed_assets(ctx, a="a.mp4")
     timeline = Timeline.model_validate({"tracks": [{"type": "video", "clips": [
         {"asset": "a", "in": 0.5, "out": 0.5}, {"asset": "a", "in": 0, "out": 5}, {"asset": "nope"}]}]})
     with pytest.raises(TimelineError) as caught:
@@ -150,11 +140,11 @@ def test_resolve_reports_every_problem_with_its_path(tmp_path: Path) -> None:
 def test_a_phone_video_with_a_display_matrix_renders_upright(tmp_path: Path, rotation: int) -> None:
     ctx = media_ctx(tmp_path)
     make_indexed_clip(tmp_path / "p.mp4", 20, "30", rotation=rotation)
-    assets = _assets(ctx, p="p.mp4")
+    assets = probed_assets(ctx, p="p.mp4")
     assert (assets["p"].info.video.display_width, assets["p"].info.video.display_height) == (96, 160)
     timeline = {"canvas": {"width": 96, "height": 160, "fps": 30},
                 "tracks": [{"type": "video", "clips": [{"asset": "p", "fit": "fill"}]}]}
-    out = _render(ctx, timeline, assets)
+    out = render_timeline(ctx, timeline, assets)
     frames = _gray_frames(ctx.storage.local_path(out.path))
     assert frames[0].shape == (160, 96)
     # A player shows the coded picture turned counter-clockwise by ``rotation``; undo that to read it.
@@ -164,12 +154,12 @@ def test_a_phone_video_with_a_display_matrix_renders_upright(tmp_path: Path, rot
 def test_crop_keys_move_the_window_and_contain_letterboxes(tmp_path: Path) -> None:
     ctx = media_ctx(tmp_path)
     make_indexed_clip(tmp_path / "a.mp4", 30, "30")
-    assets = _assets(ctx, a="a.mp4")
+    assets = probed_assets(ctx, a="a.mp4")
     # Hold the left half for 0.5 s, then the right half: each shows five of the ten bars, stretched.
     keys = [{"t": 0, "x": 0, "width": 0.5}, {"t": 0.5, "x": 0.5, "width": 0.5}]
     timeline = {"canvas": {"width": 160, "height": 96, "fps": 30}, "tracks": [{"type": "video", "clips": [
         {"asset": "a", "out": 1, "fit": "fill", "crop": keys}]}]}
-    frames = _gray_frames(ctx.storage.local_path(_render(ctx, timeline, assets).path))
+    frames = _gray_frames(ctx.storage.local_path(render_timeline(ctx, timeline, assets).path))
 
     def bars(gray: np.ndarray) -> int:  # five 32 px bars
         return sum(1 << b for b in range(5) if gray[48, b * 32 + 16] > 128)
@@ -179,7 +169,7 @@ def test_crop_keys_move_the_window_and_contain_letterboxes(tmp_path: Path) -> No
     # contain: a 160x96 picture in a 96x160 canvas is 96x58, centred, with background above and below
     timeline = {"canvas": {"width": 96, "height": 160, "fps": 30, "background": "#000000"},
                 "tracks": [{"type": "video", "clips": [{"asset": "a", "out": 0.2, "fit": "contain"}]}]}
-    gray = _gray_frames(ctx.storage.local_path(_render(ctx, timeline, assets).path))[5]
+    gray = _gray_frames(ctx.storage.local_path(render_timeline(ctx, timeline, assets).path))[5]
     assert gray[:45].max() < 30 and gray[116:].max() < 30, "letterbox bars are not background"
     assert gray[52:108].max() > 200, "the picture is not in the middle"
 
@@ -190,7 +180,7 @@ def test_image_clips_and_ducked_music(tmp_path: Path) -> None:
     ctx = media_ctx(tmp_path)
     Image.new("RGB", (64, 48), (255, 0, 0)).save(tmp_path / "red.png")
     make_indexed_clip(tmp_path / "voice.mp4", 60, "30", audio=True)
-    assets = _assets(ctx, voice="voice.mp4")
+    assets = probed_assets(ctx, voice="voice.mp4")
     assets["red"] = AssetMedia(id="red", path="red.png", kind="source", content_type="image/png",
                                info=probe(SourceRef(path="red.png"), ctx=ctx))
 
@@ -199,7 +189,7 @@ def test_image_clips_and_ducked_music(tmp_path: Path) -> None:
             {"type": "video", "clips": [{"asset": "red", "duration": 2}]},
             {"type": "audio", "clips": [{"asset": "voice", "at": 0, "out": 2, "volume": 0.5, "duck": duck}]},
             {"type": "audio", "clips": [{"asset": "voice", "at": 1, "out": 0.9}]}]}
-        out = _render(ctx, timeline, assets)
+        out = render_timeline(ctx, timeline, assets)
         local = ctx.storage.local_path(out.path)
         with av.open(str(local)) as container:
             rgb = next(container.decode(video=0)).to_ndarray(format="rgb24")
@@ -224,7 +214,7 @@ def test_captions_too_wide_for_the_canvas_are_drawn_smaller(tmp_path: Path) -> N
 
     ctx = media_ctx(tmp_path)
     make_indexed_clip(tmp_path / "a.mp4", 60, "30")
-    assets = _assets(ctx, a="a.mp4")
+    assets = probed_assets(ctx, a="a.mp4")
     words = "extraordinarily comprehensive internationalization considerations".split()
     body = {"language": "en", "duration": 2.0, "segments": [{"start": 0, "end": 2, "text": " ".join(words), "words": [
         {"word": w, "start": i * 0.4, "end": i * 0.4 + 0.35, "probability": 1.0} for i, w in enumerate(words)]}]}
@@ -251,7 +241,7 @@ def test_every_transition_moves_from_one_clip_to_the_next(tmp_path: Path, kind: 
                                   info=probe(SourceRef(path=f"{name}.png"), ctx=ctx))
     timeline = {"canvas": {"width": 64, "height": 64, "fps": 20}, "tracks": [{"type": "video", "clips": [
         {"asset": "red", "duration": 1}, {"asset": "blue", "duration": 1, "transition": {"type": kind, "duration": 1}}]}]}
-    with av.open(str(ctx.storage.local_path(_render(ctx, timeline, assets, segment_seconds=0.5).path))) as container:
+    with av.open(str(ctx.storage.local_path(render_timeline(ctx, timeline, assets, segment_seconds=0.5).path))) as container:
         frames = [f.to_ndarray(format="rgb24").astype(int) for f in container.decode(video=0)]
     assert len(frames) == 20  # the whole second is the transition
     blue_share = [float((f[..., 2] > f[..., 0]).mean()) for f in frames]
