@@ -57,6 +57,8 @@ def public_asset(record: dict[str, Any]) -> dict[str, Any]:
 class AssetStore:
     def __init__(self, redis: aioredis.Redis) -> None:
         self.redis = require_decoding(redis)
+        #: Projects whose sorted indexes this store has seen built: no check on their every listing.
+        self._indexed_projects: set[str] = set()
 
     @staticmethod
     def new_id() -> str:
@@ -158,8 +160,12 @@ class AssetStore:
 
     async def _backfill(self, project_id: str) -> None:
         """Index a project saved before the sorted indexes existed (once: its set of ids, read whole)."""
+        if project_id in self._indexed_projects:
+            return
         by_time = keys.project_assets_by_time(project_id)
         if await guard(self.redis.exists(by_time)) or not await guard(self.redis.scard(keys.project_assets(project_id))):
+            if len(self._indexed_projects) < 100_000:  # a bound on what a long-lived store remembers
+                self._indexed_projects.add(project_id)
             return
         ids = sorted(await guard(self.redis.smembers(keys.project_assets(project_id))))
         raws = await guard(self.redis.mget([keys.asset(i) for i in ids]))

@@ -78,6 +78,8 @@ class JobReads:
     _cache: AsyncScript
     _key = staticmethod(keys.job)
     _log_key = staticmethod(keys.job_log)
+    #: The indexes hold every job (``ave:jobs:indexed`` was seen): this instance stops checking.
+    _jobs_indexed = False
 
     async def get(self, job_id: str) -> dict[str, Any]:
         """The job record with exactly the reference's fields."""
@@ -192,8 +194,12 @@ class JobReads:
             return await pipe.execute()  # type: ignore[no-any-return]
 
     async def _index_existing_jobs(self) -> None:
-        """Build the status, type and project indexes once for jobs stored before they existed (an upgrade)."""
+        """Build the status, type and project indexes once for jobs stored before they existed (an upgrade).
+        Once seen built, this store does not ask again: no extra round trip on every listing."""
+        if self._jobs_indexed:
+            return
         if await guard(self.redis.exists(keys.JOBS_INDEXED)):
+            self._jobs_indexed = True
             return
         ids = await guard(self.redis.zrange(keys.JOBS, 0, -1, withscores=True))
         for chunk in (ids[i:i + 500] for i in range(0, len(ids), 500)):
@@ -211,3 +217,4 @@ class JobReads:
                             pipe.zadd(keys.jobs_of_project(project), {job_id: born})
                 await guard(pipe.execute())
         await guard(self.redis.set(keys.JOBS_INDEXED, "1"))
+        self._jobs_indexed = True
