@@ -4,7 +4,10 @@ Decoding starts at the chunk's keyframe and keeps the frames the chunk owns (ing
 :func:`operators.media.transcode.packets_from_keyframe`). Phone video is turned upright once per
 frame (deliveries carry no display matrix: GIFs, WebM and many players ignore it), then each
 rendition scales (or pads / crops with libavfilter), converting to BT.709 limited range in that
-same pass (HDR is tone-mapped: :mod:`operators.media.colour`), and encodes. Keyframes are forced every
+same pass (HDR is tone-mapped: :mod:`operators.media.colour`), and encodes. A rendition that keeps
+HDR (``hdr``: the ``hevc-1080p-hdr`` preset) is scaled and encoded in 10 bits instead; an HLG or
+PQ source keeps its signal and is tagged (stream and x265's VUI) as the source is, an SDR source
+is 10-bit BT.709. Keyframes are forced every
 ``gop_frames`` from the chunk's start and scene-cut keyframes are off, so every rendition of a
 ladder has its keyframes on the same frames, which HLS needs to switch between them.
 
@@ -33,7 +36,8 @@ from operators.errors import MediaError
 from operators.export.loudness import drain
 from operators.export.plan import Rendition, VideoTask, output_frames
 from operators.media._av import Damage, EncodedOutput, Progress, codec_threads, mp4_options, open_input
-from operators.media.colour import ColourScaler, build_graph, colour_of, managed_chain, tag_output
+from operators.media.colour import (OUTPUT, Colour, ColourScaler, build_graph, colour_of, managed_chain, output_for,
+                                    tag_output)
 from operators.media.info import Chunk, MediaInfo, VideoStreamInfo
 from operators.media.transcode import ChunkFrames, output_span, tick_of
 from operators.registry import operator
@@ -66,8 +70,15 @@ class ChunkEncodes(Frozen):
     cpu_seconds: float = 0.0
 
 
-def encoder_options(r: Rendition, threads: int) -> dict[str, str]:
-    """The encoder's options: quality, the bitrate cap, fixed keyframe intervals without scene cuts."""
+#: The x265 names of what a stream is tagged with (its VUI): matrices differ from FFmpeg's.
+_X265_MATRICES = {"bt2020": "bt2020nc", "bt709": "bt709"}
+
+
+def encoder_options(r: Rendition, threads: int, colour: Colour = OUTPUT) -> dict[str, str]:
+    """The encoder's options: quality, the bitrate cap, fixed keyframe intervals without scene cuts.
+
+    ``colour``: what an HDR-keeping rendition's pictures are (:func:`operators.media.colour.output_for`).
+    """
     # Keyframes are forced on the grid (and at chunk starts); the encoder's own interval only backs it up.
     g = str(2 * r.gop_frames)
     cap = r.max_bitrate
@@ -82,6 +93,12 @@ def encoder_options(r: Rendition, threads: int) -> dict[str, str]:
                   f":frame-threads={min(threads, 2)}")
         if cap:
             params += f":vbv-maxrate={cap // 1000}:vbv-bufsize={2 * cap // 1000}"
+        if r.hdr:
+            # x265 writes its own VUI from its params, not from the stream's tags: name them here too.
+            params += (f":colorprim={colour.primaries}:transfer={colour.transfer}"
+                       f":colormatrix={_X265_MATRICES.get(colour.matrix, colour.matrix)}:range=limited")
+            if colour.transfer == "smpte2084":
+                params += ":hdr10=1"  # HDR10 signalling (the source's mastering metadata is not carried)
         return {"preset": r.encoder_preset, "crf": str(r.crf), "forced-idr": "1", "x265-params": params}
     if r.codec == "vp9":
         # Constrained quality: crf, with b as the ceiling (0: unconstrained).
@@ -100,18 +117,20 @@ class FrameFilter:
     """A one-input libavfilter chain for video frames, built on the first frame it sees.
 
     ``to_output``: the chain's first ``scale`` also converts from the first frame's colours to
-    the delivery's (BT.709 limited range, HDR tone-mapped: :func:`operators.media.colour.managed_chain`).
+    the delivery's (BT.709 limited range, HDR tone-mapped unless ``keep_hdr``:
+    :func:`operators.media.colour.managed_chain`).
     """
 
-    def __init__(self, chain: str, to_output: bool = False) -> None:
-        self.chain, self.to_output = chain, to_output
+    def __init__(self, chain: str, to_output: bool = False, keep_hdr: bool = False) -> None:
+        self.chain, self.to_output, self.keep_hdr = chain, to_output, keep_hdr
         self.graph: Any = None
         self.source: Any = None
         self.sink: Any = None
 
     def __call__(self, frame: Any) -> list[Any]:
         if self.graph is None:
-            filters = (managed_chain(self.chain, colour_of(frame)) if self.to_output else
+            fmt = "yuv420p10le" if self.keep_hdr else "yuv420p"
+            filters = (managed_chain(self.chain, colour_of(frame), fmt, self.keep_hdr) if self.to_output else
                        [(name, args) for name, _, args in (part.partition("=") for part in self.chain.split(","))])
             self.graph, self.source, self.sink = build_graph(frame, filters, threads=None)
         self.source.push(frame)
@@ -122,7 +141,8 @@ class _Encoder(EncodedOutput):
     """One rendition's encoder and chunk file."""
 
     def __init__(self, path: Any, r: Rendition, video: VideoStreamInfo, threads: int) -> None:
-        self.r = r
+        self.r, self.threads = r, threads
+        self.format = "yuv420p10le" if r.hdr else "yuv420p"
         self.tb = video.tb if r.rate is None else 1 / r.rate
         rate = video.rate if r.rate is None else r.rate
         self.container = av.open(str(path), "w", format=r.container,
@@ -131,9 +151,9 @@ class _Encoder(EncodedOutput):
         try:
             self.stream = self.container.add_stream(ENCODERS[r.codec], rate=rate)
             cc = self.stream.codec_context
-            cc.width, cc.height, cc.pix_fmt = r.width, r.height, "yuv420p"
+            cc.width, cc.height, cc.pix_fmt = r.width, r.height, self.format
             cc.time_base = self.tb
-            tag_output(cc)  # what the scale below writes, whatever the source was
+            tag_output(cc)  # what the scale below writes, whatever the source was (HDR kept: see encode)
             self.stream.time_base = self.tb
             self.stream.options = encoder_options(r, threads)
             if r.codec == "hevc":
@@ -142,7 +162,8 @@ class _Encoder(EncodedOutput):
             self.abort()
             raise
         # Scale (or pad / crop) and convert to BT.709 limited range in one graph; HDR is tone-mapped.
-        self.scale = FrameFilter(r.vf, to_output=True) if r.vf else ColourScaler(r.width, r.height, "yuv420p")
+        self.scale = (FrameFilter(r.vf, to_output=True, keep_hdr=r.hdr) if r.vf else
+                      ColourScaler(r.width, r.height, self.format, keep_hdr=r.hdr))
         self.count = 0
         #: Seconds between keyframes on the output's grid, and the grid cell of the last frame.
         self.gop = Fraction(r.gop_frames) / rate
@@ -151,6 +172,12 @@ class _Encoder(EncodedOutput):
         self.last = 0
 
     def encode(self, frame: Any, pts: int) -> None:
+        if self.count == 0 and self.r.hdr:
+            # Whether HDR is kept depends on the source's pictures, known at the first frame; the
+            # encoder opens at its first frame too, so its tags and options can still change.
+            colour = output_for(colour_of(frame), keep_hdr=True)
+            tag_output(self.stream.codec_context, colour)
+            self.stream.options = encoder_options(self.r, self.threads, colour)
         if isinstance(self.scale, FrameFilter):
             (out,) = self.scale(frame) or (None,)
             if out is None:

@@ -50,6 +50,8 @@ class Rendition(Frozen):
     max_bitrate: int | None = None
     encoder_preset: str
     gop_frames: int
+    #: 10-bit, keeping an HDR source's HDR (see ExportPreset.hdr); part of the key, so never shared with SDR.
+    hdr: bool = False
     #: The chunk files' container: the one the deliveries copy the packets into.
     container: Literal["mp4", "webm"] = "mp4"
 
@@ -164,6 +166,7 @@ def fit_size(preset: ExportPreset, display: tuple[int, int]) -> tuple[int, int, 
     """The output size, and the filter chain for pad / cover (None: a plain scale)."""
     dw, dh = display
     box = _box(preset, display)
+    fmt = "yuv420p10le" if preset.hdr else "yuv420p"
     if box is None:
         return even(dw), even(dh), None
     bw, bh = box
@@ -174,7 +177,7 @@ def fit_size(preset: ExportPreset, display: tuple[int, int]) -> tuple[int, int, 
         else:
             cw, ch = even(dw), even(dw * bh / bw)
         x, y = (dw - cw) // 2 & ~1, (dh - ch) // 2 & ~1
-        return bw, bh, f"crop={cw}:{ch}:{x}:{y},scale={bw}:{bh}:flags=bicubic,format=yuv420p"
+        return bw, bh, f"crop={cw}:{ch}:{x}:{y},scale={bw}:{bh}:flags=bicubic,format={fmt}"
     scales = [s for s in (bw / dw if bw else None, bh / dh if bh else None) if s is not None]
     scale = min(scales)
     if not preset.upscale:
@@ -183,7 +186,7 @@ def fit_size(preset: ExportPreset, display: tuple[int, int]) -> tuple[int, int, 
     if preset.fit == "pad":
         w, h = min(w, bw), min(h, bh)
         x, y = (bw - w) // 2 & ~1, (bh - h) // 2 & ~1
-        return bw, bh, f"scale={w}:{h}:flags=bicubic,pad={bw}:{bh}:{x}:{y}:black,format=yuv420p"
+        return bw, bh, f"scale={w}:{h}:flags=bicubic,pad={bw}:{bh}:{x}:{y}:black,format={fmt}"
     return w, h, None
 
 
@@ -200,8 +203,9 @@ def _rendition(preset: ExportPreset, info: MediaInfo, size: tuple[int, int, str 
     w, h, vf = size
     fps = None if passthrough else f"{rate.numerator}/{rate.denominator}"
     key = (f"{codec}-{w}x{h}" + (f"-{abs(hash(vf)) % 10**6:06d}" if vf else "")
-           + f"-{(fps or 'src').replace('/', '_')}-q{preset.crf}-{(max_bitrate or 0) // 1000}k-{speed}-g{gop}")
-    return Rendition(key=key, codec=codec, width=w, height=h, vf=vf, fps=fps, frames=frames,
+           + f"-{(fps or 'src').replace('/', '_')}-q{preset.crf}-{(max_bitrate or 0) // 1000}k-{speed}-g{gop}"
+           + ("-hdr" if preset.hdr else ""))
+    return Rendition(key=key, codec=codec, width=w, height=h, vf=vf, fps=fps, frames=frames, hdr=preset.hdr,
                      crf=preset.crf if preset.crf is not None else 23, max_bitrate=max_bitrate,
                      encoder_preset=speed, gop_frames=gop, container="webm" if codec in ("vp9", "av1") else "mp4")
 
@@ -339,7 +343,8 @@ def export_plan(source: SourceRef, info: MediaInfo, presets: ExportPresets, *, p
 
 def _describe(r: Rendition) -> str:
     cap = f" ≤{r.max_bitrate / 1e6:g} Mb/s" if r.max_bitrate else ""
-    return f"{r.codec} {r.width}x{r.height}{f' @ {float(Fraction(r.fps)):.3g} fps' if r.fps else ''}{cap}"
+    return (f"{r.codec}{' 10-bit HDR' if r.hdr else ''} {r.width}x{r.height}"
+            f"{f' @ {float(Fraction(r.fps)):.3g} fps' if r.fps else ''}{cap}")
 
 
 @operator("export.source", weight=0.1)

@@ -14,6 +14,10 @@ odd sizes, fps <= 0, a GIF longer than 60 s, a codec the container cannot hold.
 Sizes are boxes, not exact sizes, unless ``fit`` is ``pad`` or ``cover``: a ``contain`` preset
 fits the picture inside the box (turned to the source's orientation, so "1080p" means a short
 side of 1080 for portrait video too) and never upscales unless ``upscale`` is set.
+
+Every output is BT.709 SDR (HDR sources are tone-mapped) unless the preset sets ``hdr``
+(``hevc-1080p-hdr``): then it is 10-bit HEVC, and an HLG or PQ source keeps its HDR signal and
+tags; an SDR source stays BT.709.
 """
 
 from __future__ import annotations
@@ -81,6 +85,8 @@ class ExportPreset(BaseModel):
     format: Format | None = None
     video_codec: VideoCodec | None = None
     audio_codec: AudioCodec | None = None
+    #: Keep an HDR source's HDR (10-bit, its primaries and transfer) instead of tone-mapping it to SDR.
+    hdr: bool = Field(False, description="10-bit HEVC keeping an HLG/PQ source's HDR (SDR sources stay BT.709)")
     width: int | None = Field(None, ge=16, le=4096, description="Box width (even)")
     height: int | None = Field(None, ge=16, le=4096, description="Box height (even)")
     #: contain: inside the box, aspect kept; pad: inside, then black bars to the exact box; cover: fill, crop.
@@ -164,6 +170,9 @@ class ExportPreset(BaseModel):
         if self.audio_codec is not None and self.audio_codec not in audios:
             raise ValueError(f"audio_codec: {self.format} cannot hold {self.audio_codec}"
                              + (f" (it holds {', '.join(audios)})" if audios else " (it has no audio)"))
+        if self.hdr and self.video_codec != "hevc":
+            # Only the x265 encoder is set up for 10-bit output with HDR signalling.
+            raise ValueError(f"hdr: only HEVC presets keep HDR, not {self.video_codec or self.format}")
         if videos and self.video_codec is None:
             raise ValueError(f"video_codec: a {self.format} preset needs one of {', '.join(videos)}")
         if self.format in ("mp3", "wav") and self.audio_codec is None:
@@ -198,11 +207,13 @@ def output_key(name: str) -> str:
 def _builtins() -> dict[str, ExportPreset]:
     h264 = {"format": "mp4", "video_codec": "h264", "audio_codec": "aac", "crf": 21, "encoder_preset": "veryfast"}
     social = {**h264, "width": 1080, "height": 1920, "fit": "pad", "upscale": True}
+    hevc = {"format": "mp4", "video_codec": "hevc", "audio_codec": "aac", "crf": 26, "encoder_preset": "faster",
+            "width": 1920, "height": 1080, "max_bitrate": 6_000_000, "audio_bitrate": 192_000}
     made = [
         {"name": "mp4-1080p", **h264, "width": 1920, "height": 1080, "max_bitrate": 8_000_000, "audio_bitrate": 192_000},
         {"name": "mp4-720p", **h264, "width": 1280, "height": 720, "max_bitrate": 4_500_000, "audio_bitrate": 192_000},
-        {"name": "hevc-1080p", "format": "mp4", "video_codec": "hevc", "audio_codec": "aac", "crf": 26,
-         "encoder_preset": "faster", "width": 1920, "height": 1080, "max_bitrate": 6_000_000, "audio_bitrate": 192_000},
+        {"name": "hevc-1080p", **hevc},
+        {"name": "hevc-1080p-hdr", **hevc, "hdr": True},
         {"name": "webm-1080p", "format": "webm", "video_codec": "vp9", "audio_codec": "opus", "crf": 32,
          "encoder_preset": "5", "width": 1920, "height": 1080, "max_bitrate": 6_000_000, "audio_bitrate": 128_000},
         {"name": "av1-1080p", "format": "webm", "video_codec": "av1", "audio_codec": "opus", "crf": 35,

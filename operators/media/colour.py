@@ -12,6 +12,11 @@ sources tag none (issue 19: BT.709 sources rendered with BT.601 maths).
 HDR (HLG, PQ) and wide-gamut sources are converted to SDR BT.709 with a 3D LUT
 (:mod:`operators.media.tonemap`: highlights are rolled off, not clipped) between two ``scale``
 filters that only change matrix, range and size.
+
+The one exception is a rendition that asks to keep HDR (``keep_hdr``: the ``hevc-1080p-hdr``
+preset): an HDR source then keeps its primaries and transfer, in BT.2020 matrix, limited range
+(:func:`output_for`), and only its size (and maybe matrix and range) changes; an SDR source is
+still written as :data:`OUTPUT`, since tagging SDR light as HDR would only fake it.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ import av.filter
 from operators.media.tonemap import WIDE_PRIMARIES, lut_file
 
 __all__ = ["Colour", "ColourScaler", "OUTPUT", "add_source", "build_graph", "colour_filters", "colour_of",
-           "managed_chain", "tag_output"]
+           "managed_chain", "output_for", "tag_output"]
 
 #: AVColorSpace values → the matrix names ``scale`` takes.
 _MATRICES = {1: "bt709", 4: "fcc", 5: "bt470", 6: "smpte170m", 7: "smpte240m", 9: "bt2020", 10: "bt2020"}
@@ -61,6 +66,18 @@ class Colour:
 
 
 OUTPUT = Colour("bt709", False, "bt709", "bt709")
+#: FFmpeg's names → the AVColor* values an encoder is tagged with (the first value of each name wins).
+_MATRIX_CODES = {name: code for code, name in reversed(_MATRICES.items())}
+_PRIMARIES_CODES = {name: code for code, name in _PRIMARIES.items()}
+_TRANSFER_CODES = {name: code for code, name in _TRANSFERS.items()}
+
+
+def output_for(src: Colour, keep_hdr: bool = False) -> Colour:
+    """The colours a picture read as ``src`` is written in: :data:`OUTPUT`, or with ``keep_hdr``
+    an HDR source's own primaries and transfer (BT.2020 non-constant-luminance matrix, limited range)."""
+    if not (keep_hdr and src.hdr):
+        return OUTPUT
+    return Colour("bt2020", False, src.primaries, src.transfer, src.peak_nits)
 
 
 def colour_of(frame: Any) -> Colour:
@@ -92,8 +109,9 @@ def _flags(interpolation: str) -> str:
 
 
 def colour_filters(src: Colour, size: tuple[int, int] | None, out_format: str = "yuv420p",
-                   interpolation: str = "bicubic") -> list[tuple[str, str]]:
-    """The filters that scale a picture read as ``src`` to ``size`` (None: as it is) in ``OUTPUT``.
+                   interpolation: str = "bicubic", keep_hdr: bool = False) -> list[tuple[str, str]]:
+    """The filters that scale a picture read as ``src`` to ``size`` (None: as it is) in ``OUTPUT``
+    (or, with ``keep_hdr``, in :func:`output_for`'s colours).
 
     YUV out is limited range, RGB out full range. Every ``scale`` names both sides' colours, so
     nothing is left to what a link happens to be tagged with.
@@ -107,6 +125,11 @@ def colour_filters(src: Colour, size: tuple[int, int] | None, out_format: str = 
     # refuses some tags it cannot convert.
     keep = (f"in_primaries={src.primaries}:out_primaries={src.primaries}"
             f":in_transfer={src.transfer}:out_transfer={src.transfer}")
+    target = output_for(src, keep_hdr)
+    if target.hdr:
+        # HDR kept: the same light, only the matrix (to BT.2020) and range may change.
+        out = f"out_color_matrix={target.matrix}:out_range={'tv' if out_format.startswith('yuv') else 'pc'}"
+        return [("scale", f"{dims}{flags}:{read}:{out}:{keep}"), ("format", out_format)]
     if not src.hdr and src.primaries not in WIDE_PRIMARIES:
         # A matrix or range change costs swscale 1-3 ms a 1080p frame and ~1 ΔE of rounding
         # (max 1.2-1.7 on the test card). accurate_rnd+full_chroma_int halves the ΔE but costs
@@ -120,7 +143,8 @@ def colour_filters(src: Colour, size: tuple[int, int] | None, out_format: str = 
             ("scale", f"{flags}:in_range=pc:{write}"), ("format", out_format)]
 
 
-def managed_chain(chain: str, src: Colour, out_format: str = "yuv420p") -> list[tuple[str, str]]:
+def managed_chain(chain: str, src: Colour, out_format: str = "yuv420p",
+                  keep_hdr: bool = False) -> list[tuple[str, str]]:
     """A comma-separated filter chain with its first ``scale`` colour-managed (see :func:`colour_filters`).
 
     Later ``scale`` filters see output colours already and are told so. A chain without a
@@ -129,6 +153,7 @@ def managed_chain(chain: str, src: Colour, out_format: str = "yuv420p") -> list[
     parts = [(name, args) for name, _, args in (p.partition("=") for p in chain.split(",") if p)]
     out: list[tuple[str, str]] = []
     done = False
+    matrix = output_for(src, keep_hdr).matrix
     for name, args in parts:
         if name != "scale":
             out.append((name, args))
@@ -136,12 +161,12 @@ def managed_chain(chain: str, src: Colour, out_format: str = "yuv420p") -> list[
             size_args = [a for a in args.split(":") if "=" not in a][:2]
             size = (int(size_args[0]), int(size_args[1])) if len(size_args) == 2 else None
             flags = next((a.split("=", 1)[1] for a in args.split(":") if a.startswith("flags=")), "bicubic")
-            out.extend(colour_filters(src, size, out_format, flags))
+            out.extend(colour_filters(src, size, out_format, flags, keep_hdr))
             done = True
         else:
-            out.append(("scale", f"{args}:in_color_matrix=bt709:in_range=tv:out_color_matrix=bt709:out_range=tv"))
+            out.append(("scale", f"{args}:in_color_matrix={matrix}:in_range=tv:out_color_matrix={matrix}:out_range=tv"))
     if not done:
-        out.extend(colour_filters(src, None, out_format))
+        out.extend(colour_filters(src, None, out_format, keep_hdr=keep_hdr))
     return out
 
 
@@ -180,27 +205,29 @@ def build_graph(frame: Any, filters: Sequence[tuple[str, str]], threads: int | N
 
 
 class ColourScaler:
-    """Scale to ``width`` x ``height`` in ``format`` and convert to :data:`OUTPUT` colours.
+    """Scale to ``width`` x ``height`` in ``format`` and convert to :data:`OUTPUT` colours
+    (``keep_hdr``: :func:`output_for`'s).
 
     One graph per source picture shape, kept for the frames that follow. A frame already in the
     output's size, format and colours is passed through untouched.
     """
 
     def __init__(self, width: int, height: int, format: str = "yuv420p", interpolation: str = "BICUBIC",
-                 threads: int = 1) -> None:
+                 threads: int = 1, keep_hdr: bool = False) -> None:
         self.width, self.height, self.format = width, height, format
-        self.interpolation, self.threads = interpolation, threads
+        self.interpolation, self.threads, self.keep_hdr = interpolation, threads, keep_hdr
         self._key: tuple[Any, ...] | None = None
         self._graph: tuple[Any, Any, Any] | None = None
 
     def __call__(self, frame: Any) -> Any:
         colour = colour_of(frame)
         if (frame.width, frame.height, frame.format.name) == (self.width, self.height, self.format) \
-                and self.format.startswith("yuv") and colour.is_output:
+                and self.format.startswith("yuv") and colour == output_for(colour, self.keep_hdr):
             return frame
         key = (frame.width, frame.height, frame.format.name, colour)
         if key != self._key or self._graph is None:
-            filters = colour_filters(colour, (self.width, self.height), self.format, self.interpolation)
+            filters = colour_filters(colour, (self.width, self.height), self.format, self.interpolation,
+                                     self.keep_hdr)
             self._graph, self._key = build_graph(frame, filters, self.threads), key
         _, source, sink = self._graph
         source.push(frame)
@@ -211,7 +238,9 @@ class ColourScaler:
         return out
 
 
-def tag_output(codec_context: Any) -> None:
-    """Tag an encoder's stream as what :class:`ColourScaler` writes: BT.709, limited range."""
-    codec_context.color_primaries = codec_context.color_trc = codec_context.colorspace = 1
+def tag_output(codec_context: Any, colour: Colour = OUTPUT) -> None:
+    """Tag an encoder's stream as what :class:`ColourScaler` writes: BT.709 (or ``colour``), limited range."""
+    codec_context.color_primaries = _PRIMARIES_CODES[colour.primaries]
+    codec_context.color_trc = _TRANSFER_CODES[colour.transfer]
+    codec_context.colorspace = _MATRIX_CODES[colour.matrix]
     codec_context.color_range = 1
