@@ -101,6 +101,10 @@ class Settings(BaseSettings):
         "", description="Origins a browser page may call the API from: comma-separated (https://app.example.com), "
                         "or *; empty: no CORS headers at all")
     api_tokens_file: Path | None = Field(None, description="A file of bearer tokens, one a line (# comments)")
+    url_signing_secret: str | None = Field(
+        None, description="Key for signed media and live-update URLs (POST /signed-urls); unset: derived from the API "
+                          "tokens, so every server with the same tokens signs alike")
+    signed_url_max_seconds: int = Field(7 * 24 * 3600, ge=60, description="Longest life a signed URL may be given")
     metrics_public: bool = Field(False, description="Serve /metrics without a token while auth is on")
     idempotency_ttl_seconds: int = Field(
         24 * 3600, ge=60, description="How long an Idempotency-Key is remembered (its record and status code)"

@@ -25,6 +25,7 @@ from server.controllers.graphs import GraphController
 from server.controllers.health import HealthController
 from server.controllers.jobs import JobController
 from server.auth import TokenAuth, auth_middleware
+from server.signing import UrlSigner
 from server.errors import EXCEPTION_HANDLERS
 from server.openapi import finish_openapi
 
@@ -75,25 +76,32 @@ def create_app(settings: Settings | None = None) -> Litestar:
             await runtime.close()
 
     from server.controllers.assets import AssetController
+    from server.controllers.content import AssetContentController
+    from server.controllers.signed import SIGNED_PREFIX, SignedUrlController
     from server.controllers.clip_versions import ClipVersionController
     from server.controllers.live import job_events, job_updates
     from server.controllers.metrics import metrics_handler
 
-    handlers = [HealthController, JobController, GraphController, AssetController, ClipVersionController,
-                job_events, job_updates, metrics_handler(public=settings.metrics_public)]
+    handlers = [HealthController, JobController, GraphController, AssetController, AssetContentController,
+                ClipVersionController, SignedUrlController, job_events, job_updates,
+                metrics_handler(public=settings.metrics_public)]
+    # What a signed URL opens: an asset's bytes (and its HLS package's files) and a job's live updates.
+    signed = [AssetContentController, job_events, job_updates]
+    signer = UrlSigner(settings.url_signing_secret, settings.tokens())
     allow: dict[str, str] = {}
     app = Litestar(
         # /v1/ is the stable prefix (and the one in the OpenAPI document); the unprefixed routes are the
         # reference's, and answer the same.
         route_handlers=[Router(path="/v1", route_handlers=handlers),
                         Router(path="/", route_handlers=handlers, include_in_schema=False),
+                        Router(path=SIGNED_PREFIX + "/{grant:str}", route_handlers=signed, include_in_schema=False),
                         # The docs' scripts and styles, from the swagger-ui-bundle wheel: /schema works offline.
                         create_static_files_router(DOCS_ASSETS, [swagger_ui_path], opt={"public": True},
                                                    name="docs-assets")],
-        middleware=[lingering_close, auth_middleware(auth, allow)],
+        middleware=[lingering_close, auth_middleware(auth, allow, signer)],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=[lifespan],
-        state=State({"settings": settings}),
+        state=State({"settings": settings, "signer": signer}),
         openapi_config=OpenAPIConfig(title=APP_NAME, version="0.1.0", path="/schema", render_plugins=[
             SwaggerRenderPlugin(js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js", css_url=f"{DOCS_ASSETS}/swagger-ui.css",
                                 standalone_preset_js_url=f"{DOCS_ASSETS}/swagger-ui-standalone-preset.js",

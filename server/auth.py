@@ -12,6 +12,10 @@ The presented token is hashed (SHA-256) and compared with every configured token
 guess first differs, nor on which token matched. Tokens are never logged: only how many there are.
 The matching token's hash is put in the ASGI scope (``ave.token``) to scope Idempotency-Keys per caller.
 
+A route under ``/v1/signed/{grant}/`` (media and live updates, for what a browser cannot send a
+header from) takes the grant in its path instead of the header: it must open the asset or job the
+route names (:mod:`server.signing`), else ``403 {"detail": ...}`` saying why, token or not.
+
 ``OPTIONS`` is answered here, from the route's own handlers: Litestar's generated answer lists only
 the methods of the first handler registered on a path (``OPTIONS /jobs`` left out ``POST``).
 """
@@ -20,12 +24,15 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import logging
 import re
 from collections.abc import Iterable
 from typing import Any
 
 from litestar.types import ASGIApp, Receive, Scope, Send
+
+from server.signing import GrantError, UrlSigner
 
 __all__ = ["TOKEN_SCOPE_KEY", "RedactCredentials", "TokenAuth", "auth_middleware", "redact_log_handlers"]
 
@@ -96,7 +103,22 @@ def _bearer(headers: Iterable[tuple[bytes, bytes]]) -> bytes | None:
     return None
 
 
-def auth_middleware(auth: TokenAuth, allow: dict[str, str]) -> Any:
+def _check_grant(scope: Scope, signer: UrlSigner) -> str | None:
+    """Why the path's grant does not open this request (None: it does)."""
+    params = scope.get("path_params") or {}
+    if scope["type"] == "http" and scope["method"] not in ("GET", "HEAD"):
+        return "A signed URL only reads"
+    kind, resource = ("a", params["asset_id"]) if "asset_id" in params else ("j", params.get("job_id"))
+    if resource is None:
+        return "A signed URL opens one asset or one job"
+    try:
+        signer.check(str(params["grant"]), kind, str(resource))  # type: ignore[arg-type]
+    except GrantError as exc:
+        return str(exc)
+    return None
+
+
+def auth_middleware(auth: TokenAuth, allow: dict[str, str], signer: UrlSigner | None = None) -> Any:
     """The middleware factory for ``Litestar(middleware=[...])``.
 
     ``allow`` maps a route's path template to its ``Allow`` value (filled in by the app once its
@@ -112,6 +134,13 @@ def auth_middleware(auth: TokenAuth, allow: dict[str, str]) -> Any:
                     await send({"type": "http.response.start", "status": 204,
                                 "headers": [(b"allow", methods.encode()), (b"content-length", b"0")]})
                     await send({"type": "http.response.body", "body": b""})
+                    return
+                await app(scope, receive, send)
+                return
+            if signer is not None and kind in ("http", "websocket") and "grant" in (scope.get("path_params") or {}):
+                problem = _check_grant(scope, signer)
+                if problem is not None:
+                    await _forbid(scope, send, problem)
                     return
                 await app(scope, receive, send)
                 return
@@ -135,17 +164,27 @@ def auth_middleware(auth: TokenAuth, allow: dict[str, str]) -> Any:
     return factory
 
 
+async def _forbid(scope: Scope, send: Send, detail: str) -> None:
+    body = json.dumps({"detail": detail}, ensure_ascii=False).encode()
+    await _deny(scope, send, 403, body, [_JSON, (b"content-length", str(len(body)).encode())], 4403, detail)
+
+
 async def _refuse(scope: Scope, send: Send, *, missing: bool) -> None:
     body = _MISSING if missing else _INVALID
     headers = [_JSON, (b"content-length", str(len(body)).encode()),
                (b"www-authenticate", _CHALLENGE_MISSING if missing else _CHALLENGE_INVALID)]
+    await _deny(scope, send, 401, body, headers, 4401, "Not authenticated" if missing else "Invalid token")
+
+
+async def _deny(scope: Scope, send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]],
+                close_code: int, reason: str) -> None:
     if scope["type"] == "http":
-        await send({"type": "http.response.start", "status": 401, "headers": headers})
+        await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
         return
     if "websocket.http.response" in (scope.get("extensions") or {}):
-        await send({"type": "websocket.http.response.start", "status": 401, "headers": headers})
+        await send({"type": "websocket.http.response.start", "status": status, "headers": headers})
         await send({"type": "websocket.http.response.body", "body": body})
         return
     await send({"type": "websocket.accept"})
-    await send({"type": "websocket.close", "code": 4401, "reason": "Not authenticated" if missing else "Invalid token"})
+    await send({"type": "websocket.close", "code": close_code, "reason": reason.encode()[:120].decode(errors="ignore")})

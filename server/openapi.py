@@ -161,7 +161,7 @@ def _upload_body() -> RequestBody:
 #: What a creating operation's answer leads to: (operation, its status, the path parameter its id fills, targets).
 _LINKS = (
     ("createJob", "202", "job_id", ("getJob", "cancelJob", "jobEvents", "listJobWebhooks", "replayJobWebhook")),
-    ("uploadAsset", "201", "asset_id", ("getAsset", "getAssetContent")),
+    ("uploadAsset", "201", "asset_id", ("getAsset", "getAssetContent", "getPackageFile")),
     ("createClipVersion", "201", "cv_id", ("getClipVersion",)),
 )
 
@@ -180,13 +180,18 @@ def _add_links(operations: dict[str, Any]) -> None:
         }
 
 
+_BINARY_TYPES = ("application/octet-stream", "video/*", "audio/*", "image/*", "text/*", "application/*")
+
+
 def _binary_answers(operation: Any) -> None:
     """The file's bytes: ``format: binary`` (a generated client reads a blob, never JSON or text)."""
     for code in ("200", "206"):
         answer = (operation.responses or {}).get(code)
         if isinstance(answer, OpenAPIResponse) and answer.content:
-            for media in answer.content.values():
-                media.schema = Schema(type=OpenAPIType.STRING, format="binary")  # type: ignore[arg-type]
+            # application/octet-stream first (what generators read as a file), then the families an asset's
+            # own Content-Type comes from (video/mp4, image/png, application/vnd.apple.mpegurl, ...).
+            answer.content = {media: OpenAPIMediaType(schema=Schema(type=OpenAPIType.STRING, format="binary"))
+                              for media in _BINARY_TYPES}
             answer.headers = {name: OpenAPIHeader(schema=Schema(type=OpenAPIType.STRING), description=text)
                               for name, text in (("Content-Range", "Which bytes (206): bytes first-last/total"),
                                                  ("Accept-Ranges", "bytes"), ("ETag", "The file's version"))}
@@ -220,6 +225,21 @@ def _sse_events(operation: Any) -> None:
     answer.content = {"text/event-stream": OpenAPIMediaType(schema=event)}  # type: ignore[arg-type]
 
 
+def _exactly_one(schema: Any, fields: tuple[str, ...]) -> None:
+    """A body that takes exactly one of ``fields`` (each a string, never null) says so with ``oneOf``."""
+    if not isinstance(schema, Schema) or not schema.properties:
+        return
+    for name in fields:
+        field = schema.properties.get(name)
+        if isinstance(field, Schema) and field.one_of:
+            text = next((s for s in field.one_of if isinstance(s, Schema) and s.type == OpenAPIType.STRING), None)
+            if text is not None:
+                text.description, text.min_length, text.max_length = (field.description, field.min_length,
+                                                                      field.max_length)
+                schema.properties[name] = text
+    schema.one_of = [Schema(required=[name]) for name in fields]
+
+
 def finish_openapi(app: Litestar, catalog: GraphCatalog, *, auth: bool, public_operations: set[str]) -> None:
     """Complete the document (see the module's docstring)."""
     publish_payload_models(app, catalog)
@@ -235,6 +255,7 @@ def finish_openapi(app: Litestar, catalog: GraphCatalog, *, auth: bool, public_o
     record = schemas.get("JobRecord")
     if isinstance(record, Schema) and record.properties:
         record.properties["job_type"] = Reference(ref=_REF.format(model="JobType"))
+    _exactly_one(schemas.get("SignedUrlRequest"), ("asset_id", "job_id"))
     if auth:
         document.components.security_schemes = {
             "bearer": SecurityScheme(type="http", scheme="bearer",
@@ -261,7 +282,7 @@ def finish_openapi(app: Litestar, catalog: GraphCatalog, *, auth: bool, public_o
                 operation.request_body = _job_body(catalog)
             if operation.operation_id == "jobEvents":
                 _sse_events(operation)
-            if operation.operation_id == "getAssetContent":
+            if operation.operation_id in ("getAssetContent", "getPackageFile"):
                 _binary_answers(operation)
             if operation.operation_id in ("listJobs", "listAssets"):
                 _next_page_header(operation)

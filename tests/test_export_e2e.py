@@ -12,9 +12,11 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import posixpath
 import re
 from pathlib import Path
 from typing import Any
+from urllib.parse import urljoin
 
 import av
 import m3u8
@@ -135,12 +137,36 @@ def test_every_delivery_format_of_a_source(client: TestClient[Any], media: dict[
     assert any("Export plan: 9 presets" in m for m in log), log
 
 
+def _fetch_by_url(client: TestClient[Any], url: str, uri: str, root: Path) -> set[str]:
+    """Every file a playlist at ``url`` names, fetched at the URL its relative URI resolves to (RFC 3986, as
+    hls.js and AVPlayer resolve it), saved under ``root`` by URI; the URIs fetched."""
+    fetched: set[str] = set()
+    text = client.get(url).text
+    for line in text.splitlines():
+        found = re.findall(r'URI="([^"]+)"', line) if line.startswith("#") else [line.strip()] if line.strip() else []
+        for child in found:
+            child_uri = posixpath.normpath(posixpath.join(posixpath.dirname(uri), child))
+            response = client.get(urljoin(url, child))
+            assert response.status_code == 200, (urljoin(url, child), response.status_code)
+            (root / child_uri).parent.mkdir(parents=True, exist_ok=True)
+            (root / child_uri).write_bytes(response.content)
+            fetched.add(child_uri)
+            if child.endswith(".m3u8"):
+                fetched |= _fetch_by_url(client, urljoin(url, child), child_uri, root)
+    return fetched
+
+
 def _check_hls(client: TestClient[Any], out: dict[str, Any], root: Path, frames: int) -> None:
     master = out["hls"]
     assert master["content_type"] == "application/vnd.apple.mpegurl"
     _fetch(client, master, root, "master.m3u8")
-    for record in out["hls_files"]["hls"]:  # every file of the package is an asset
-        _fetch(client, record, root, record["meta"]["uri"])
+    listed = {record["meta"]["uri"] for record in out["hls_files"]["hls"]}  # every file of the package is an asset
+    # The package plays from the master's URL: each URI a playlist names, resolved as a player resolves it.
+    fetched = _fetch_by_url(client, master["url"], "master.m3u8", root)
+    assert fetched == listed - {"master.m3u8"}, (fetched, listed)
+    for record in out["hls_files"]["hls"]:  # and each file's own asset holds the same bytes
+        if record["meta"]["uri"] != "master.m3u8":
+            assert client.get(record["url"]).content == (root / record["meta"]["uri"]).read_bytes()
     playlist = m3u8.load(str(root / "master.m3u8"))
     assert [p.stream_info.resolution for p in playlist.playlists] == [(320, 180), (256, 144)]
     assert all(p.stream_info.bandwidth > 0 and p.stream_info.codecs.startswith("avc1.64") and

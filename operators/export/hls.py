@@ -24,7 +24,8 @@ past the video; its check allows exactly that, plus the priming, and no more.
 
 Each file is an asset; the playlists name each other by relative URI (``720p/index.m3u8``), which
 each asset keeps in ``meta.uri``, so the package plays as it is from the media root, a bucket or
-a CDN.
+a CDN. The master lists them all in ``meta.files``: the API serves each at
+``/assets/{master}/{uri}``, where a player resolving the master's relative URIs looks for it.
 """
 
 from __future__ import annotations
@@ -365,7 +366,9 @@ def hls_package(package: HlsPackage, variants: list[VariantOutput], info: MediaI
             "segments": len(rungs[0].segments), "segment_seconds": package.preset.segment_seconds,
             "keyframes_aligned": True, "frame_count": rungs[0].frames, "duration": rungs[0].duration,
             "bandwidth": [p.stream_info.bandwidth for p in parsed.playlists], "audio": audio is not None,
-            "start": round(rungs[0].start, 6)}
+            "start": round(rungs[0].start, 6),
+            # Every file the playlists name, by URI: GET /assets/{master}/{uri} serves them (no id map needed).
+            "files": sorted(str(f.meta["uri"]) for v in mine for f in v.files)}
     ctx.log(f"{name}: {len(rungs)} variants ({', '.join(v.name for v in rungs)}){' + audio' if audio else ''}, "
             f"{len(rungs[0].segments)} segments of ~{package.preset.segment_seconds:g}s, keyframes aligned — verified")
     master = StoredFile(path=path, kind="hls", content_type="application/vnd.apple.mpegurl",

@@ -1,8 +1,8 @@
-"""``/assets/``: upload sources (streamed to storage), read their records, download their bytes.
+"""``/assets/``: upload sources (streamed to storage), list, read and delete their records.
 
 Uploads are streamed into storage as they arrive (:mod:`server.uploads`), never held whole in memory, and
-a half-written or refused upload never appears in storage. Downloads honour single ``Range`` requests and
-read only the requested bytes (:mod:`server.downloads`).
+a half-written or refused upload never appears in storage. Their bytes are served by
+:mod:`server.controllers.content`.
 """
 
 from __future__ import annotations
@@ -14,12 +14,10 @@ import unicodedata
 from typing import Annotated, Any
 
 from anyio import to_thread
-from litestar import Controller, MediaType, Request, Response, delete, get, head, post
+from litestar import Controller, MediaType, Request, Response, delete, get, post
 from litestar.di import Provide
 from litestar.exceptions import HTTPException
-from litestar.openapi import ResponseSpec
 from litestar.params import Parameter
-from litestar.response import Stream
 from litestar.serialization import encode_json
 from multipart import (  # type: ignore[import-untyped]  (Litestar's own multipart dependency)
     parse_options_header,
@@ -34,7 +32,6 @@ from scheduler.settings import Settings
 from server.auth import TOKEN_SCOPE_KEY
 from server.controllers.jobs import IDEMPOTENCY_KEY, replayed
 from server.deps import provide_assets, provide_idempotency, provide_settings, provide_storage, provide_store
-from server.downloads import RangeNotSatisfiableError, content_disposition, parse_range, read_range
 from server.paging import CURSOR, page_response, parse_cursor
 from server.errors import refuse_while_used, unprocessable
 from server.openapi import responses
@@ -244,66 +241,3 @@ class AssetController(Controller):
          responses=responses(200, Asset, 404, 503, description="The asset"))
     async def get_asset(self, assets: AssetStore, asset_id: str) -> dict[str, Any]:
         return public_asset(await assets.get(asset_id))
-
-    @get("/{asset_id:str}/content", summary="An asset's bytes (Range requests supported)", operation_id="getAssetContent",
-         responses={
-             **responses(None, None, 404, 416, 503),
-             # Declared as binary octets (the answer carries the asset's own Content-Type): generated clients
-             # then keep the 200 and 206 and read the body as bytes, not as JSON or text.
-             200: ResponseSpec(bytes, description="The bytes, with the asset's own Content-Type",
-                               media_type="application/octet-stream", generate_examples=False),
-             206: ResponseSpec(bytes, description="The requested range (Content-Range says which)",
-                               media_type="application/octet-stream", generate_examples=False),
-         })
-    async def get_content(
-        self, request: Request[Any, Any, Any], assets: AssetStore, storage: Storage, asset_id: str,
-        range_: Annotated[str | None, Parameter(
-            header="Range", description="One byte range, RFC 9110: bytes=0-1023, bytes=1024- or bytes=-500; an "
-                                        "unsatisfiable one is 416")] = None,
-        if_range: Annotated[str | None, Parameter(
-            header="If-Range", description="The ETag the client's copy has: a Range is served only while it "
-                                           "matches, else the whole file")] = None,
-    ) -> Stream:
-        record, total, headers = await _content_headers(assets, storage, asset_id)
-        wanted = range_
-        if wanted and if_range is not None and if_range.strip() != headers.get("ETag"):
-            wanted = None  # the client's copy is stale: send the whole file
-        try:
-            byte_range = parse_range(wanted, total)
-        except RangeNotSatisfiableError:
-            raise HTTPException(
-                status_code=416, detail=f"Range {wanted} not satisfiable: the asset has {total} bytes",
-                headers={"Content-Range": f"bytes */{total}", "Accept-Ranges": "bytes"},
-            ) from None
-        status = 200
-        start, length = 0, total
-        if byte_range is not None:
-            status = 206
-            start, length = byte_range.start, byte_range.length
-            headers["Content-Range"] = byte_range.content_range(total)
-        headers["Content-Length"] = str(length)
-        return Stream(read_range(storage, record["path"], start, length), status_code=status,
-                      media_type=record.get("content_type") or "application/octet-stream", headers=headers)
-
-    @head("/{asset_id:str}/content", summary="An asset's content headers", include_in_schema=False)
-    async def head_content(self, assets: AssetStore, storage: Storage, asset_id: str) -> Response[None]:
-        record, total, headers = await _content_headers(assets, storage, asset_id)
-        headers["Content-Length"] = str(total)
-        return Response(content=b"", headers=headers,
-                        media_type=record.get("content_type") or "application/octet-stream")
-
-
-async def _content_headers(assets: AssetStore, storage: Storage,
-                           asset_id: str) -> tuple[dict[str, Any], int, dict[str, str]]:
-    record = await assets.get(asset_id)
-    try:
-        total = await to_thread.run_sync(storage.size, record["path"])
-    except FileNotFoundError:
-        raise HTTPException(status_code=404, detail=f"Content of asset {asset_id} is missing from storage") from None
-    headers = {
-        "Accept-Ranges": "bytes",
-        "Content-Disposition": content_disposition(record.get("filename") or record["path"].rsplit("/", 1)[-1]),
-    }
-    if record.get("sha256"):
-        headers["ETag"] = f'"{record["sha256"]}"'
-    return record, total, headers
