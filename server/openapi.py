@@ -38,6 +38,8 @@ from litestar.openapi.spec import (
 from litestar.openapi.spec.enums import OpenAPIType
 
 from scheduler.admission.graphs import GraphCatalog
+from server.op_docs import DOCUMENT, describe
+from server.output_schemas import publish_output_schemas
 from server.schemas import ErrorDetail
 
 __all__ = ["ERROR_DESCRIPTIONS", "finish_openapi", "publish_payload_models", "responses"]
@@ -81,6 +83,7 @@ def publish_payload_models(app: Litestar, catalog: GraphCatalog) -> None:
             schemas[model.__name__] = schema
     for job_type, graph in catalog.graphs.items():
         schemas[payload_schema_name(job_type)] = _payload_schema(graph, schemas)
+    publish_output_schemas(catalog, schemas)
     body = schemas.get("ClipVersionCreate")
     if body is not None and "Timeline" in schemas and body.properties:
         body.properties["timeline"] = Reference(ref=_REF.format(model="Timeline"))
@@ -298,3 +301,5 @@ def finish_openapi(app: Litestar, catalog: GraphCatalog, *, auth: bool, public_o
                 operation.security = []
             operation.responses = answers
     _add_links(operations)
+    describe(operations)
+    document.info.description = DOCUMENT

@@ -131,9 +131,9 @@ class Asset(Struct, kw_only=True):
     meta: dict[str, Any] | UnsetType = UNSET
     derived_from: list[str] | UnsetType = UNSET
     media_info: dict[str, Any] | UnsetType = UNSET
-    width: int | float | None | UnsetType = UNSET
-    height: int | float | None | UnsetType = UNSET
-    duration: int | float | None | UnsetType = UNSET
+    width: int | None | UnsetType = UNSET
+    height: int | None | UnsetType = UNSET
+    duration: float | None | UnsetType = UNSET
 
 
 class GraphNode(Struct, kw_only=True):

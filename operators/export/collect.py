@@ -12,6 +12,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from pydantic import create_model
+
 from operators.context import OpContext
 from operators.export.audio import AudioTrack
 from operators.export.hls import HlsOutput
@@ -19,15 +21,23 @@ from operators.export.loudness import SILENT_LUFS, LoudnessMeasurement, Loudness
 from operators.export.plan import ExportPlan
 from operators.export.presets import BUILTIN, output_key
 from operators.registry import operator
-from operators.types import StoredFile
+from operators.types import Frozen, StoredFile
 
-__all__ = ["collect_exports"]
+__all__ = ["ExportFiles", "collect_exports"]
+
+#: The export's outputs, typed (the OpenAPI document's ``ExportOutputs`` is made from it): one field per
+#: built-in preset (``mp4_1080p``; the graph names it ``mp4-1080p``), and the custom, HLS and loudness ones.
+ExportFiles: type[Frozen] = create_model(  # type: ignore[call-overload]
+    "ExportFiles", __base__=Frozen, __doc__="An export's files, by preset, and its loudness report.",
+    **{output_key(name): (StoredFile | None, None) for name in BUILTIN},
+    custom=(dict[str, StoredFile | None], {}), hls_files=(dict[str, list[StoredFile]], {}),
+    loudness=(dict[str, Any] | None, None))
 
 
 @operator("export.collect", weight=0.1)
 def collect_exports(plan: ExportPlan, deliveries: list[StoredFile], hls: list[HlsOutput], gifs: list[StoredFile],
                     audio: list[AudioTrack], measured: LoudnessMeasurement | None = None,
-                    loudness: LoudnessTarget | None = None, *, ctx: OpContext) -> dict[str, Any]:
+                    loudness: LoudnessTarget | None = None, *, ctx: OpContext) -> ExportFiles:  # type: ignore[valid-type]
     """Files by preset name, HLS packages' files, and the loudness report."""
     files: dict[str, Any] = {}
     for stored in [*deliveries, *gifs]:
@@ -45,7 +55,7 @@ def collect_exports(plan: ExportPlan, deliveries: list[StoredFile], hls: list[Hl
     if missing:
         ctx.log(f"No file for {', '.join(missing)}")
     ctx.progress(1.0)
-    return out
+    return ExportFiles(**out)
 
 
 def _report(plan: ExportPlan, audio: list[AudioTrack], measured: LoudnessMeasurement | None,

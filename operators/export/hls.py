@@ -368,7 +368,7 @@ def hls_package(package: HlsPackage, variants: list[VariantOutput], info: MediaI
             "bandwidth": [p.stream_info.bandwidth for p in parsed.playlists], "audio": audio is not None,
             "start": round(rungs[0].start, 6),
             # Every file the playlists name, by URI: GET /assets/{master}/{uri} serves them (no id map needed).
-            "files": sorted(str(f.meta["uri"]) for v in mine for f in v.files)}
+            "files": sorted(str(f.meta["uri"]) for v in mine for f in v.files if "uri" in f.meta)}
     ctx.log(f"{name}: {len(rungs)} variants ({', '.join(v.name for v in rungs)}){' + audio' if audio else ''}, "
             f"{len(rungs[0].segments)} segments of ~{package.preset.segment_seconds:g}s, keyframes aligned — verified")
     master = StoredFile(path=path, kind="hls", content_type="application/vnd.apple.mpegurl",
