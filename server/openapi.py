@@ -84,9 +84,11 @@ def publish_payload_models(app: Litestar, catalog: GraphCatalog) -> None:
     for job_type, graph in catalog.graphs.items():
         schemas[payload_schema_name(job_type)] = _payload_schema(graph, schemas)
     publish_output_schemas(catalog, schemas)
-    body = schemas.get("ClipVersionCreate")
-    if body is not None and "Timeline" in schemas and body.properties:
-        body.properties["timeline"] = Reference(ref=_REF.format(model="Timeline"))
+    # The clip version's timeline, sent and read back (stored as checked: the same model).
+    for name in ("ClipVersionCreate", "ClipVersion"):
+        body = schemas.get(name)
+        if body is not None and "Timeline" in schemas and body.properties:
+            body.properties["timeline"] = Reference(ref=_REF.format(model="Timeline"))
 
 
 def payload_schema_name(job_type: str) -> str:

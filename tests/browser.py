@@ -50,7 +50,7 @@ def run_page(url: str, timeout: float = 60) -> dict[str, Any]:
     """Open ``url`` in headless Chromium; ``window.__result`` once it is set (a TimeoutError if never)."""
     binary = chromium()
     assert binary is not None, "chromium is not installed: make system-deps"
-    with tempfile.TemporaryDirectory() as profile:
+    with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as profile:  # chromium may still write
         proc = subprocess.Popen(
             [binary, "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run", "--mute-audio",
              "--autoplay-policy=no-user-gesture-required", "--remote-debugging-port=0",

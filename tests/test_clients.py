@@ -128,6 +128,8 @@ def test_a_page_on_another_origin_follows_a_job_and_plays_its_hls_export(api: Pr
                                                                          tmp_path: Path) -> None:
     job = _exported(api, tmp_path)
     master = _sign(api, {"asset_id": job["result_payload"]["outputs"]["hls"]["id"]})["url"]
+    start = job["result_payload"]["outputs"]["hls"]["meta"]["start"]
+    assert 0 <= start < 0.1, start
     live = _sign(api, {"job_id": job["id"]})
     query = "&".join(f"{k}={quote(str(v), safe='')}" for k, v in {
         "api": api.url, "token": TOKEN, "project": "web", "events": live["events_url"], "ws": live["ws_url"],
@@ -136,5 +138,12 @@ def test_a_page_on_another_origin_follows_a_job_and_plays_its_hls_export(api: Pr
     assert out["jobs_status"] == 200, out  # CORS with the bearer token: preflight and answer
     assert out["first_event"] == "completed" and out["ws_status"] == "completed", out
     assert out["mse_h264"], "this Chromium cannot play H.264 through MSE"
-    assert out["errors"] == [] and out["levels"] == 2, out  # no bufferSeekOverHole, no 404 on a relative URI
+    assert out["levels"] == 2, out
+    # No error but, on a loaded machine, a stall before the first frame (which sits at the package's start, a few
+    # ms in: fMP4 has no negative times) that hls.js then skips, landing 50 ms past it ("seeking from 0 to
+    # <start + 0.05>"): never a fetch error (a 404 on a relative URI), never a fatal one, never a hole past the
+    # start (the A/V offset that made hls.js seek over holes).
+    later = [e for e in out["errors"] if not (e.startswith("mediaError:buffer") and ":false@" in e
+                                               and float(e.rsplit("@", 1)[1]) <= start + 0.06)]
+    assert later == [], (start, out["errors"], out["events"])
     assert out["played"] >= 3.0 and abs(out["duration"] - 4.0) < 0.2, out

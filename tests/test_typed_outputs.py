@@ -57,3 +57,16 @@ def test_every_operation_is_described_and_so_is_the_websocket(client: TestClient
     assert "/v1/ws/jobs/{job_id}" in document["info"]["description"] and "4404" in document["info"]["description"]
     result = document["components"]["schemas"]["ResultPayload"]["properties"]["outputs"]
     assert {"$ref": "#/components/schemas/RenderOutputs"} in result["anyOf"]
+
+
+def test_a_stored_clip_version_reads_back_as_a_timeline(client: TestClient[Any], tmp_path: Path) -> None:
+    path = make_clip(tmp_path / "c.mp4", seconds=1.0, size=(160, 96), fps="25")
+    source = client.post("/v1/assets/?project_id=typed&filename=c.mp4", content=path.read_bytes()).json()["id"]
+    timeline = {"canvas": {"width": 160, "height": 96, "fps": 25},
+                "tracks": [{"type": "video", "clips": [{"asset": source, "in": 0, "out": 1}]}]}
+    created = client.post("/v1/clip-versions/", json={"project_id": "typed", "timeline": timeline})
+    assert created.status_code == 201, created.text
+    document = client.get("/schema/openapi.json").json()
+    _validator(document, "ClipVersion").validate(client.get(f"/v1/clip-versions/{created.json()['id']}").json())
+    assert document["components"]["schemas"]["ClipVersion"]["properties"]["timeline"] == {
+        "$ref": "#/components/schemas/Timeline"}
