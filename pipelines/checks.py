@@ -8,6 +8,7 @@ graph reports all of its problems at once (``GraphError.combine``).
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
@@ -20,7 +21,7 @@ from pipelines.errors import (
     InvalidParamsError,
     UnresolvedReferenceError,
 )
-from pipelines.refs import Collect, Ref, parse_ref, parse_value, walk_refs
+from pipelines.refs import Collect, Condition, Ref, parse_ref, parse_value, walk_refs
 from pipelines.spec import INPUT_TYPES, GraphSpec
 from pipelines.yaml_lines import Path, line_of
 
@@ -53,25 +54,40 @@ class Problems:
             raise GraphError.combine(self.errors)
 
 
+_COMPARISON = re.compile(r"^(\$\S+)\s*(==|!=)\s*(\S+)$")
+
+
 def parse_when(name: str, raw: str | list[str] | None, spec: GraphSpec,
-               problems: Problems) -> tuple[tuple[bool, Ref], ...]:
-    """A node's ``when:``: payload (or job) references, each optionally negated with ``not``."""
+               problems: Problems) -> tuple[Condition, ...]:
+    """A node's ``when:``: payload (or job) references, each optionally negated with ``not``, or compared with
+    a value (``$payload.task == translate``, ``!=``); a value an enum input cannot take is an error here."""
     if raw is None:
         return ()
     line = problems.at("nodes", name, "when")
     conditions = []
     for text in [raw] if isinstance(raw, str) else raw:
+        text = text.strip()
         negated = text.startswith("not ")
+        compared = _COMPARISON.match(text)
         with problems.check():
             try:
-                ref = parse_ref(text[4:].strip() if negated else text.strip())
+                ref = parse_ref(compared.group(1) if compared else text[4:].strip() if negated else text)
             except ValueError as exc:
                 raise UnresolvedReferenceError(f"node '{name}', when: {exc}", line=line) from None
             if ref.scope not in ("payload", "job"):
                 raise UnresolvedReferenceError(f"node '{name}', when: a condition is known when the job starts: use "
                                                f"$payload.<input> or $job.<field>, not '{ref.text}'", line=line)
             check_ref(ref, spec, (), node_name=name, is_mapped=False, line=line)
-            conditions.append((negated, ref))
+            if compared is None:
+                conditions.append(Condition(negated, ref))
+                continue
+            value = compared.group(3)
+            choices = spec.inputs[ref.name].enum if ref.scope == "payload" and ref.name in spec.inputs else None
+            if choices and value not in [str(c) for c in choices]:
+                raise UnresolvedReferenceError(
+                    f"node '{name}', when: {ref.text} is never '{value}' (its values: {', '.join(map(str, choices))})"
+                    + did_you_mean(value, [str(c) for c in choices]), line=line)
+            conditions.append(Condition(compared.group(2) == "!=", ref, value))
     return tuple(conditions)
 
 

@@ -48,7 +48,7 @@ def graph_dag(graph: Graph) -> dict[str, Any]:
         for ref in walk_refs(node.inputs):
             if isinstance(ref, Ref) and ref.scope == "node":
                 edge(ref.name, node.name, "data")
-        when = [f"{'not ' if negated else ''}{ref.text}" for negated, ref in node.when]
+        when = [c.text for c in node.when]
         nodes.append({"name": node.name, "op": node.op.name, "map": map_over, "when": when or None,
                       "weight": node.weight})
 

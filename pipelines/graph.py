@@ -8,7 +8,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from operators.registry import OperatorSpec
-from pipelines.refs import Literal_, Ref, map_tree
+from pipelines.refs import Condition, Literal_, Ref, map_tree
 from pipelines.spec import ChainSpec, GraphSpec
 from pipelines.run.task import access
 
@@ -30,8 +30,8 @@ class Node:
     resources: dict[str, float]
     params_template: dict[str, Any] | None = None
     timeout: float | None = None
-    #: (negated, reference) conditions, all of which must hold for the node to run.
-    when: tuple[tuple[bool, Ref], ...] = ()
+    #: Conditions, all of which must hold for the node to run.
+    when: tuple[Condition, ...] = ()
     #: Most tasks a fan-out of this node may start (its own ``max_tasks:``, else the graph's);
     #: None leaves it to the runner's default (MAX_TASKS_PER_NODE).
     max_tasks: int | None = None

@@ -30,7 +30,7 @@ from pipelines.errors import (
     UnresolvedReferenceError,
 )
 from pipelines.graph import Chain, Graph, Node
-from pipelines.refs import Collect, Literal_, Ref, parse_ref, parse_value, walk_refs
+from pipelines.refs import Collect, Condition, Literal_, Ref, parse_ref, parse_value, walk_refs
 from pipelines.spec import ChainSpec, GraphSpec, NodeSpec
 from pipelines.yaml_lines import load_with_lines
 
@@ -118,7 +118,7 @@ def _validate(spec: GraphSpec, registry: OperatorRegistry, problems: Problems) -
                  input_models=input_models)
 
 
-def _node(name: str, spec: GraphSpec, parts: _Parts, when: tuple[tuple[bool, Ref], ...]) -> Node:
+def _node(name: str, spec: GraphSpec, parts: _Parts, when: tuple[Condition, ...]) -> Node:
     node = spec.nodes[name]
     assert parts.op is not None  # a node without an operator was reported, and nothing is built
     return Node(name=name, op=parts.op, params=parts.params, inputs=parts.inputs, map=parts.map, deps=parts.deps,

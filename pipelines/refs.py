@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-__all__ = ["Collect", "Literal_", "Ref", "map_tree", "parse_ref", "parse_value", "walk_refs"]
+__all__ = ["Condition", "Collect", "Literal_", "Ref", "map_tree", "parse_ref", "parse_value", "walk_refs"]
 
 _REF = re.compile(r"^\$([A-Za-z_][A-Za-z0-9_]*)((?:\.[A-Za-z0-9_]+)*)$")
 
@@ -27,6 +27,32 @@ class Ref:
     name: str
     path: tuple[str, ...] = ()
     text: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Condition:
+    """One ``when:`` condition of a node: ``$payload.x`` (truthy), ``not $payload.x``, ``$payload.x == value``
+    or ``$payload.x != value`` (``value`` a plain word, compared with the input's value as text)."""
+
+    negated: bool
+    ref: Ref
+    equals: str | None = None
+
+    def holds(self, value: Any) -> bool:
+        met = bool(value) if self.equals is None else _as_text(value) == self.equals
+        return met != self.negated
+
+    @property
+    def text(self) -> str:
+        if self.equals is None:
+            return f"{'not ' if self.negated else ''}{self.ref.text}"
+        return f"{self.ref.text} {'!=' if self.negated else '=='} {self.equals}"
+
+
+def _as_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
 
 
 @dataclass(frozen=True, slots=True)

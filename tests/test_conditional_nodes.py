@@ -26,7 +26,8 @@ def test_nodes_run_when_their_conditions_hold(client: TestClient[Any]) -> None:
 
 def test_skipped_nodes_give_null_and_empty_fan_outs(client: TestClient[Any]) -> None:
     result = _outputs(client, {"given": "x"})
-    assert result["outputs"] == {"result": {"made": None, "each": [], "given": "x"}, "make": None}
+    assert result["outputs"] == {"result": {"made": None, "each": [], "given": "x"}, "make": None, "fancy": None,
+                                 "not_plain": None}
     log = [e["message"] for e in result["log"]]
     assert "make: skipped (not $payload.given)" in log
     assert result["progress"] == 1.0
@@ -35,4 +36,19 @@ def test_skipped_nodes_give_null_and_empty_fan_outs(client: TestClient[Any]) -> 
 def test_when_takes_payload_references_only() -> None:
     text = "name: g\nnodes:\n  a: {op: util.echo}\n  b:\n    op: util.echo\n    when: $a\n"
     with pytest.raises(UnresolvedReferenceError, match="known when the job starts"):
+        parse_graph(text)
+
+
+def test_when_compares_an_input_with_a_value(client: TestClient[Any]) -> None:
+    fancy = _outputs(client, {"mode": "fancy"})
+    assert (fancy["outputs"]["fancy"], fancy["outputs"]["not_plain"]) == ("fancy", "not plain")
+    plain = _outputs(client, {})
+    assert (plain["outputs"]["fancy"], plain["outputs"]["not_plain"]) == (None, None)
+    assert "fancy: skipped ($payload.mode == fancy)" in [e["message"] for e in plain["log"]]
+
+
+def test_a_comparison_with_a_value_the_input_never_takes_is_refused_at_load() -> None:
+    text = ("name: g\ninputs:\n  mode: {type: string, default: plain, enum: [plain, fancy]}\nnodes:\n"
+            "  b:\n    op: util.echo\n    when: $payload.mode == fancyy\n")
+    with pytest.raises(UnresolvedReferenceError, match="is never 'fancyy'.*Did you mean 'fancy'"):
         parse_graph(text)

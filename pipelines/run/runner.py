@@ -210,7 +210,7 @@ class GraphRun:
             self._handles[node.name].set_result(SKIPPED)
             self._results[node.name].set_result(Mapped([]) if node.mapped else None)
             self._done_weight += node.weight
-            self._emit_log(f"{node.name}: skipped ({', '.join(('not ' if n else '') + r.text for n, r in node.when)})")
+            self._emit_log(f"{node.name}: skipped ({', '.join(c.text for c in node.when)})")
             self._emit_progress()
             return
         if node.map is None:
@@ -241,10 +241,7 @@ class GraphRun:
         self._results[node.name].set_result(Mapped(await self._settle(node, futures, count)))
 
     def _wanted(self, node: Node) -> bool:
-        for negated, ref in node.when:
-            if bool(resolve_value(ref, values=self.values, job=self.job)) == negated:
-                return False
-        return True
+        return all(c.holds(resolve_value(c.ref, values=self.values, job=self.job)) for c in node.when)
 
     async def _spread(self, node: Node, handles: dict[str, Any]) -> None:
         """Copy a fan-out's shared inputs (a plan, a probe: small) to every worker first.
