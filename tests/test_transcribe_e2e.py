@@ -57,7 +57,9 @@ def download(client: TestClient[Any], record: dict[str, Any]) -> bytes:
 def outputs_of(client: TestClient[Any], done: dict[str, Any]) -> dict[str, bytes]:
     """Check the four outputs are asset records of this job, and download each."""
     outputs = done["result_payload"]["outputs"]
-    assert set(outputs) == set(OUTPUT_KINDS)
+    assert set(outputs) == set(OUTPUT_KINDS) | {"language", "translation"}
+    assert outputs["language"] == {"language": "en", "probability": 1.0, "detected": False, "mixed": False,
+                                   "languages": [], "windows": []} and outputs["translation"] is None
     files = {}
     for name, (kind, content_type) in OUTPUT_KINDS.items():
         record = outputs[name]

@@ -21,12 +21,13 @@ Times returned are on each window's own audio (0 = its first sample).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
-__all__ = ["BatchSettings", "DecodedSegment", "DecodedWord", "decode_windows", "looks_like_loop"]
+__all__ = ["BatchSettings", "DecodedSegment", "DecodedWord", "decode_each_language", "decode_windows",
+           "looks_like_loop"]
 
 SAMPLE_RATE = 16000
 #: A window whose last segment ends this long before its audio does still has speech to decode:
@@ -55,6 +56,8 @@ class DecodedSegment:
 @dataclass(frozen=True, slots=True)
 class BatchSettings:
     language: str | None = "en"
+    #: "translate": English text from speech in any language (multilingual models).
+    task: str = "transcribe"
     beam_size: int = 5
     batch_size: int = 8
     initial_prompt: str | None = None
@@ -122,6 +125,25 @@ def decode_windows(model: Any, windows: list[np.ndarray], settings: BatchSetting
     return language or "en", results
 
 
+def decode_each_language(model: Any, windows: list[np.ndarray],
+                         settings: BatchSettings) -> tuple[list[str], list[list[DecodedSegment]]]:
+    """As :func:`decode_windows`, each window in the language it speaks: the language head classifies
+    each window (its first 30 s), then the windows of each language are decoded together."""
+    languages = [_language_of(model, w) if w.size else "en" for w in windows]
+    results: list[list[DecodedSegment]] = [[] for _ in windows]
+    for language in dict.fromkeys(languages):
+        chosen = [i for i, code in enumerate(languages) if code == language]
+        _, decoded = decode_windows(model, [windows[i] for i in chosen], replace(settings, language=language))
+        for i, segments in zip(chosen, decoded, strict=True):
+            results[i] = segments
+    return languages, results
+
+
+def _language_of(model: Any, samples: np.ndarray) -> str:
+    _, _, probabilities = model.detect_language(samples[: 30 * SAMPLE_RATE])
+    return str(max(probabilities, key=lambda pair: pair[1])[0])
+
+
 def _tail(piece: _Piece) -> _Piece | None:
     last = piece.segments[-1].end if piece.segments else piece.start
     if not piece.segments or piece.end - last <= TAIL_SECONDS:
@@ -141,6 +163,7 @@ def _decode_batch(model: Any, windows: list[np.ndarray], pieces: list[_Piece], s
     segments, info = BatchedInferencePipeline(model).transcribe(
         audio,
         language=settings.language,
+        task=settings.task,
         beam_size=settings.beam_size,
         batch_size=settings.batch_size,
         clip_timestamps=clips,
@@ -178,6 +201,7 @@ def _unloop(model: Any, samples: np.ndarray, piece: _Piece, settings: BatchSetti
     segments, _info = model.transcribe(
         samples,
         language=settings.language,
+        task=settings.task,
         beam_size=settings.beam_size,
         word_timestamps=True,
         condition_on_previous_text=False,

@@ -175,7 +175,9 @@ def captions(transcript: Transcript, *, params: CaptionParams, ctx: OpContext) -
         "words": words,
     }
     files = CaptionFiles(
-        transcript=put("transcript.json", transcript.model_dump_json(indent=2) + "\n", "transcript", "application/json", summary),
+        # exclude_none: a segment names its language only in a mixed-language recording
+        transcript=put("transcript.json", transcript.model_dump_json(indent=2, exclude_none=True) + "\n", "transcript",
+                       "application/json", summary),
         srt=put("captions.srt", format_srt(cues), "srt", "application/x-subrip", {"cues": len(cues)}),
         vtt=put("captions.vtt", format_vtt(cues), "vtt", "text/vtt", {"cues": len(cues)}),
         text=put("transcript.txt", format_text(transcript), "text", "text/plain", {"words": words}),

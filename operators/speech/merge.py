@@ -48,7 +48,8 @@ def merge_parts(parts: list[WindowTranscript], duration: float, default_language
                 start = clamp(seg.start, last)
                 end = clamp(seg.end, start)
                 last = end
-            segments.append(TranscriptSegment(start=start, end=end, text=seg.text.strip(), words=tuple(words)))
+            segments.append(TranscriptSegment(start=start, end=end, text=seg.text.strip(), words=tuple(words),
+                                              language=seg.language))
     return Transcript(language=language, duration=round(duration, 3), segments=tuple(s for s in segments if s.text))
 
 
@@ -58,7 +59,7 @@ def merge(parts: list[WindowTranscript | list[WindowTranscript]], speech: Speech
     """Join the window transcripts (one per window, or a list per task) into one transcript ordered in time."""
     speech = SpeechMap.model_validate(speech)
     flat = [p for part in parts or [] for p in (part if isinstance(part, list | tuple) else [part])]
-    transcript = merge_parts(flat, speech.duration, params.language)
+    transcript = merge_parts(flat, speech.duration, params.language if params.language != "auto" else "en")
     ctx.log(
         f"Merged {len(flat)} window(s): {len(transcript.segments)} segment(s), "
         f"{len(transcript.words)} words over {transcript.duration:.1f} s"

