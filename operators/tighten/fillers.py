@@ -76,16 +76,41 @@ def _sounds(sound: Sound, start: float, end: float) -> list[tuple[float, float]]
     return [(a, b) for a, b in zip(edges[::2], edges[1::2]) if b > a]
 
 
-def _covered(sounds: list[tuple[float, float]], words: Sequence[Word]) -> set[int]:
-    """Sounds that are some word's own: the one each word overlaps most, and any a word lies within."""
-    covered: set[int] = set()
-    for w in words:
+def _claims(sounds: list[tuple[float, float]], words: Sequence[Word]) -> dict[int, list[int]]:
+    """For each sound, the words that claim it: the one each word overlaps most, and any a word lies within."""
+    claims: dict[int, list[int]] = {}
+    for i, w in enumerate(words):
         span = (w.start, max(w.end, w.start + 0.02))
         overlaps = [_overlap(span, s) for s in sounds]
+        owned = {k for k, o in enumerate(overlaps) if o >= 0.8 * (span[1] - span[0])}
         if overlaps and max(overlaps) > 0:
-            covered.add(max(range(len(sounds)), key=overlaps.__getitem__))
-        covered.update(k for k, o in enumerate(overlaps) if o >= 0.8 * (span[1] - span[0]))
-    return covered
+            owned.add(max(range(len(sounds)), key=overlaps.__getitem__))
+        for k in owned:
+            claims.setdefault(k, []).append(i)
+    return claims
+
+
+def _stretched(k: int, i: int, sounds: list[tuple[float, float]], words: Sequence[Word],
+               claims: dict[int, list[int]]) -> bool:
+    """Whisper stretched word ``i`` over sound ``k``: the word runs on into the pause (at least 0.15 s, which no
+    word holds) towards the next sound, where the word it is joined to (no gap between them) is heard."""
+    w = words[i]
+    for step, beyond in ((1, w.end > sounds[k][1]), (-1, w.start < sounds[k][0])):
+        j, other = i + step, k + step
+        if not beyond or not 0 <= j < len(words) or not 0 <= other < len(sounds):
+            continue
+        joined = (words[j].start - w.end if step > 0 else w.start - words[j].end) < 0.02
+        pause = sounds[other][0] - sounds[k][1] if step > 0 else sounds[k][0] - sounds[other][1]
+        if joined and pause >= 0.15 and j in claims.get(other, []):
+            return True
+    return False
+
+
+def _covered(sounds: list[tuple[float, float]], words: Sequence[Word]) -> set[int]:
+    """Sounds that are some word's own; a sound claimed only by a word Whisper stretched over it is not."""
+    claims = _claims(sounds, words)
+    return {k for k, owners in claims.items()
+            if not (len(owners) == 1 and _stretched(k, owners[0], sounds, words, claims))}
 
 
 def _confidence(sound: Sound, span: tuple[float, float]) -> float:

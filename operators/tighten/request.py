@@ -90,8 +90,33 @@ def deleted_words(words: list[Word], edited: str) -> tuple[list[int], list[str]]
         if op in ("replace", "insert"):
             added += matcher.b[b1:b2]
         elif op == "delete":
+            a1, a2 = _slid(original, owners, words, a1, a2)
             deleted.update(owners[a1:a2])
     return sorted(deleted), added
+
+
+def _ends_clause(words: list[Word], owners: list[int], i: int) -> bool:
+    """Token ``i`` is its word's last and the word ends a sentence or clause (or there is no such token)."""
+    if i < 0 or i >= len(owners):
+        return True
+    last_of_word = i + 1 >= len(owners) or owners[i + 1] != owners[i]
+    return last_of_word and words[owners[i]].word.rstrip().endswith((".", "?", "!", ",", ";", ":"))
+
+
+def _slid(original: list[str], owners: list[int], words: list[Word], a1: int, a2: int) -> tuple[int, int]:
+    """A deleted run can often slide ("rose. The soft … fall. The salt" deletes "The soft … fall." or
+    "soft … fall. The" alike): the position where it starts and ends at clause boundaries, the nearest one."""
+    options = [(a1, a2)]
+    lo, hi = a1, a2
+    while lo > 0 and original[lo - 1] == original[hi - 1]:
+        lo, hi = lo - 1, hi - 1
+        options.append((lo, hi))
+    lo, hi = a1, a2
+    while hi < len(original) and original[lo] == original[hi]:
+        lo, hi = lo + 1, hi + 1
+        options.append((lo, hi))
+    score = lambda o: _ends_clause(words, owners, o[0] - 1) + _ends_clause(words, owners, o[1] - 1)  # noqa: E731
+    return max(options, key=lambda o: (score(o), -abs(o[0] - a1)))
 
 
 @payload_model("transcript_text")
