@@ -93,7 +93,8 @@ def _tone(audio: np.ndarray, t: float, d: float, f0: float, level: float) -> Non
 def dry_run(minutes: float) -> dict[str, Any]:
     audio, words, fillers = synthetic_talk(minutes)
     transcript = Transcript(language="en", duration=audio.size / RATE,
-                            segments=(TranscriptSegment(start=words[0].start, end=words[-1].end, text="", words=tuple(words)),))
+                            segments=(TranscriptSegment(start=words[0].start, end=words[-1].end, text="",
+                                                        words=tuple(words)),))
     sentences = " ".join(w.word for w in words).split(".")
     edited = ".".join(s for i, s in enumerate(sentences) if i % 10 != 5)
     with tempfile.TemporaryDirectory() as tmp:
@@ -134,6 +135,7 @@ TALKS: dict[str, tuple[str | float, ...]] = {
               0.9, sg.SENTENCES[11], 0.3, "uh", 0.3, sg.SENTENCES[15], 0.6),
 }
 FILLER_WORDS = {"um", "uh", "hmm", "erm", "mm"}
+PROMPT = "Umm, let me think like, hmm... Okay, here's what I'm, like, thinking."  # graphs/tighten.yaml's
 
 
 def transcribed(tmp: Path, audio: np.ndarray) -> list[Word]:
@@ -148,7 +150,7 @@ def transcribed(tmp: Path, audio: np.ndarray) -> list[Word]:
     source = SourceRef(path="talk.wav")
     speech = vad(source, params=VadParams(), ctx=ctx)
     windows = plan_windows(speech, params=WindowParams(pack="speech", max_seconds=28, balance=True), ctx=ctx)
-    params = WhisperParams(gaps="skip", initial_prompt="Umm, let me think like, hmm... Okay, here's what I'm, like, thinking.")
+    params = WhisperParams(gaps="skip", initial_prompt=PROMPT)
     parts = [transcribe_windows(source, g, params=params, ctx=ctx)
              for g in group_windows(windows, params=GroupParams(tasks=1), ctx=ctx)]
     return merge(parts, speech, params=MergeParams(), ctx=ctx).words

@@ -158,16 +158,19 @@ def check_render(client: TestClient[Any], talk: tg.Talk, source: str, transcript
     words = [w for s in words["segments"] for w in s["words"]]
     first, last = sentence_words(words, tg.B)
     cut_b = run(client, source_asset_id=source, transcript_asset_id=transcript, remove_words=[[first, last]],
-                render=True)
+                silences=None, render=True)
     _, text = retranscribed(client, cut_b["result_payload"]["chained_jobs"]["render"])
     lacks_exactly(text, talk, tg.B)
+    cuts_exactly(cut_b["result_payload"]["outputs"]["cuts"], talk, tg.B)
     assert {c["reason"] for c in cut_b["result_payload"]["outputs"]["cuts"] if not c["kept"]} >= {"edit"}
 
     first, last = sentence_words(words, tg.D)
     edited = " ".join(w["word"].strip() for i, w in enumerate(words) if not first <= i <= last)
-    cut_d = run(client, source_asset_id=source, transcript_asset_id=transcript, keep_text=edited, render=True)
+    cut_d = run(client, source_asset_id=source, transcript_asset_id=transcript, keep_text=edited, silences=None,
+                render=True)
     _, text = retranscribed(client, cut_d["result_payload"]["chained_jobs"]["render"])
     lacks_exactly(text, talk, tg.D)
+    cuts_exactly(cut_d["result_payload"]["outputs"]["cuts"], talk, tg.D)
     check_clip_version(client, talk, transcript, cut_b)
 
 
@@ -181,6 +184,14 @@ def lacks_exactly(text: str, talk: tg.Talk, sentence: str) -> None:
     joined = " ".join(got)
     assert " ".join(sg.normalize(before)[-2:] + sg.normalize(after)[:2]) in joined, text
     assert sg.wer(rest, text) <= 0.1, text
+
+
+def cuts_exactly(cuts: list[dict[str, Any]], talk: tg.Talk, sentence: str) -> None:
+    """On the layout: ``sentence`` is cut whole, every other sentence kept whole."""
+    kept = [(c["start"], c["end"]) for c in cuts if c["kept"]]
+    for u in talk.sentences:
+        assert inside((u.start, u.end), kept) == pytest.approx(0 if u.text == sentence else u.end - u.start,
+                                                               abs=1e-3), (u, kept)
 
 
 def check_joins(talk: tg.Talk, kept: list[dict[str, Any]], out: np.ndarray, source: np.ndarray) -> None:

@@ -97,7 +97,8 @@ def test_audio_crossfade_runs_each_sound_on_past_the_cut_by_half(tmp_path: Path)
     ctx = media_ctx(tmp_path)
     assets = probed_assets(ctx, asset_a="a.mp4")
     timeline = {"canvas": {"width": 160, "height": 96, "fps": 25}, "tracks": [{"type": "video", "clips": [
-        {"asset": "asset_a", "in": 0, "out": "2/5"}, {"asset": "asset_a", "in": 1, "out": "7/5", "audio_crossfade": 0.02},
+        {"asset": "asset_a", "in": 0, "out": "2/5"},
+        {"asset": "asset_a", "in": 1, "out": "7/5", "audio_crossfade": 0.02},
         {"asset": "asset_a", "in": 0, "out": "1/5", "audio_crossfade": 0.02}]}]}
     first, second, third = Timeline.model_validate(timeline).with_assets(assets).spec.audio
     half = Fraction(1, 100)

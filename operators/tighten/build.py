@@ -76,7 +76,8 @@ def _video_clips(plan: Plan, source: TightenSource) -> list[dict[str, Any]]:
     for i, cut in enumerate(kept):
         base = dict(source.clips[cut.clip]) if source.clips else {}
         clip = {k: v for k, v in base.items() if k not in _PLACEMENT}
-        clip.update({"asset": source.source.asset_id, "in": _time(cut.frames[0], fps), "out": _time(cut.frames[1], fps)})
+        clip.update({"asset": source.source.asset_id, "in": _time(cut.frames[0], fps),
+                     "out": _time(cut.frames[1], fps)})
         if "crop" in clip:
             offset = Fraction(cut.frames[0]) / fps - Fraction(repr(source.ranges[cut.clip][0]))
             clip["crop"] = _shifted_crop(clip["crop"], offset, fps)

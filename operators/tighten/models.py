@@ -29,7 +29,8 @@ class SilenceSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     preset: Literal["natural", "fast", "extra-fast"] = "natural"
-    min_seconds: float | None = Field(None, ge=0.05, le=30, description="Cut pauses longer than this (default: the preset's)")
+    min_seconds: float | None = Field(None, ge=0.05, le=30,
+                                      description="Cut pauses longer than this (default: the preset's)")
     keep_seconds: float = Field(0.12, ge=0, le=5, description="Room tone a cut pause keeps, split before and after")
 
     @model_validator(mode="after")

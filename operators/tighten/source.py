@@ -8,6 +8,7 @@ in play order, and its other tracks (titles, captions, music) are kept as they a
 from __future__ import annotations
 
 from fractions import Fraction
+from typing import Any
 
 from operators.context import OpContext
 from operators.errors import MediaError, OperatorError
@@ -28,7 +29,10 @@ def source_fps(info: MediaInfo) -> str:
     return str(rate) if 1 <= rate <= 240 and rate.denominator <= 1001 else "30"
 
 
-def _from_timeline(source: SourceRef, edit: RenderInput) -> tuple[tuple[tuple[float, float], ...], tuple[dict, ...], str]:
+Ranges = tuple[tuple[float, float], ...]
+
+
+def _from_timeline(source: SourceRef, edit: RenderInput) -> tuple[Ranges, tuple[dict[str, Any], ...], str]:
     tracks = [i for i, t in enumerate(edit.timeline.tracks) if isinstance(t, VideoTrack)]
     if len(tracks) != 1:
         raise OperatorError(f"tighten needs a timeline with one video track (the source); this one has {len(tracks)}")
