@@ -245,3 +245,12 @@ def check_payload_problems(client: TestClient[Any], video: bytes, source: str, t
     assert error["loc"] == ["body", "remove_words"] and "needs transcript_asset_id" in error["msg"], error
     error = post(source_asset_id=source, silences={"preset": "slow"})
     assert error["loc"][:3] == ["body", "silences", "preset"], error
+
+
+def test_the_job_type_is_listed_with_its_inputs(client: TestClient[Any]) -> None:
+    inputs = client.get("/graphs/tighten").json()["inputs"]
+    assert inputs["silences"]["default"] == {"preset": "natural"} and inputs["fillers"]["default"] is True
+    assert inputs["remove_words"]["schema"]["type"] == "array" and inputs["keep_text"]["schema"]["type"] == "string"
+    assert inputs["render"]["default"] is False and inputs["transcript_asset_id"]["schema"]["type"] == "string"
+    schema = client.get("/schema/openapi.json").json()
+    assert "tighten" in schema["components"]["schemas"]["JobType"]["enum"]

@@ -11,7 +11,7 @@ from operators.registry import payload_model
 from operators.types import Frozen, SourceRef
 
 __all__ = ["DEFAULT_FILLERS", "HESITATIONS", "PRESETS", "Cut", "FillerFound", "FillerWords", "Plan", "Removed",
-           "RemovedWords", "SilenceSettings", "TightenSource"]
+           "Reason", "RemovedWords", "SilenceSettings", "TightenSource"]
 
 #: Pauses longer than this many seconds are cut, per preset.
 PRESETS: dict[str, float] = {"natural": 0.6, "fast": 0.3, "extra-fast": 0.15}

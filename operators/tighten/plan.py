@@ -25,7 +25,7 @@ from operators.tighten.models import Cut, FillerFound, FillerWords, Plan, Remove
 from operators.tighten.removals import Layout, Removal, plan_removals, sound_removal, word_removal
 from operators.types import SourceRef, StoredFile
 
-__all__ = ["make_plan", "tighten_plan"]
+__all__ = ["make_plan", "read_samples", "tighten_plan"]
 
 
 def _runs(indices: Sequence[int]) -> list[tuple[int, int]]:
@@ -77,6 +77,7 @@ def make_plan(source: TightenSource, samples: np.ndarray, words: list[Word], *, 
 
 
 def read_samples(ctx: OpContext, audio: SourceRef | StoredFile) -> np.ndarray:
+    """The whole 16 kHz mono WAV, as float32 (a ten-minute talk is 38 MB)."""
     with ctx.storage.reading(media_path(audio)) as local:
         blocks = list(iter_pcm(local, block_seconds=60.0))
     return np.concatenate(blocks) if blocks else np.zeros(0, np.float32)

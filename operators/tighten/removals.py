@@ -17,13 +17,13 @@ is cut. A pause at the start or the end of a range keeps half of ``keep_seconds`
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 
 from operators.speech.models import Word
 from operators.tighten.audio import Sound, quiet_point, silent_runs, zero_crossing
 from operators.tighten.models import Reason, Removed, SilenceSettings
 
-__all__ = ["Layout", "Removal", "plan_removals"]
+__all__ = ["Layout", "Removal", "plan_removals", "sound_removal", "word_removal"]
 
 Span = tuple[float, float]
 #: Around a boundary inside connected speech, how far the cut may move to find the quietest point.
@@ -64,7 +64,7 @@ class Layout:
         return next((s for s in self.silences if abs(s[0] - self.sounds[k][1]) < 1e-9), None)
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class Removal:
     """``[start, end)`` to remove; the pauses its ends lie in (None: a cut inside connected speech)."""
 
@@ -72,8 +72,8 @@ class Removal:
     end: float
     before: Span | None
     after: Span | None
-    reasons: set[Reason] = field(default_factory=set)
-    words: set[int] = field(default_factory=set)
+    reasons: frozenset[Reason] = frozenset()
+    words: frozenset[int] = frozenset()
 
     def to_removed(self) -> Removed:
         reason: Reason = "edit" if "edit" in self.reasons else "filler" if "filler" in self.reasons else "silence"
@@ -111,7 +111,7 @@ def word_removal(sound: Sound, layout: Layout, words: Sequence[Word], first: int
         end = _cut_in(sound, p_after, layout.sounds[k_last][1])
     if end <= start:
         return None
-    return Removal(start, end, p_before, p_after, {reason}, set(range(first, last + 1)))
+    return Removal(start, end, p_before, p_after, frozenset({reason}), frozenset(range(first, last + 1)))
 
 
 def sound_removal(sound: Sound, layout: Layout, span: Span, reason: Reason) -> Removal | None:
@@ -121,7 +121,7 @@ def sound_removal(sound: Sound, layout: Layout, span: Span, reason: Reason) -> R
         return None
     p_before, p_after = layout.pause_before(k), layout.pause_after(k)
     start, end = _cut_in(sound, p_before, span[0]), _cut_in(sound, p_after, span[1])
-    return Removal(start, end, p_before, p_after, {reason}, set()) if end > start else None
+    return Removal(start, end, p_before, p_after, frozenset({reason})) if end > start else None
 
 
 def _merged(removals: list[Removal]) -> list[Removal]:
@@ -129,21 +129,19 @@ def _merged(removals: list[Removal]) -> list[Removal]:
     for r in sorted(removals, key=lambda r: r.start):
         if out and r.start <= out[-1].end + 1e-6:
             last = out[-1]
-            if r.end > last.end:
-                last.end, last.after = r.end, r.after
-            last.reasons |= r.reasons
-            last.words |= r.words
+            end, after = (r.end, r.after) if r.end > last.end else (last.end, last.after)
+            out[-1] = replace(last, end=end, after=after, reasons=last.reasons | r.reasons, words=last.words | r.words)
         else:
             out.append(r)
     return out
 
 
-def _shrink(sound: Sound, r: Removal, layout: Layout, settings: SilenceSettings) -> None:
+def _shrink(sound: Sound, r: Removal, layout: Layout, settings: SilenceSettings) -> Removal:
     """Join the pauses around a removal; past ``min_seconds`` they keep only ``keep_seconds``."""
     room_before = r.start - r.before[0] if r.before else 0.0
     room_after = r.after[1] - r.end if r.after else 0.0
     if room_before + room_after <= settings.threshold:
-        return
+        return r
     keep = settings.keep_seconds
     if r.before is not None and r.before[0] <= layout.lo + 1e-6:
         keep_before, keep_after = 0.0, min(keep / 2, room_after)
@@ -153,13 +151,9 @@ def _shrink(sound: Sound, r: Removal, layout: Layout, settings: SilenceSettings)
         keep_before = min(keep / 2, room_before)
         keep_after = min(keep - keep_before, room_after)
         keep_before = min(keep - keep_after, room_before)
-    if r.before is not None:
-        target = r.before[0] + keep_before
-        r.start = zero_crossing(sound.samples, target, r.before[0], r.start)
-    if r.after is not None:
-        target = r.after[1] - keep_after
-        r.end = zero_crossing(sound.samples, target, r.end, r.after[1])
-    r.reasons.add("silence")
+    start = zero_crossing(sound.samples, r.before[0] + keep_before, r.before[0], r.start) if r.before else r.start
+    end = zero_crossing(sound.samples, r.after[1] - keep_after, r.end, r.after[1]) if r.after else r.end
+    return replace(r, start=start, end=end, reasons=r.reasons | {"silence"})
 
 
 def _pause_cut(sound: Sound, pause: Span, layout: Layout, settings: SilenceSettings) -> Removal | None:
@@ -170,7 +164,7 @@ def _pause_cut(sound: Sound, pause: Span, layout: Layout, settings: SilenceSetti
     half = settings.keep_seconds / 2
     start = a if a <= layout.lo + 1e-6 else zero_crossing(sound.samples, a + half, a, b)
     end = b if b >= layout.hi - 1e-6 else zero_crossing(sound.samples, b - half, a, b)
-    return Removal(start, end, None, None, {"silence"}, set()) if end > start else None
+    return Removal(start, end, None, None, frozenset({"silence"})) if end > start else None
 
 
 def plan_removals(sound: Sound, layout: Layout, removals: list[Removal],
@@ -178,8 +172,7 @@ def plan_removals(sound: Sound, layout: Layout, removals: list[Removal],
     """The removals of one range, with the pauses shrunk (``settings``; None keeps every pause), merged."""
     merged = _merged(removals)
     if settings is not None:
-        for r in merged:
-            _shrink(sound, r, layout, settings)
+        merged = [_shrink(sound, r, layout, settings) for r in merged]
         touched = {p for r in merged for p in (r.before, r.after) if p is not None}
         for pause in layout.silences:
             inside = any(r.start <= pause[0] and pause[1] <= r.end for r in merged)
