@@ -102,9 +102,15 @@ def check_fillers(client: TestClient[Any], talk: tg.Talk, job: dict[str, Any]) -
 
 
 def check_silences(client: TestClient[Any], talk: tg.Talk, source: str, transcript: str, preset: str) -> None:
+    captions = "lines" if preset == "fast" else "none"
     job = run(client, source_asset_id=source, transcript_asset_id=transcript, fillers=False,
-              silences={"preset": preset})
+              silences={"preset": preset}, captions=captions)
     outputs = job["result_payload"]["outputs"]
+    tracks = client.get(f"/clip-versions/{outputs['clip_version_id']}").json()["timeline"]["tracks"]
+    # The captions (asked for once) name the transcript and its source: its words follow the cuts.
+    assert [(t["type"], t.get("transcript"), t.get("media")) for t in tracks[1:]] == \
+        ([("captions", transcript, source)] if captions != "none" else [])
+    assert [c["asset"] for c in tracks[0]["clips"]] == [source] * sum(c["kept"] for c in outputs["cuts"])
     thr, cuts = PRESETS[preset], outputs["cuts"]
     kept = [(c["start"], c["end"]) for c in cuts if c["kept"]]
     pauses = talk.pauses()
