@@ -3,7 +3,11 @@
 A payload model (a timeline, a transcript reference) that names assets implements :class:`NamesAssets`:
 ``asset_uses()`` lists where each asset is named and as what (:class:`AssetUse`), and
 ``with_assets(assets, **limits)`` answers the value the graph sees once the scheduler has found, checked and
-described every one of them (:mod:`scheduler.admission.payload_assets`). It lives here, beside neither the
+described every one of them (:mod:`scheduler.admission.payload_assets`). Besides the settings' limits it gets
+``sources`` (the job's resolved sources), ``storage`` (to read what it names; it runs in a thread) and
+``inputs``: the resolved values of the inputs its graph input ``requires:`` (tighten's word edits read the
+transcript they index that way). A model that names no asset but needs that check returns ``[]`` from
+``asset_uses()``. It lives here, beside neither the
 timeline nor its resolver, so that those two (and the clip request) import it instead of each other.
 
 A model whose binding needs code that itself imports the model (the timeline's resolver, which places its

@@ -51,3 +51,5 @@ class NewClipVersion(Frozen):
     timeline: dict[str, Any]
     name: str | None = None
     metadata: dict[str, Any] = {}
+    #: The clip it is the next version of (in the job's project); None: the first version of a new clip.
+    clip_id: str | None = None

@@ -256,20 +256,50 @@ def _audio_track(t: int, track: AudioTrack, assets: dict[str, AssetMedia], fps: 
 
 
 def _clip_sound(visual: list[VisualLayer], assets: dict[str, AssetMedia], fps: Fraction) -> list[AudioLayer]:
-    """The sound of video clips, cut with their pictures; a transition crossfades it too."""
-    layers = []
+    """The sound of video clips, cut with their pictures; a transition crossfades it too, and so does an
+    ``audio_crossfade`` between clips that follow each other on a track (the pictures still cut)."""
+    layers: list[AudioLayer] = []
+    previous: tuple[VisualLayer, int] | None = None
     for v in visual:
         info = assets[v.asset_id].info
         if v.image or info is None or info.audio is None or v.clip_spec.volume == 0:
+            previous = None
             continue
         fade_in = max(Fraction(v.fade_in), Fraction(v.transition_in[1] if v.transition_in else 0)) / fps
         fade_out = Fraction(max(v.fade_out, v.transition_out)) / fps
-        layers.append(AudioLayer(
+        layer = AudioLayer(
             label=f"track {v.track + 1} clip {v.clip + 1}", asset_id=v.asset_id, path=v.path,
             start=Fraction(v.start) / fps, duration=Fraction(v.frames) / fps, src_in=v.src_in,
             volume=v.clip_spec.volume, fade_in=fade_in, fade_out=fade_out,
-        ))
+        )
+        if previous is not None and _follows(previous[0], v):
+            layers[previous[1]], layer = _crossfaded(layers[previous[1]], layer, v, assets, fps)
+        previous = (v, len(layers))
+        layers.append(layer)
     return layers
+
+
+def _follows(prev: VisualLayer, v: VisualLayer) -> bool:
+    """``v`` starts on ``prev``'s last frame's end, on the same track, with no transition between them."""
+    return prev.track == v.track and prev.clip == v.clip - 1 and prev.end == v.start and v.transition_in is None
+
+
+def _crossfaded(a: AudioLayer, b: AudioLayer, v: VisualLayer, assets: dict[str, AssetMedia],
+                fps: Fraction) -> tuple[AudioLayer, AudioLayer]:
+    """``a`` runs on past the cut and ``b`` starts before it, by half the crossfade each (as far as their
+    sources have sound there, and at most half of either clip), fading out and in across the cut."""
+    from dataclasses import replace
+
+    wanted = to_seconds(v.clip_spec.audio_crossfade, fps) or Fraction(0)
+    info = assets[a.asset_id].info
+    left = Fraction(repr(info.audio.duration)) - (a.src_in + a.duration) if info and info.audio else Fraction(0)
+    half = min(wanted / 2, b.src_in, max(left, Fraction(0)), a.duration / 2, b.duration / 2)
+    if half <= 0:
+        return a, b
+    a = replace(a, duration=a.duration + half, fade_out=max(a.fade_out, 2 * half))
+    b = replace(b, start=b.start - half, src_in=b.src_in - half, duration=b.duration + half,
+                fade_in=max(b.fade_in, 2 * half))
+    return a, b
 
 
 def _captions(t: int, track: CaptionTrack, visual: list[VisualLayer], assets: dict[str, AssetMedia],

@@ -132,6 +132,9 @@ class VideoClip(_Timed):
     opacity: float = Field(1.0, ge=0, le=1)
     volume: Volume = 1.0
     transition: Transition | None = None
+    #: The clip's sound crossfades with the previous clip's over this long, centred on the cut, while the
+    #: pictures cut (no transition): each sound runs on past its cut by half of it. 0: a plain cut.
+    audio_crossfade: Time = Fraction(0)
 
     @model_validator(mode="after")
     def _range(self) -> VideoClip:

@@ -9,6 +9,7 @@ once as a 422 naming its path, e.g. ``["body", "timeline", "tracks", 0, "clips",
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from anyio import to_thread
@@ -52,7 +53,8 @@ async def resolve_payload_assets(value: Any, *, loc: list[Any], project_id: str 
     if problems:
         raise PayloadError(problems)
     try:
-        return value.with_assets(found, **limits)
+        # In a thread: a model may read what it names (a transcript's words, to check word indices against).
+        return await to_thread.run_sync(functools.partial(value.with_assets, found, **limits))
     except AssetCheckError as exc:
         raise PayloadError([_error([*loc, *where], msg) for where, msg in exc.problems]) from None
 

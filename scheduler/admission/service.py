@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from graphlib import CycleError, TopologicalSorter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -62,13 +63,16 @@ class JobService:
             name: await resolve_source(request, self.storage, self.assets, project_id=project_id)
             for name, request in bound.sources.items()
         }
-        # Models that name assets also see the job's resolved sources (a transcript must be of the source).
-        context = {**self.limits, "sources": sources}
-        resolved = {
-            name: await resolve_payload_assets(value, loc=["body", name], project_id=project_id, storage=self.storage,
-                                               assets=self.assets, limits=context)
-            for name, value in bound.values.items() if names_assets(value)
-        }
+        # Models that name assets also see the job's resolved sources (a transcript must be of the source), the
+        # storage (to read what they name), and the resolved values of the inputs they `requires:`.
+        context = {**self.limits, "sources": sources, "storage": self.storage}
+        resolved: dict[str, Any] = {}
+        for name in _model_order(graph, bound.values):
+            needed = {other: resolved.get(other, bound.values.get(other))
+                      for other in graph.spec.inputs[name].requires or ()}
+            resolved[name] = await resolve_payload_assets(
+                bound.values[name], loc=["body", name], project_id=project_id, storage=self.storage,
+                assets=self.assets, limits={**context, "inputs": needed})
         return BoundJob(graph=graph, bound=bound, sources=sources, resolved=resolved)
 
     async def submit(self, job_type: str, payload: dict[str, Any], *, priority: int = 0,
@@ -116,6 +120,19 @@ class JobService:
                                  "msg": f"Clip version {clip_version_id} belongs to another project"}])
         return {name: _field_path(record, spec.from_clip_version) for name, spec in graph.spec.inputs.items()
                 if spec.from_clip_version}
+
+
+def _model_order(graph: Graph, values: dict[str, Any]) -> list[str]:
+    """The inputs whose models name assets, each after the ones it ``requires`` (declaration order otherwise)."""
+    names = [name for name, value in values.items() if names_assets(value)]
+    sorter: TopologicalSorter[str] = TopologicalSorter()
+    for name in names:
+        sorter.add(name, *[other for other in graph.spec.inputs[name].requires or () if other in names])
+    try:
+        order = list(sorter.static_order())
+    except CycleError:
+        return names
+    return [name for name in order if name in names]
 
 
 def _field_path(record: dict[str, Any], path: str) -> Any:

@@ -92,6 +92,7 @@ class _Publisher:
         timeline = await self._ids(proposed.timeline)
         await self._check()
         record = await self.clip_versions.create(project_id=self.project_id, timeline=timeline, name=proposed.name,
+                                                 clip_id=proposed.clip_id,
                                                  metadata={**proposed.metadata, "job_id": self.job_id})
         return str(record["id"])
 
