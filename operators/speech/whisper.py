@@ -308,7 +308,7 @@ def transcribe_window(
     return transcribe_group(audio, [Window.model_validate(window)], params, ctx)[0]
 
 
-@operator("speech.transcribe_windows", weight=10)
+@operator("speech.transcribe_windows", weight=10, version=1)
 def transcribe_windows(
     audio: SourceRef | StoredFile, group: WindowGroup, *, params: WhisperParams, ctx: OpContext
 ) -> list[WindowTranscript]:

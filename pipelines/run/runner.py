@@ -26,10 +26,12 @@ from distributed.client import FutureCancelledError
 
 from operators.context import OpContext
 from operators.storage import Storage
+from pipelines.cache.node import JobCache
 from pipelines.errors import JobFailedError
 from pipelines.run.deadlines import Deadlines
 from pipelines.run.fetching import FetchError, fetch_result
 from pipelines.graph import Graph, Node
+from pipelines.run.cached import CachedNodes
 from pipelines.run.stuck import HUNG_TASK_GRACE_SECONDS, watch_hung
 from pipelines.run.task import access, describe_failure, run_task, step_name
 from pipelines.run.values import (
@@ -52,8 +54,9 @@ ProgressSink = Callable[[float], Awaitable[None] | None]
 LogSink = Callable[[str], Awaitable[None] | None]
 
 
-class GraphRun:
-    """One run of a graph for one job. ``await run()`` returns the job's outputs."""
+class GraphRun(CachedNodes):
+    """One run of a graph for one job. ``await run()`` returns the job's outputs; ``cache`` serves and keeps the
+    results of ``cache: true`` nodes (:mod:`pipelines.run.cached`)."""
 
     def __init__(
         self,
@@ -69,8 +72,12 @@ class GraphRun:
         max_tasks: int = DEFAULT_MAX_TASKS,
         log_tracebacks: bool = False,
         hung_task_grace: float = HUNG_TASK_GRACE_SECONDS,
+        cache: JobCache | None = None,
     ) -> None:
         self.client = client
+        self.cache = cache
+        self._to_store: dict[str, tuple[Node, str, float]] = {}
+        self._scattered: list[Future] = []
         self.graph = graph
         self.job = job
         #: The job's deadline (the graph's ``max_job_seconds``, else the caller's: MAX_JOB_SECONDS) and its tasks'.
@@ -147,6 +154,8 @@ class GraphRun:
                 if self.deadlines.armed(self.graph.nodes.values()):
                     group.create_task(self._watchdog(), name=f"watchdog-{self.job.token}")
         except BaseException as exc:
+            if self.cache is not None:
+                await self.cache.close()
             if self.deadlines.late:  # failed at a deadline: the overdue tasks' threads may never come back
                 self.hung_check = await watch_hung(self.client, self.job.id, self.deadlines.late,
                                                    grace=self.hung_task_grace, log=self._emit_log)
@@ -158,6 +167,9 @@ class GraphRun:
             raise
         results = {name: fut.result() for name, fut in self._results.items()}
         self._release()
+        if self.cache is not None and (self.cache.hits or self.cache.misses):
+            await self.cache.close()
+            self._emit_log(self.cache.describe())
         outputs = {
             key: resolve_value(parsed, values=self.values, job=self.job, results=results)
             for key, parsed in self.graph.outputs.items()
@@ -166,13 +178,10 @@ class GraphRun:
         return outputs
 
     def _release(self) -> None:
-        """Drop every Dask future of this run now, so the cluster forgets the job's tasks and results.
-
-        Left to the garbage collector, they outlived the job (the run sits in a reference cycle
-        with the dispatcher's record of the job): after 300 jobs the scheduler still held ~300
-        finished tasks, whose results a worker kill then made Dask compute again.
-        """
+        """Drop every Dask future of this run now, so the cluster forgets the job's tasks and results (left to the
+        garbage collector, 300 jobs later the scheduler still held their tasks, which a worker kill recomputed)."""
         self._futures.clear()
+        self._scattered.clear()
         self._handles.clear()
         self._results = {}
         self.deadlines.clear()
@@ -214,7 +223,7 @@ class GraphRun:
             self._emit_progress()
             return
         if node.map is None:
-            future = self._submit(node, handles, key=f"{node.name}-{self.job.token}", weight=node.weight)
+            future = await self._obtain(node, handles, key=f"{node.name}-{self.job.token}", weight=node.weight)
             self._handles[node.name].set_result(future)
             self._results[node.name].set_result((await self._settle(node, [future], None))[0])
             return
@@ -230,11 +239,10 @@ class GraphRun:
         if count == 0:
             self._done_weight += node.weight
             self._emit_progress()
-        futures = [
-            self._submit(node, handles, key=f"{node.name}-{self.job.token}-{i:05d}", weight=weight, item=item,
+        futures = list(await asyncio.gather(*(
+            self._obtain(node, handles, key=f"{node.name}-{self.job.token}-{i:05d}", weight=weight, item=item,
                          index=i, count=count)
-            for i, item in enumerate(items)
-        ]
+            for i, item in enumerate(items))))
         self._handles[node.name].set_result(futures)
         if count:
             self._emit_log(f"{node.name}: {count} parallel task{'s' if count != 1 else ''}")
@@ -244,12 +252,8 @@ class GraphRun:
         return all(c.holds(resolve_value(c.ref, values=self.values, job=self.job)) for c in node.when)
 
     async def _spread(self, node: Node, handles: dict[str, Any]) -> None:
-        """Copy a fan-out's shared inputs (a plan, a probe: small) to every worker first.
-
-        Dask places a task where its inputs are; with one worker holding them, a short fan-out
-        (3 render segments) queued there one after another while the other worker idled,
-        until work stealing moved one 0.5 s later.
-        """
+        """Copy a fan-out's shared inputs (a plan, a probe: small) to every worker first: Dask places a task where
+        its inputs are, and 3 render segments queued on one worker while the other idled, until work stealing."""
         shared = [h for dep, h in handles.items() if isinstance(h, Future)]
         if not shared:
             return
@@ -298,11 +302,8 @@ class GraphRun:
         return future
 
     async def _settle(self, node: Node, futures: list[Future], count: int | None) -> list[Any]:
-        """Wait for the tasks of a node to finish, in any order; the results, in item order.
-
-        Only a node in ``_kept`` has its results fetched: the others are None here and stay on
-        the workers, where their consumers get them from the futures.
-        """
+        """Wait for the tasks of a node to finish, in any order; the results, in item order. Only a node in ``_kept``
+        (or a cached task, to store) has its results fetched: the others are None and stay on the workers."""
         index = {future.key: i for i, future in enumerate(futures)}
         results: list[Any] = [None] * len(futures)
         done = 0
@@ -315,7 +316,7 @@ class GraphRun:
 
     async def _outcome(self, node: Node, future: Future, position: tuple[int, int] | None) -> Any:
         """A finished task's result if this process needs it; its failure as the job's message."""
-        if future.status == "finished" and node.name not in self._kept:
+        if future.status == "finished" and node.name not in self._kept and future.key not in self._to_store:
             return None
         try:
             result = await self._fetch(future)  # raises a failure or cancellation as it is
@@ -330,6 +331,7 @@ class GraphRun:
             self._log_failure(str(future.key), message, exc)
             raise _NodeFailed(message) from None
         self._gathered.append(str(future.key))
+        await self._store(str(future.key), result)
         return result
 
     def _log_failure(self, key: str, message: str, exc: BaseException) -> None:
