@@ -15,6 +15,9 @@ __all__ = ["CacheIndex"]
 
 
 class CacheIndex(Protocol):
+    #: The cap on the entries' bytes (an entry larger than it is not kept).
+    max_bytes: int
+
     async def lookup(self, key: str) -> Manifest | None:
         """The committed entry of ``key`` (marking it used, for LRU eviction), or None."""
 

@@ -128,7 +128,9 @@ class JobCache:
         try:
             manifest = await asyncio.to_thread(store_entry, self.storage, key, value, job_id=self.job_id,
                                                op=op.name, seconds=seconds)
-            if not await self.index.commit(manifest):  # another job's entry was first: keep it
+            if manifest.size > self.index.max_bytes:  # it would evict everything, itself last
+                await asyncio.to_thread(delete_entry, self.storage, manifest.folder)
+            elif not await self.index.commit(manifest):  # another job's entry was first: keep it
                 await asyncio.to_thread(delete_entry, self.storage, manifest.folder)
             for gone in await self.index.evict():
                 await asyncio.to_thread(delete_entry, self.storage, gone.folder)
@@ -154,7 +156,7 @@ class JobCache:
 
     def describe(self) -> str:
         """The job log's line: what the cache served, per node, and the seconds that saved."""
-        served = ", ".join(f"{node} {n}" for node, n in self.hit_nodes.items()) or "nothing"
+        served = ", ".join(f"{node} {n}" for node, n in sorted(self.hit_nodes.items())) or "nothing"
         return (f"Cache: {self.hits} of {self.hits + self.misses} cached tasks served from the cache ({served}), "
                 f"about {self.saved:.1f}s of work saved; {self.misses} computed")
 

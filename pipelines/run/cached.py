@@ -19,6 +19,7 @@ from pipelines.cache.identity import Upstream
 from pipelines.cache.node import JobCache
 from pipelines.graph import Node
 from pipelines.refs import Collect, Literal_, Ref, map_tree, walk_refs
+from pipelines.run.deadlines import Deadlines
 from pipelines.run.task import access
 from pipelines.run.values import SKIPPED, FutureItem, JobInfo, Mapped, resolve_value
 
@@ -38,6 +39,7 @@ class CachedNodes:
     _weights: dict[str, float]
     _to_store: dict[str, tuple[Node, str, float]]
     _scattered: list[Future]
+    deadlines: Deadlines
 
     def _submit(self, node: Node, handles: dict[str, Any], *, key: str, weight: float, item: Any = None,
                 index: int | None = None, count: int | None = None) -> Future:
@@ -68,6 +70,13 @@ class CachedNodes:
         if cache_key is not None:
             self._to_store[key] = (node, cache_key, time.monotonic())
         return future
+
+    def _started(self, key: str) -> None:
+        """A task started on its worker: its deadline's clock starts, and a cached task's seconds are counted."""
+        self.deadlines.start(key)
+        if key in self._to_store:
+            node, cache_key, _ = self._to_store[key]
+            self._to_store[key] = (node, cache_key, time.monotonic())
 
     async def _store(self, key: str, result: Any) -> None:
         """A computed task of a cached node: its result into the cache (claims are given back either way)."""

@@ -133,7 +133,7 @@ class GraphRun(CachedNodes):
         if kind == "log" and event.get("message"):
             self._emit_log(str(event["message"]))
         elif kind == "started":
-            self.deadlines.start(key)
+            self._started(key)
         elif kind == "progress":
             if key in self._weights and key in self._futures and not self._futures[key].done():
                 self._partial[key] = max(self._partial.get(key, 0.0), float(event.get("fraction", 0.0)))
@@ -288,7 +288,7 @@ class GraphRun(CachedNodes):
         template = {name: task_template(parsed, handles, args, item, values=self.values, job=self.job)
                     for name, parsed in node.inputs.items()}
         ctx = OpContext(job_id=self.job.id, node=node.name, storage=self.storage, key=key, index=index,
-                        count=count, attempt=self.job.attempt, timeout=node.timeout)
+                        count=count, attempt=self.job.attempt, timeout=node.timeout, report_start=node.cache)
         self.deadlines.track(key, node, index, count)
         # Half a step above the job's other tasks, so never above a job of higher priority.
         priority = self.job.priority + 0.5 if node.name in self._map_sources else self.job.priority
