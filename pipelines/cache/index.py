@@ -27,6 +27,9 @@ class CacheIndex(Protocol):
     async def claimed(self, key: str) -> bool:
         """Whether someone holds the right to compute ``key`` now."""
 
+    async def extend(self, key: str, token: str, ttl: float) -> bool:
+        """Keep the claim ``ttl`` seconds more, if ``token`` still holds it; whether it did."""
+
     async def release(self, key: str, token: str) -> None:
         """Give the claim back, if ``token`` still holds it."""
 

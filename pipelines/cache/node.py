@@ -29,12 +29,13 @@ from pipelines.cache.entries import EntryUnusable, delete_entry, restore_entry, 
 from pipelines.cache.identity import CacheKeyError, FileIdentities, derive_key
 from pipelines.cache.index import CacheIndex
 
-__all__ = ["CLAIM_MARGIN", "Hit", "JobCache"]
+__all__ = ["CLAIM_REFRESH", "CLAIM_TTL", "Hit", "JobCache"]
 
 _log = logging.getLogger("pipelines.cache")
 
-#: Seconds a claim outlives the task's ``timeout:`` (or an hour, without one) before another job may take it.
-CLAIM_MARGIN = 60.0
+#: Seconds a claim lives unless its holder keeps it alive (every CLAIM_REFRESH seconds while its task runs): a
+#: dispatcher that died leaves its claims to expire this soon, and the jobs waiting on them compute the keys.
+CLAIM_TTL, CLAIM_REFRESH = 30.0, 10.0
 _POLL_FIRST, _POLL_MAX = 0.05, 0.5
 
 
@@ -58,6 +59,7 @@ class JobCache:
         self.saved = 0.0
         self.hit_nodes: dict[str, int] = {}
         self._claims: dict[str, str] = {}
+        self._refresher: asyncio.Task[None] | None = None
 
     # -- keys -----------------------------------------------------------------------------------
     async def key(self, op: OperatorSpec, params: Any, inputs: Mapping[str, Any], *, node: str) -> str | None:
@@ -75,16 +77,16 @@ class JobCache:
             return None
 
     # -- hit, miss or wait ---------------------------------------------------------------------------
-    async def obtain(self, node: str, key: str, *, timeout: float | None) -> Hit | None:
+    async def obtain(self, node: str, key: str) -> Hit | None:
         """A hit, or None once this job holds the claim on ``key`` and must compute it (see the module).
         The index unreachable, the task is computed (the cache never fails a job)."""
         try:
-            return await self._obtain(node, key, timeout)
+            return await self._obtain(node, key)
         except Exception as exc:  # noqa: BLE001
             _log.warning("job %s: the cache index failed (%s); %s computes without it", self.job_id, exc, node)
             return None
 
-    async def _obtain(self, node: str, key: str, timeout: float | None) -> Hit | None:
+    async def _obtain(self, node: str, key: str) -> Hit | None:
         delay, waited = _POLL_FIRST, False
         while True:
             manifest = await self.index.lookup(key)
@@ -100,8 +102,10 @@ class JobCache:
                     await self.index.count(hits=1, saved=manifest.seconds)
                     return Hit(value, manifest.seconds)
             token = f"{self.job_id}:{uuid.uuid4().hex[:8]}"
-            if await self.index.claim(key, token, (timeout or 3600.0) + CLAIM_MARGIN):
+            if await self.index.claim(key, token, CLAIM_TTL):
                 self._claims[key] = token
+                if self._refresher is None or self._refresher.done():
+                    self._refresher = asyncio.create_task(self._keep_claims(), name=f"cache-claims-{self.job_id}")
                 self.misses += 1
                 await self.index.count(misses=1)
                 return None
@@ -145,10 +149,24 @@ class JobCache:
             with contextlib.suppress(Exception):
                 await self.index.release(key, token)
 
+    async def _keep_claims(self) -> None:
+        """Keep this job's claims alive while it holds any (its tasks run); ends when none is left."""
+        while self._claims:
+            await asyncio.sleep(CLAIM_REFRESH)
+            for key, token in list(self._claims.items()):
+                try:
+                    await self.index.extend(key, token, CLAIM_TTL)
+                except Exception as exc:  # noqa: BLE001  (Redis away: the claim may lapse; both jobs compute)
+                    _log.debug("job %s: could not extend the claim on %s: %s", self.job_id, key, exc)
+
     async def close(self) -> None:
         """Give back every claim this job still holds (its tasks failed or were cancelled)."""
         for key in list(self._claims):
             await self._release(key)
+        if self._refresher is not None:
+            self._refresher.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._refresher
 
     # -- reporting --------------------------------------------------------------------------------
     def summary(self) -> dict[str, Any]:

@@ -60,7 +60,7 @@ class CachedNodes:
             else:
                 self.cache.keys.setdefault(node.name, [None] * (count or 0))[index or 0] = cache_key
             if cache_key is not None:
-                hit = await self.cache.obtain(node.name, cache_key, timeout=node.timeout)
+                hit = await self.cache.obtain(node.name, cache_key)
                 if hit is not None:
                     [future] = await self.client.scatter([hit.value], hash=False)
                     self._weights[str(future.key)] = weight

@@ -5,8 +5,8 @@
 - ``ave:cache:lru`` (sorted set): keys by the time each was last used (stored or served); eviction takes the
   oldest first, and, with ``CACHE_TTL_DAYS``, every key unused for longer.
 - ``ave:cache:bytes`` (string): the bytes of every committed entry, moved by the same scripts.
-- ``ave:cache:claim:<key>`` (string, TTL): who computes the key now (``SET NX PX``), given back by a
-  compare-and-delete.
+- ``ave:cache:claim:<key>`` (string, TTL): who computes the key now (``SET NX PX``), kept alive by its holder
+  while the task runs and given back by a compare-and-delete.
 - ``ave:metrics:cache`` (hash): hits, misses, corrupt entries, evictions and the seconds hits saved.
 
 Forgetting an entry (eviction, a corrupt one, ``DELETE /cache``) removes it from the index first, in one script;
@@ -46,6 +46,10 @@ redis.call('DECRBY', KEYS[3], entry['bytes'])
 if ARGV[3] ~= '' then redis.call('HINCRBY', KEYS[4], ARGV[3], 1) end
 return raw
 """
+_EXTEND = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0
+"""
 _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
@@ -60,6 +64,7 @@ class RedisCacheIndex:
         self._commit = redis.register_script(_COMMIT)
         self._drop = redis.register_script(_DROP)
         self._release = redis.register_script(_RELEASE)
+        self._extend = redis.register_script(_EXTEND)
 
     async def lookup(self, key: str) -> Manifest | None:
         raw = await guard(self.redis.get(keys.cache_entry(key)))
@@ -73,6 +78,9 @@ class RedisCacheIndex:
 
     async def claimed(self, key: str) -> bool:
         return bool(await guard(self.redis.exists(keys.cache_claim(key))))
+
+    async def extend(self, key: str, token: str, ttl: float) -> bool:
+        return bool(await guard(self._extend(keys=[keys.cache_claim(key)], args=[token, max(1, int(ttl * 1000))])))
 
     async def release(self, key: str, token: str) -> None:
         await guard(self._release(keys=[keys.cache_claim(key)], args=[token]))
