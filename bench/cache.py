@@ -3,15 +3,17 @@
 Run: ``.venv/bin/python bench/cache.py [--timeout 1800] [--keep-tmp]``
 Environment: ``BENCH_SECONDS`` (default 60) and ``BENCH_HEIGHT`` (default 1920: a 1080x1920 render), as in
 ``bench/render.py``, whose edit this is (7 clips of a generated 16:9 source with 0.5 s crossfades, cropped to
-9:16, a title, word-highlight captions, music at -18 dB; libx264 veryfast crf 23). Smaller run, for a shared
+9:16, a title, word-highlight captions, music at -18 dB; libx264 veryfast crf 23). The source (testsrc2 and a
+sine, 2 s GOP) and the music (a sine) are made with PyAV as the tests make theirs: no ffmpeg CLI needed. Smaller run, for a shared
 machine: ``BENCH_SECONDS=60 BENCH_HEIGHT=640 .venv/bin/python bench/cache.py``.
 
 One server (``common.ServerProcess``, 2 single-thread Dask workers, the cache on), in order, each timed from
 POST to completed:
 
 1. **cold**: the edit, nothing cached (a small warm-up render of another edit first, so the workers are warm);
-2. **caption edit**: the same edit, its transcript with one word changed (a new transcript asset): only the
-   segment that shows the word should be encoded, and the sound mix is served from the cache;
+2. **caption edit**: the same edit, its transcript with one word changed (a new transcript asset), a word in the
+   middle of a segment: only the segment that shows its caption cue should be encoded (two when the cue
+   crosses a segment boundary), and the sound mix is served from the cache;
 3. **moved cut**: the same edit, the 4th clip's in and out points 15 frames later (the clip's length kept): the
    segments that show that clip (and the crossfades around it) are encoded again, the others are served;
 4. **export of a just-rendered clip version**: a clip version of the edit is made and rendered (served whole
@@ -40,25 +42,28 @@ from common import ServerProcess, machine_info, print_table, submit, wait_job, w
 from render import (  # noqa: E402
     FPS,
     GOP_SECONDS,
+    MEDIA_DIR,
     PROJECT,
+    ROOT,
     env_float,
     make_edit,
-    make_music,
     make_transcript,
     make_transcript_asset,
     timeline_json,
     upload,
 )
-from ingest import make_source  # noqa: E402
+
+sys.path.insert(0, str(ROOT))
+from tests.mediagen import make_audio_only, make_clip  # noqa: E402
 
 OUTPUT = {"preset": "veryfast", "crf": 23}
 
 
-def edited_transcript(original: Path) -> Path:
-    """The transcript with its middle word changed (one caption state, in one segment)."""
+def edited_transcript(original: Path, at: float) -> Path:
+    """The transcript with the word spoken nearest ``at`` seconds changed (its caption cue, a few seconds)."""
     body = json.loads(original.read_text())
     words = [w for s in body["segments"] for w in s["words"]]
-    words[len(words) // 2]["word"] = " pineapple"
+    min(words, key=lambda w: abs(w["start"] - at))["word"] = " pineapple"
     for segment in body["segments"]:
         segment["text"] = "".join(w["word"] for w in segment["words"]).strip()
     path = original.with_name(original.stem + "_edited.json")
@@ -90,9 +95,17 @@ async def timed(client: httpx.AsyncClient, job_type: str, payload: dict[str, Any
 
 async def run(args: argparse.Namespace, seconds: float, height: int) -> dict[str, Any]:
     edit, warm_edit = make_edit(seconds, height), make_edit(2.0, 320)
-    files = {"source": make_source(edit.src_width, edit.src_height, FPS, seconds, GOP_SECONDS),
-             "music": make_music(seconds), "transcript": make_transcript(seconds)}
-    files["edited"] = edited_transcript(files["transcript"])
+    MEDIA_DIR.mkdir(parents=True, exist_ok=True)
+    source = MEDIA_DIR / f"cache_src_{edit.src_width}x{edit.src_height}_{seconds:g}s.mp4"
+    if not source.exists():
+        make_clip(source, seconds=seconds, size=(edit.src_width, edit.src_height), fps=str(FPS),
+                  gop=int(FPS * GOP_SECONDS))
+    music = MEDIA_DIR / f"cache_music_{seconds:g}s.m4a"
+    if not music.exists():
+        make_audio_only(music, seconds=seconds + 1, sample_rate=48000)
+    files = {"source": source, "music": music, "transcript": make_transcript(seconds)}
+    # In the middle of a 5 s segment (the render's default): a cue there rarely reaches the next one.
+    files["edited"] = edited_transcript(files["transcript"], 5 * (seconds // 10) + 2.5)
     server = ServerProcess(dask_workers=2, keep_tmp=args.keep_tmp)
     server.start()
     out: dict[str, Any] = {"startup_s": server.startup_s, "steps": {}}
