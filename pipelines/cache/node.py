@@ -143,6 +143,10 @@ class JobCache:
         finally:
             await self._release(key)
 
+    async def release(self, key: str) -> None:
+        """Give back the claim on ``key`` without storing anything (its task failed)."""
+        await self._release(key)
+
     async def _release(self, key: str) -> None:
         token = self._claims.pop(key, None)
         if token is not None:

@@ -5,15 +5,18 @@ task's key in this process from what the node's inputs are (:meth:`_key_inputs`)
 results this process holds, the *keys* of cached nodes upstream (known before those nodes finish), and the values
 of other upstream nodes, fetched. A hit puts the stored value on the cluster as data (``scatter``: no task runs,
 and the nodes after it read it as they read any result); a miss submits the task as usual, and the result is
-stored in the cache when it finishes (:meth:`_store`).
+stored in the cache as soon as it finishes (:meth:`_store_when_done`, a task of its own: another job may be
+waiting for that entry while this one still waits for one of the other's, so storing never waits for the rest of
+the node).
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
-from distributed import Client, Future
+from distributed import Client, Future, as_completed
 
 from pipelines.cache.identity import Upstream
 from pipelines.cache.node import JobCache
@@ -38,6 +41,7 @@ class CachedNodes:
     _kept: frozenset[str]
     _weights: dict[str, float]
     _to_store: dict[str, tuple[Node, str, float]]
+    _storing: set[asyncio.Task[None]]
     _scattered: list[Future]
     deadlines: Deadlines
 
@@ -69,6 +73,9 @@ class CachedNodes:
         future = self._submit(node, handles, key=key, weight=weight, item=item, index=index, count=count)
         if cache_key is not None:
             self._to_store[key] = (node, cache_key, time.monotonic())
+            stored = asyncio.create_task(self._store_when_done(future), name=f"cache-store-{key}")
+            self._storing.add(stored)
+            stored.add_done_callback(self._storing.discard)
         return future
 
     def _started(self, key: str) -> None:
@@ -78,12 +85,36 @@ class CachedNodes:
             node, cache_key, _ = self._to_store[key]
             self._to_store[key] = (node, cache_key, time.monotonic())
 
-    async def _store(self, key: str, result: Any) -> None:
-        """A computed task of a cached node: its result into the cache (claims are given back either way)."""
-        pending = self._to_store.pop(key, None)
-        if pending is not None and self.cache is not None:
-            node, cache_key, started = pending
-            await self.cache.stored(node.op, cache_key, result, time.monotonic() - started)
+    async def _store_when_done(self, future: Future) -> None:
+        """When a computed task of a cached node finishes, its result into the cache; a failed task's claim back."""
+        async for _ in as_completed([future], loop=self.client.loop):
+            pass
+        node, cache_key, started = self._to_store.pop(str(future.key))
+        if self.cache is None:
+            return
+        if future.status != "finished":
+            await self.cache.release(cache_key)  # the job fails with the task's error; another job may try
+            return
+        try:
+            result = await self._fetch(future)
+        except Exception:  # noqa: BLE001  (the node's own fetch reports it)
+            await self.cache.release(cache_key)
+            return
+        await self.cache.stored(node.op, cache_key, result, time.monotonic() - started)
+
+    async def _cache_closed(self, *, stored: bool) -> None:
+        """The run's end: wait for its entries to be stored (or, when it failed, stop storing), give back its
+        claims, and log what the cache served."""
+        if self.cache is None:
+            return
+        pending = list(self._storing)
+        if not stored:
+            for task in pending:
+                task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        await self.cache.close()
+        if stored and (self.cache.hits or self.cache.misses):
+            self._emit_log(self.cache.describe())
 
     # -- what the key is made of --------------------------------------------------------------------
     async def _key_inputs(self, node: Node, item: Any, index: int | None) -> dict[str, Any]:

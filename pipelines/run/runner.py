@@ -77,6 +77,7 @@ class GraphRun(CachedNodes):
         self.client = client
         self.cache = cache
         self._to_store: dict[str, tuple[Node, str, float]] = {}
+        self._storing: set[asyncio.Task[None]] = set()
         self._scattered: list[Future] = []
         self.graph = graph
         self.job = job
@@ -154,8 +155,7 @@ class GraphRun(CachedNodes):
                 if self.deadlines.armed(self.graph.nodes.values()):
                     group.create_task(self._watchdog(), name=f"watchdog-{self.job.token}")
         except BaseException as exc:
-            if self.cache is not None:
-                await self.cache.close()
+            await self._cache_closed(stored=False)
             if self.deadlines.late:  # failed at a deadline: the overdue tasks' threads may never come back
                 self.hung_check = await watch_hung(self.client, self.job.id, self.deadlines.late,
                                                    grace=self.hung_task_grace, log=self._emit_log)
@@ -167,9 +167,7 @@ class GraphRun(CachedNodes):
             raise
         results = {name: fut.result() for name, fut in self._results.items()}
         self._release()
-        if self.cache is not None and (self.cache.hits or self.cache.misses):
-            await self.cache.close()
-            self._emit_log(self.cache.describe())
+        await self._cache_closed(stored=True)
         outputs = {
             key: resolve_value(parsed, values=self.values, job=self.job, results=results)
             for key, parsed in self.graph.outputs.items()
@@ -316,7 +314,7 @@ class GraphRun(CachedNodes):
 
     async def _outcome(self, node: Node, future: Future, position: tuple[int, int] | None) -> Any:
         """A finished task's result if this process needs it; its failure as the job's message."""
-        if future.status == "finished" and node.name not in self._kept and future.key not in self._to_store:
+        if future.status == "finished" and node.name not in self._kept:
             return None
         try:
             result = await self._fetch(future)  # raises a failure or cancellation as it is
@@ -331,7 +329,6 @@ class GraphRun(CachedNodes):
             self._log_failure(str(future.key), message, exc)
             raise _NodeFailed(message) from None
         self._gathered.append(str(future.key))
-        await self._store(str(future.key), result)
         return result
 
     def _log_failure(self, key: str, message: str, exc: BaseException) -> None:
