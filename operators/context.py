@@ -56,6 +56,9 @@ class OpContext:
     #: The node's per-task ``timeout:`` in seconds, and when this try of the task started.
     timeout: float | None = None
     started: float | None = None
+    #: Say when the task starts on its worker (a "started" event) even without a timeout: the result cache
+    #: records how long a task it stores took, which its hits then save.
+    report_start: bool = False
 
     def output_path(self, name: str) -> str:
         """A storage path for an output of this job: ``jobs/<job_id>/<name>``."""

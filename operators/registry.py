@@ -16,6 +16,7 @@ process that imports :mod:`operators` sees exactly what the dispatcher saw.
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import typing
 from collections.abc import Callable, Iterator, Mapping
@@ -60,6 +61,13 @@ class OperatorSpec:
     wants_ctx: bool
     wants_params: bool = False
     accepts_any_input: bool = False
+    #: The version of the operator's output, bumped whenever the same inputs would give another output; a
+    #: node may declare ``cache: true`` only when its operator declares one (it is part of every cache key).
+    version: int | None = None
+    #: What of its inputs the output depends on, when that is less than all of them: called with the
+    #: node's inputs (keyword arguments) in the dispatcher, its answer replaces them in the cache key
+    #: (``render.segment`` keeps only the layers and captions of its own frames).
+    cache_key: Callable[..., Any] | None = None
 
     @property
     def inputs(self) -> frozenset[str]:
@@ -107,11 +115,14 @@ class OperatorRegistry:
                 return self._binders[cls]
         raise LookupError(f"no asset binder is registered for {model.__qualname__}")
 
-    def register(self, name: str, func: Callable[..., Any], *, weight: float = 1.0) -> OperatorSpec:
+    def register(self, name: str, func: Callable[..., Any], *, weight: float = 1.0, version: int | None = None,
+                 cache_key: Callable[..., Any] | None = None) -> OperatorSpec:
         if name in self._ops and self._ops[name].func is not func:
             existing = self._ops[name].func
             raise ValueError(f"operator '{name}' is already registered by {existing.__module__}.{existing.__qualname__}")
-        spec = _describe(name, func, weight)
+        if version is not None and (isinstance(version, bool) or not isinstance(version, int) or version < 1):
+            raise ValueError(f"operator '{name}': version must be a positive integer, not {version!r}")
+        spec = dataclasses.replace(_describe(name, func, weight), version=version, cache_key=cache_key)
         self._ops[name] = spec
         return spec
 
@@ -134,11 +145,13 @@ class OperatorRegistry:
 REGISTRY = OperatorRegistry()
 
 
-def operator(name: str, *, weight: float = 1.0, registry: OperatorRegistry | None = None) -> Callable[[F], F]:
-    """Register ``func`` under ``name``. ``weight`` is its share of a job's progress per task."""
+def operator(name: str, *, weight: float = 1.0, version: int | None = None,
+             cache_key: Callable[..., Any] | None = None, registry: OperatorRegistry | None = None) -> Callable[[F], F]:
+    """Register ``func`` under ``name``. ``weight`` is its share of a job's progress per task; ``version`` (bumped
+    when its output changes) lets graphs cache its results, ``cache_key`` narrows what of its inputs they hang on."""
 
     def decorate(func: F) -> F:
-        (registry or REGISTRY).register(name, func, weight=weight)
+        (registry or REGISTRY).register(name, func, weight=weight, version=version, cache_key=cache_key)
         return func
 
     return decorate

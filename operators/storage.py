@@ -15,6 +15,7 @@ import json
 import os
 import shutil
 import tempfile
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -185,6 +186,38 @@ class Storage:
             fs.put_file(str(tmp), remote)
             # The next reader of this file is likely a task on this machine (a join, a chained job).
             cache.adopt(fs, remote, tmp, name=name, scope=self._scope())
+
+    def version(self, path: str) -> str:
+        """What changes when the file at ``path`` changes: its size and mtime here, its size and ETag (or the
+        store's own version) on a remote store. Raises FileNotFoundError for a missing file."""
+        if self.is_local:
+            stat = self.local_path(path).stat()
+            return f"{stat.st_size}:{stat.st_mtime_ns}"
+        from operators.storage_cache import object_version
+
+        fs, _ = self._fs()
+        info = fs.info(self._remote(path))
+        return f"{info.get('size')}:{object_version(info)}"
+
+    def copy(self, source: str, target: str) -> None:
+        """Put the content of ``source`` at ``target`` (replaced whole, never half written). A local store links
+        the file (no bytes copied: files here are only ever replaced, never written in place); a remote store
+        copies it on the server side."""
+        if not self.is_local:
+            fs, _ = self._fs()
+            fs.copy(self._remote(source), self._remote(target))
+            return
+        src, final = self.local_path(source), self.local_path(target)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        tmp = final.parent / f".tmp-{uuid.uuid4().hex[:12]}-{final.name}"
+        try:
+            try:
+                os.link(src, tmp)
+            except OSError:  # another filesystem, or one without hard links
+                shutil.copyfile(src, tmp)
+            os.replace(tmp, final)
+        finally:
+            tmp.unlink(missing_ok=True)
 
     def put_file(self, local: Path, path: str) -> None:
         """Copy a local file into storage at ``path``."""

@@ -35,6 +35,8 @@ class Node:
     #: Most tasks a fan-out of this node may start (its own ``max_tasks:``, else the graph's);
     #: None leaves it to the runner's default (MAX_TASKS_PER_NODE).
     max_tasks: int | None = None
+    #: Results kept in the cache shared by jobs (``cache: true``; see :mod:`pipelines.cache`).
+    cache: bool = False
 
     def bind_params(self, values: dict[str, Any]) -> BaseModel:
         """The params with ``$payload`` references filled in from a job's values."""

@@ -124,7 +124,7 @@ def _node(name: str, spec: GraphSpec, parts: _Parts, when: tuple[Condition, ...]
     return Node(name=name, op=parts.op, params=parts.params, inputs=parts.inputs, map=parts.map, deps=parts.deps,
                 weight=node.weight if node.weight is not None else parts.op.weight, retries=node.retries,
                 resources=dict(node.resources), params_template=parts.params_template, timeout=node.timeout,
-                when=when, max_tasks=node.max_tasks or spec.max_tasks_per_node)
+                when=when, max_tasks=node.max_tasks or spec.max_tasks_per_node, cache=node.cache)
 
 
 def _node_parts(name: str, node: NodeSpec, spec: GraphSpec, registry: OperatorRegistry, mapped: set[str],
@@ -142,6 +142,11 @@ def _node_parts(name: str, node: NodeSpec, spec: GraphSpec, registry: OperatorRe
         with problems.check():
             params, template = check_params(name, op, node.params, spec, problems.at("nodes", name, "params"))
         _check_input_names(name, node, op, problems)
+        if node.cache and op.version is None:
+            problems.errors.append(GraphValidationError(
+                f"node '{name}': cache: true needs operator '{op.name}' to declare a version "
+                f"(@operator(\"{op.name}\", version=1)), part of every cache key", file=problems.file,
+                line=problems.at("nodes", name, "cache")))
     deps: set[str] = set()
     inputs: dict[str, Any] = {}
     for key, raw in node.inputs.items():

@@ -112,6 +112,9 @@ class NodeSpec(_Strict):
     #: Run the node only if this holds: ``$payload.x``, ``not $payload.x``, or a list (all must).
     #: A skipped node's result is null (an empty list for a mapped one), for its dependents too.
     when: str | list[str] | None = None
+    #: Keep the node's results in the content-addressed cache (its operator must declare a ``version``): a task
+    #: whose key (operator, version, params, its inputs' content) was computed before is not run again.
+    cache: bool = False
     description: str = ""
 
     @field_validator("map")

@@ -64,6 +64,14 @@ class Settings(BaseSettings):
     job_ttl_days: float = Field(
         30, ge=0, description="Days a finished job (completed, failed, cancelled) and its log are kept; 0: forever. "
                               "Fractions are allowed (0.5: twelve hours)")
+    cache_enabled: bool = Field(
+        True, description="Serve and keep the results of graph nodes marked cache: true (a content-addressed cache "
+                          "shared by every job); false: every task runs")
+    cache_max_bytes: int = Field(
+        20 * 1024**3, ge=0, description="Size cap of the result cache (entries under cache/ in the media root); "
+                                        "past it the least recently used entries are evicted")
+    cache_ttl_days: float = Field(
+        30, ge=0, description="Days an unused cache entry is kept; 0: until evicted by size")
     log_level: str = Field("info", pattern="(?i)^(debug|info|warning|error|critical)$",
                            description="Level of the server's and dispatcher's logs")
     job_log_tracebacks: bool = Field(

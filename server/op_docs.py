@@ -63,7 +63,10 @@ OPERATIONS: dict[str, str] = {
     "listClipVersions": f"Clip versions, newest first, by project or clip. `curl '{_BASE}/clip-versions/?clip_id=clip_…'`",
     "getClipVersion": "A clip version: its timeline, and the renders and exports made from it.",
     "deleteClipVersion": "Delete a clip version (its renders' assets stay); 409 while a job that has not finished uses it.",
-    "getMetrics": f"Prometheus metrics: jobs by type and status, queue depth, durations, Redis health. `curl {_BASE}/metrics`",
+    "getMetrics": f"Prometheus metrics: jobs by type and status, queue depth, durations, Redis health, the result "
+                  f"cache's hits, misses, bytes and evictions. `curl {_BASE}/metrics`",
+    "clearCache": f"Empty the result cache: every entry forgotten and its files deleted (jobs running keep what they "
+                  f"were served: their own copies). Answers what was removed. `curl -X DELETE {_BASE}/cache`",
 }
 
 

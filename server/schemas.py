@@ -17,6 +17,7 @@ from msgspec import UNSET, Struct, UnsetType
 from scheduler.records.jobs import STATUSES
 
 __all__ = [
+    "CacheCleared",
     "Asset",
     "ClipVersion",
     "Diagnostics",
@@ -195,3 +196,11 @@ class WebhookListing(Struct, kw_only=True):
     callback_url: str | None
     deliveries: list[WebhookDelivery]
     attempts: list[dict[str, Any]]
+
+
+class CacheCleared(Struct, kw_only=True):
+    """What ``DELETE /cache`` removed: entries forgotten, their bytes, files deleted from the media store."""
+
+    entries: int
+    bytes: int
+    files: int

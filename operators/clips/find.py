@@ -127,7 +127,7 @@ def find_clips(transcript: Transcript, loudness: Loudness | None, params: FindPa
     return clips
 
 
-@operator("clips.find", weight=5)
+@operator("clips.find", weight=5, version=1)
 def find(transcript: TranscriptUsed, loudness: Loudness | None = None, *, params: FindParams,
          ctx: OpContext) -> list[FoundClip]:
     """Find, score and choose the clips of a transcript."""

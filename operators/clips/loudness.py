@@ -39,7 +39,7 @@ def envelope(samples: np.ndarray, hop: int) -> np.ndarray:
     return np.maximum(10.0 * np.log10(np.maximum(power, 1e-20)), FLOOR_DB)
 
 
-@operator("clips.loudness", weight=1)
+@operator("clips.loudness", weight=1, version=1)
 def loudness(audio: SourceRef | StoredFile, *, params: LoudnessParams, ctx: OpContext) -> Loudness:
     """Loudness in dBFS every ``hop_seconds`` of a speech audio file."""
     hop = max(1, int(round(params.hop_seconds * SAMPLE_RATE)))

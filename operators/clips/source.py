@@ -22,7 +22,7 @@ class VideoSource(Frozen):
     info: MediaInfo
 
 
-@operator("clips.video_source", weight=1)
+@operator("clips.video_source", weight=1, version=1)
 def video_source(source: SourceRef, *, ctx: OpContext) -> VideoSource:
     """Check the source is a video asset, and describe it."""
     if source.asset_id is None:

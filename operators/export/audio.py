@@ -108,7 +108,7 @@ def _encode(source: SourceRef, info: MediaInfo, enc: AudioEncoding, filters: lis
     return start, written
 
 
-@operator("export.encode_audio", weight=3)
+@operator("export.encode_audio", weight=3, version=1)
 def encode_audio(source: SourceRef, info: MediaInfo, encoding: AudioEncoding,
                  measured: LoudnessMeasurement | None = None, loudness: LoudnessTarget | None = None, *,
                  params: AudioParams, ctx: OpContext) -> AudioTrack:

@@ -205,7 +205,7 @@ def _source_frames(frames: ChunkFrames, turn: FrameFilter | None) -> Iterator[An
             yield upright
 
 
-@operator("export.encode_chunk", weight=10)
+@operator("export.encode_chunk", weight=10, version=1)
 def encode_chunk(source: SourceRef, task: VideoTask, info: MediaInfo, *, ctx: OpContext) -> ChunkEncodes:
     """Encode one chunk to every rendition of its task (video only)."""
     video = info.video

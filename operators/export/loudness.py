@@ -336,7 +336,7 @@ def _peak_offset(frames: Callable[[float], Iterator[Any]], target: LoudnessTarge
     return offset
 
 
-@operator("export.measure_loudness", weight=2)
+@operator("export.measure_loudness", weight=2, version=1)
 def measure_loudness(source: SourceRef, info: MediaInfo, loudness: LoudnessTarget | None = None, *,
                      ctx: OpContext) -> LoudnessMeasurement | None:
     """Pass 1: the source's loudness, true peak and range (None: no target, or no audio)."""

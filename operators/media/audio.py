@@ -229,7 +229,7 @@ class ExtractAudioParams(BaseModel):
     reuse_source: bool = False
 
 
-@operator("media.extract_audio", weight=2)
+@operator("media.extract_audio", weight=2, version=1)
 def extract_audio(
     source: SourceRef, info: MediaInfo, *, params: ExtractAudioParams, ctx: OpContext
 ) -> StoredFile | None:

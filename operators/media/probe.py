@@ -199,7 +199,7 @@ def _demuxed_duration(container: Any, stream: Any) -> float:
     return float((end - first) * tb) if first is not None else 0.0
 
 
-@operator("media.probe", weight=1)
+@operator("media.probe", weight=1, version=1)
 def probe(source: SourceRef, *, ctx: OpContext) -> MediaInfo:
     """Describe a source: container, duration, streams, exact video frame count."""
     progress = Progress(ctx)

@@ -27,7 +27,7 @@ from operators.render.resolve import AudioLayer
 from operators.render.timeline import RenderOutput
 from operators.types import StoredFile
 
-__all__ = ["MixParams", "mix_audio"]
+__all__ = ["MixParams", "mix_audio", "mix_inputs"]
 
 RATE = 48000
 
@@ -147,7 +147,15 @@ def _mix_block(plan_layers: list[tuple[AudioLayer, _Reader]], start: int, n: int
     return np.clip(mixed, -1.0, 1.0)
 
 
-@operator("render.mix_audio", weight=4)
+def mix_inputs(plan: RenderPlan, output: RenderOutput | None = None) -> dict[str, Any]:
+    """What the mix hangs on, for its cache key: the sound layers, the length and the AAC bitrate (not the
+    pictures, titles or captions)."""
+    spec = plan.spec
+    return {"audio": spec.audio, "frames": spec.frames, "fps": spec.fps,
+            "bitrate": (output or RenderOutput()).audio_bitrate}
+
+
+@operator("render.mix_audio", weight=4, version=1, cache_key=mix_inputs)
 def mix_audio(plan: RenderPlan, output: RenderOutput | None = None, *, params: MixParams,
               ctx: OpContext) -> StoredFile:
     """The timeline's sound as one AAC track in an .m4a, exactly as long as the video."""

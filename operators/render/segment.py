@@ -33,7 +33,7 @@ from operators.render.text import anchor, rasterize
 from operators.render.timeline import RenderOutput, parse_color
 from operators.types import Frozen
 
-__all__ = ["EncodeParams", "SegmentOutput", "render_segment"]
+__all__ = ["EncodeParams", "SegmentOutput", "render_segment", "segment_inputs"]
 
 
 class EncodeParams(BaseModel):
@@ -230,7 +230,20 @@ def _encoder(out: Any, plan: RenderPlan, output: RenderOutput, params: EncodePar
     return stream
 
 
-@operator("render.segment", weight=20)
+def segment_inputs(plan: RenderPlan, segment: Segment, output: RenderOutput | None = None) -> dict[str, Any]:
+    """What a segment's frames hang on, for its cache key: the canvas, the clips and text states on its frames
+    (and the clip after each, whose transition plays over its end), their assets, its frames and the encoder's
+    settings. A caption changed in another segment leaves this one's key as it was."""
+    spec = plan.spec
+    layers = [v for v in spec.visual if v.start < segment.end and v.end > segment.start]
+    after = [v for v in spec.visual if any(v.track == u.track and v.clip == u.clip + 1 for u in layers)]
+    return {"canvas": (spec.width, spec.height, spec.fps, spec.background), "layers": layers, "next": after,
+            "assets": {u.asset_id: plan.assets[u.asset_id] for u in layers},
+            "overlays": [o for o in plan.overlays if o.start < segment.end and o.end > segment.start],
+            "frames": (segment.index, segment.start, segment.end), "output": output or RenderOutput()}
+
+
+@operator("render.segment", weight=20, version=1, cache_key=segment_inputs)
 def render_segment(plan: RenderPlan, segment: Segment, output: RenderOutput | None = None, *,
                    params: EncodeParams, ctx: OpContext) -> SegmentOutput:
     """Compose and encode output frames ``[segment.start, segment.end)``."""

@@ -167,7 +167,7 @@ def detect_speech(probs: np.ndarray, n_samples: int, params: VadParams) -> Speec
     )
 
 
-@operator("speech.vad", weight=2)
+@operator("speech.vad", weight=2, version=1)
 def vad(audio: SourceRef | StoredFile, *, params: VadParams, ctx: OpContext) -> SpeechMap:
     """Find the speech in a media file's first audio stream (Silero VAD)."""
     path = media_path(audio)

@@ -363,7 +363,7 @@ def transcribe_window(
     return transcribe_group(audio, [Window.model_validate(window)], params, ctx)[0]
 
 
-@operator("speech.transcribe_windows", weight=10)
+@operator("speech.transcribe_windows", weight=10, version=1)
 def transcribe_windows(
     audio: SourceRef | StoredFile, group: WindowGroup, detected: LanguageReport | None = None, *,
     params: WhisperParams, ctx: OpContext

@@ -26,10 +26,12 @@ from distributed.client import FutureCancelledError
 
 from operators.context import OpContext
 from operators.storage import Storage
+from pipelines.cache.node import JobCache
 from pipelines.errors import JobFailedError
 from pipelines.run.deadlines import Deadlines
 from pipelines.run.fetching import FetchError, fetch_result
 from pipelines.graph import Graph, Node
+from pipelines.run.cached import CachedNodes
 from pipelines.run.stuck import HUNG_TASK_GRACE_SECONDS, watch_hung
 from pipelines.run.task import access, describe_failure, run_task, step_name
 from pipelines.run.values import (
@@ -52,8 +54,9 @@ ProgressSink = Callable[[float], Awaitable[None] | None]
 LogSink = Callable[[str], Awaitable[None] | None]
 
 
-class GraphRun:
-    """One run of a graph for one job. ``await run()`` returns the job's outputs."""
+class GraphRun(CachedNodes):
+    """One run of a graph for one job. ``await run()`` returns the job's outputs; ``cache`` serves and keeps the
+    results of ``cache: true`` nodes (:mod:`pipelines.run.cached`)."""
 
     def __init__(
         self,
@@ -69,8 +72,13 @@ class GraphRun:
         max_tasks: int = DEFAULT_MAX_TASKS,
         log_tracebacks: bool = False,
         hung_task_grace: float = HUNG_TASK_GRACE_SECONDS,
+        cache: JobCache | None = None,
     ) -> None:
         self.client = client
+        self.cache = cache
+        self._to_store: dict[str, tuple[Node, str, float]] = {}
+        self._storing: set[asyncio.Task[None]] = set()
+        self._scattered: list[Future] = []
         self.graph = graph
         self.job = job
         #: The job's deadline (the graph's ``max_job_seconds``, else the caller's: MAX_JOB_SECONDS) and its tasks'.
@@ -126,7 +134,7 @@ class GraphRun:
         if kind == "log" and event.get("message"):
             self._emit_log(str(event["message"]))
         elif kind == "started":
-            self.deadlines.start(key)
+            self._started(key)
         elif kind == "progress":
             if key in self._weights and key in self._futures and not self._futures[key].done():
                 self._partial[key] = max(self._partial.get(key, 0.0), float(event.get("fraction", 0.0)))
@@ -147,6 +155,7 @@ class GraphRun:
                 if self.deadlines.armed(self.graph.nodes.values()):
                     group.create_task(self._watchdog(), name=f"watchdog-{self.job.token}")
         except BaseException as exc:
+            await self._cache_closed(stored=False)
             if self.deadlines.late:  # failed at a deadline: the overdue tasks' threads may never come back
                 self.hung_check = await watch_hung(self.client, self.job.id, self.deadlines.late,
                                                    grace=self.hung_task_grace, log=self._emit_log)
@@ -158,6 +167,7 @@ class GraphRun:
             raise
         results = {name: fut.result() for name, fut in self._results.items()}
         self._release()
+        await self._cache_closed(stored=True)
         outputs = {
             key: resolve_value(parsed, values=self.values, job=self.job, results=results)
             for key, parsed in self.graph.outputs.items()
@@ -166,13 +176,10 @@ class GraphRun:
         return outputs
 
     def _release(self) -> None:
-        """Drop every Dask future of this run now, so the cluster forgets the job's tasks and results.
-
-        Left to the garbage collector, they outlived the job (the run sits in a reference cycle
-        with the dispatcher's record of the job): after 300 jobs the scheduler still held ~300
-        finished tasks, whose results a worker kill then made Dask compute again.
-        """
+        """Drop every Dask future of this run now, so the cluster forgets the job's tasks and results (left to the
+        garbage collector, 300 jobs later the scheduler still held their tasks, which a worker kill recomputed)."""
         self._futures.clear()
+        self._scattered.clear()
         self._handles.clear()
         self._results = {}
         self.deadlines.clear()
@@ -214,7 +221,7 @@ class GraphRun:
             self._emit_progress()
             return
         if node.map is None:
-            future = self._submit(node, handles, key=f"{node.name}-{self.job.token}", weight=node.weight)
+            future = await self._obtain(node, handles, key=f"{node.name}-{self.job.token}", weight=node.weight)
             self._handles[node.name].set_result(future)
             self._results[node.name].set_result((await self._settle(node, [future], None))[0])
             return
@@ -230,11 +237,10 @@ class GraphRun:
         if count == 0:
             self._done_weight += node.weight
             self._emit_progress()
-        futures = [
-            self._submit(node, handles, key=f"{node.name}-{self.job.token}-{i:05d}", weight=weight, item=item,
+        futures = list(await asyncio.gather(*(
+            self._obtain(node, handles, key=f"{node.name}-{self.job.token}-{i:05d}", weight=weight, item=item,
                          index=i, count=count)
-            for i, item in enumerate(items)
-        ]
+            for i, item in enumerate(items))))
         self._handles[node.name].set_result(futures)
         if count:
             self._emit_log(f"{node.name}: {count} parallel task{'s' if count != 1 else ''}")
@@ -244,12 +250,8 @@ class GraphRun:
         return all(c.holds(resolve_value(c.ref, values=self.values, job=self.job)) for c in node.when)
 
     async def _spread(self, node: Node, handles: dict[str, Any]) -> None:
-        """Copy a fan-out's shared inputs (a plan, a probe: small) to every worker first.
-
-        Dask places a task where its inputs are; with one worker holding them, a short fan-out
-        (3 render segments) queued there one after another while the other worker idled,
-        until work stealing moved one 0.5 s later.
-        """
+        """Copy a fan-out's shared inputs (a plan, a probe: small) to every worker first: Dask places a task where
+        its inputs are, and 3 render segments queued on one worker while the other idled, until work stealing."""
         shared = [h for dep, h in handles.items() if isinstance(h, Future)]
         if not shared:
             return
@@ -284,7 +286,7 @@ class GraphRun:
         template = {name: task_template(parsed, handles, args, item, values=self.values, job=self.job)
                     for name, parsed in node.inputs.items()}
         ctx = OpContext(job_id=self.job.id, node=node.name, storage=self.storage, key=key, index=index,
-                        count=count, attempt=self.job.attempt, timeout=node.timeout)
+                        count=count, attempt=self.job.attempt, timeout=node.timeout, report_start=node.cache)
         self.deadlines.track(key, node, index, count)
         # Half a step above the job's other tasks, so never above a job of higher priority.
         priority = self.job.priority + 0.5 if node.name in self._map_sources else self.job.priority
@@ -298,11 +300,8 @@ class GraphRun:
         return future
 
     async def _settle(self, node: Node, futures: list[Future], count: int | None) -> list[Any]:
-        """Wait for the tasks of a node to finish, in any order; the results, in item order.
-
-        Only a node in ``_kept`` has its results fetched: the others are None here and stay on
-        the workers, where their consumers get them from the futures.
-        """
+        """Wait for the tasks of a node to finish, in any order; the results, in item order. Only a node in ``_kept``
+        (or a cached task, to store) has its results fetched: the others are None and stay on the workers."""
         index = {future.key: i for i, future in enumerate(futures)}
         results: list[Any] = [None] * len(futures)
         done = 0

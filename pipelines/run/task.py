@@ -83,9 +83,9 @@ def run_task(op_name: str, params: BaseModel, ctx: OpContext, template: dict[str
     if module:
         importlib.import_module(module)
     spec = get_operator(op_name)
-    if ctx.timeout is not None:
-        # The dispatcher's watchdog counts the timeout from this event; the operator's own
-        # progress calls stop it cooperatively at the same limit.
+    if ctx.timeout is not None or ctx.report_start:
+        # The dispatcher's watchdog counts the timeout from this event (the cache, a stored task's seconds); the
+        # operator's own progress calls stop it cooperatively at the same limit.
         ctx = dataclasses.replace(ctx, started=time.time())
         ctx._emit({"kind": "started"})
     kwargs = fill(template, args)

@@ -18,9 +18,11 @@ from typing import Any, TypeVar
 
 from distributed import Client
 
+from pipelines.cache.node import JobCache
 from pipelines.errors import JobFailedError, PayloadError
 from pipelines.run.runner import GraphRun, JobInfo
 from scheduler.admission.service import JobService
+from scheduler.cache.index import RedisCacheIndex
 from scheduler.dispatch.eta import EtaEstimator
 from scheduler.dispatch.lifecycle import Event, JobLifecycle, Phase
 from scheduler.dispatch.publishing import JobPublisher
@@ -156,7 +158,12 @@ class JobExecution:
         def on_progress(value: float) -> None:
             running.pending_progress = min(value, 0.999)
 
-        run = GraphRun(self.client, bound.graph, job, values=bound.values, storage=self.service.storage,
+        cache = None
+        if self.settings.cache_enabled and any(node.cache for node in bound.graph.nodes.values()):
+            index = RedisCacheIndex(self.store.redis, max_bytes=self.settings.cache_max_bytes,
+                                    ttl_seconds=self.settings.cache_ttl_days * 86400)
+            cache = JobCache(index, self.service.storage, job_id, running.log)
+        run = GraphRun(self.client, bound.graph, job, values=bound.values, storage=self.service.storage, cache=cache,
                        on_progress=on_progress, on_log=running.log, max_seconds=self.settings.max_job_seconds,
                        max_tasks=self.settings.max_tasks_per_node,
                        log_tracebacks=self.settings.job_log_tracebacks or self.settings.log_level.lower() == "debug",
@@ -169,7 +176,10 @@ class JobExecution:
         ttl = self.settings.dispatcher_heartbeat_ttl
         lease_guard = PublishGuard(self.store, running.lease, ttl=ttl, margin=ttl / 3)
         running.publisher = JobPublisher(self.service, job_id, lease_guard, running.log, self._until_redis)
-        return await running.publisher.publish(bound, record, job, outputs)
+        result = await running.publisher.publish(bound, record, job, outputs)
+        if cache is not None:
+            result["cache"] = cache.summary()
+        return result
 
     async def _until_redis(self, call: Callable[[], Awaitable[T]]) -> T:
         """Await ``call()``, retrying while Redis is unreachable: an outage delays a job, never fails it.

@@ -9,6 +9,8 @@ read that learns it, and checks in the script that nothing moved meanwhile.
 from __future__ import annotations
 
 __all__ = [
+    "CACHE_BYTES",
+    "CACHE_LRU",
     "CLIP_VERSIONS",
     "CLIP_VERSIONS_SEQ",
     "EVENTS_HUB",
@@ -16,6 +18,7 @@ __all__ = [
     "EXPIRY",
     "JOBS",
     "JOBS_INDEXED",
+    "METRICS_CACHE",
     "METRICS_DURATION",
     "METRICS_FINISHED",
     "METRICS_REDIS",
@@ -28,6 +31,8 @@ __all__ = [
     "WEBHOOKS_DUE",
     "WEBHOOK_PREFIX",
     "asset",
+    "cache_claim",
+    "cache_entry",
     "clip",
     "clip_version",
     "clip_version_output_jobs",
@@ -192,3 +197,19 @@ METRICS_FINISHED = f"{PREFIX}metrics:finished"
 METRICS_DURATION = f"{PREFIX}metrics:duration"
 METRICS_RETRIES = f"{PREFIX}metrics:retries"
 METRICS_REDIS = f"{PREFIX}metrics:redis"
+METRICS_CACHE = f"{PREFIX}metrics:cache"  # hash: hits, misses, corrupt, evictions, saved_seconds
+
+
+# -- the result cache (pipelines.cache; the entries' files are under cache/ in the media root) -----------------
+CACHE_LRU = f"{PREFIX}cache:lru"  # sorted set: entry key by the time it was last used
+CACHE_BYTES = f"{PREFIX}cache:bytes"  # string: the bytes of every committed entry
+
+
+def cache_entry(key: str) -> str:
+    """String: a committed cache entry's manifest (JSON: its folder, files with sizes and SHA-256, result)."""
+    return f"{PREFIX}cache:entry:{key}"
+
+
+def cache_claim(key: str) -> str:
+    """String with a TTL: who computes this cache key now (the others wait for its entry)."""
+    return f"{PREFIX}cache:claim:{key}"

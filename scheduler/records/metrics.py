@@ -11,6 +11,8 @@ the ``/metrics`` of another.
                              ``started_at`` to the end, by the same script
 - ``ave:metrics:retries``    job_type -> Dask task retries (a task that raised and was run again, ``retries:``),
                              heard from the Dask scheduler (:class:`RetryEvents`) by the job's dispatcher
+- ``ave:metrics:cache``      hits, misses, corrupt, evictions, saved_seconds of the result cache (with the bytes and
+                             entries of ``ave:cache:bytes`` and ``ave:cache:lru``, read at scrape time)
 - ``ave:metrics:redis``      ``errors`` -> failed Redis calls. A process cannot write them while Redis is down, so
                              each keeps its own count and adds it to Redis once Redis answers again
                              (:func:`flush_redis_errors`); a scrape adds the scraping process's unflushed count.
@@ -137,7 +139,10 @@ async def snapshot(redis: Any, queue_key: str) -> dict[str, Any]:
             pipe.hget(REDIS_KEY, "errors")
             pipe.zcard(queue_key)
             pipe.hlen(keys.RUNNING)
-            submitted, finished, duration, retries, errors, depth, running = await pipe.execute()
+            pipe.hgetall(keys.METRICS_CACHE)
+            pipe.get(keys.CACHE_BYTES)
+            pipe.zcard(keys.CACHE_LRU)
+            submitted, finished, duration, retries, errors, depth, running, cache, size, entries = await pipe.execute()
     except Exception:  # noqa: BLE001  (a scrape answers even when Redis is down)
         note_redis_error()
         return {"up": False, "redis_errors": pending_redis_errors()}
@@ -150,6 +155,7 @@ async def snapshot(redis: Any, queue_key: str) -> dict[str, Any]:
         "redis_errors": int(errors or 0) + pending_redis_errors(),
         "queue_depth": int(depth),
         "running": int(running),
+        "cache": {**{k: float(v) for k, v in cache.items()}, "bytes": float(size or 0), "entries": float(entries)},
     }
 
 
@@ -215,7 +221,29 @@ def render(data: dict[str, Any], job_types: Iterable[str]) -> bytes:
     for job_type in sorted(set(types) | set(data["retries"])):
         retries.add_metric([job_type], float(data["retries"].get(job_type, 0)))
     families.append(retries)
+    families += _cache_families(data.get("cache", {}))
     return generate_latest(_Families(families))  # type: ignore[arg-type]
+
+
+def _cache_families(cache: dict[str, float]) -> list[Any]:
+    """The result cache: hits, misses, corrupt entries found, evictions, seconds saved; its bytes and entries."""
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+    families: list[Any] = []
+    for name, field, text in (("hits", "hits", "Cached tasks served from the result cache"),
+                              ("misses", "misses", "Cached tasks computed (not in the result cache)"),
+                              ("corrupt", "corrupt", "Cache entries found corrupt (size or SHA-256) and dropped"),
+                              ("evictions", "evictions", "Cache entries evicted (CACHE_MAX_BYTES, CACHE_TTL_DAYS)"),
+                              ("saved_seconds", "saved_seconds", "Task seconds the cache's hits saved")):
+        counter = CounterMetricFamily(f"ave_cache_{name}", text)
+        counter.add_metric([], cache.get(field, 0.0))
+        families.append(counter)
+    for name, field, text in (("bytes", "bytes", "Bytes of the result cache's entries"),
+                              ("entries", "entries", "Entries in the result cache")):
+        gauge = GaugeMetricFamily(f"ave_cache_{name}", text)
+        gauge.add_metric([], cache.get(field, 0.0))
+        families.append(gauge)
+    return families
 
 
 def _le(bound: float) -> str:

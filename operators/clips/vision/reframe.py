@@ -146,7 +146,7 @@ def analyse(local, info: MediaInfo, start: float, end: float, params: ReframePar
                    frames_seen=len(detector.times))
 
 
-@operator("clips.reframe", weight=3)
+@operator("clips.reframe", weight=3, version=1)
 def reframe(source: SourceRef, info: MediaInfo, clip: FoundClip, *, params: ReframeParams,
             ctx: OpContext) -> Reframe:
     """The crop path of one clip: a window per shot, on the main face."""
