@@ -13,25 +13,25 @@ __all__ = ["DOCUMENT", "OPERATIONS", "describe"]
 
 _BASE = "http://localhost:8000/v1"
 
-DOCUMENT = f"""Upload media, submit long-running jobs (ingest, transcribe, generate_clip, render, export) and follow
+DOCUMENT = """Upload media, submit long-running jobs (ingest, transcribe, generate_clip, render, export) and follow
 them to the end.
 
 **Jobs.** `POST /v1/jobs/?job_type=…` with the payload as the body answers `202` with the job record;
 `result_payload.progress` (0–1) and `result_payload.log` move while it runs, `result_payload.outputs` is the
-job type's `<JobType>Outputs` once it completes. Errors are `{{"detail": …}}`: `404 Job X not found`, `422`
+job type's `<JobType>Outputs` once it completes. Errors are `{"detail": …}`: `404 Job X not found`, `422`
 naming the field, `503 Failed to enqueue job: …` when Redis is down.
 
-**Live updates.** Server-sent events at `GET /v1/jobs/{{job_id}}/events` (in this document), and a WebSocket at
-`/v1/ws/jobs/{{job_id}}` (OpenAPI cannot describe one): it sends the job record as JSON (exactly
-`GET /v1/jobs/{{job_id}}`'s body) on connect and after every change, then closes with `1000` after the terminal
+**Live updates.** Server-sent events at `GET /v1/jobs/{job_id}/events` (in this document), and a WebSocket at
+`/v1/ws/jobs/{job_id}` (OpenAPI cannot describe one): it sends the job record as JSON (exactly
+`GET /v1/jobs/{job_id}`'s body) on connect and after every change, then closes with `1000` after the terminal
 record (the reason is the status); `4404` for an unknown job, `1011` when Redis is unreachable. What the
 client sends is ignored. `websocat ws://localhost:8000/v1/ws/jobs/job_…`
 
 **Auth.** With API tokens set, every operation but the health probes needs `Authorization: Bearer <token>`
 (a `401` otherwise). A browser element that cannot send it (`<video>`, `<img>`, hls.js, `EventSource`,
-`WebSocket`) uses a signed URL from `POST /v1/signed-urls`: `/v1/signed/<grant>/assets/{{id}}/content`,
-`/v1/signed/<grant>/assets/{{id}}/{{uri}}` (an HLS package's files), `/v1/signed/<grant>/jobs/{{id}}/events`
-and `/v1/signed/<grant>/ws/jobs/{{id}}`; a grant that does not open the request gets `403`.
+`WebSocket`) uses a signed URL from `POST /v1/signed-urls`: `/v1/signed/<grant>/assets/{id}/content`,
+`/v1/signed/<grant>/assets/{id}/{uri}` (an HLS package's files), `/v1/signed/<grant>/jobs/{id}/events`
+and `/v1/signed/<grant>/ws/jobs/{id}`; a grant that does not open the request gets `403`.
 
 **Lists** page with `cursor` (the `Link: <…>; rel="next"` header). **Downloads** take `Range`."""
 
