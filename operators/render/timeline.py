@@ -132,6 +132,8 @@ class VideoClip(_Timed):
     opacity: float = Field(1.0, ge=0, le=1)
     volume: Volume = 1.0
     transition: Transition | None = None
+    #: Voice enhance: take the noise out of the clip's sound (DeepFilterNet3) before mixing it.
+    enhance: bool = False
 
     @model_validator(mode="after")
     def _range(self) -> VideoClip:
@@ -177,6 +179,8 @@ class AudioClip(_Timed):
     #: Lower this clip under the other audio (speech) while it is heard, by ``duck_db``.
     duck: bool = False
     duck_db: float = Field(-12.0, ge=-60, le=0)
+    #: Voice enhance: take the noise out of this sound (DeepFilterNet3) before mixing it.
+    enhance: bool = False
 
 
 class VideoTrack(_Model):
