@@ -49,7 +49,7 @@ __all__ = [
 
 # Each subpackage (media, speech, util, ...) registers its operators on import.
 _BUILTIN_PACKAGES = ("operators.util", "operators.media", "operators.speech", "operators.render", "operators.clips",
-                     "operators.export", "operators.tighten")
+                     "operators.export", "operators.tighten", "operators.voice", "operators.chapters")
 
 
 def _load_builtins() -> None:

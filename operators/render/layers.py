@@ -107,6 +107,8 @@ class AudioLayer:
     fade_out: Fraction
     duck: bool = False
     duck_db: float = -12.0
+    #: Cleaned by voice enhance (DeepFilterNet3) before it is mixed.
+    enhance: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,13 +19,14 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from operators.context import OpContext
-from operators.errors import MediaError
+from operators.errors import MediaError, OperatorError
 from operators.media._av import Progress, open_input
 from operators.registry import operator
 from operators.render.plan import RenderPlan
 from operators.render.resolve import AudioLayer
 from operators.render.timeline import RenderOutput
 from operators.types import StoredFile
+from operators.voice.chunks import Cleaned, read_cleaned
 
 __all__ = ["MixParams", "mix_audio", "mix_inputs"]
 
@@ -89,6 +90,39 @@ class _Reader:
         return out
 
 
+class _CleanReader:
+    """A clip's sound cleaned by voice enhance: its chunks joined, mono on both channels."""
+
+    def __init__(self, parts: list[Cleaned], ctx: OpContext) -> None:
+        self.blocks = read_cleaned(parts, ctx)
+        self.pending = np.zeros(0, dtype=np.float32)
+
+    def read(self, n: int) -> np.ndarray:
+        pieces, held = [self.pending], self.pending.size
+        while held < n:
+            block = next(self.blocks, None)
+            if block is None:
+                break
+            pieces.append(block.astype(np.float32, copy=False))
+            held += block.size
+        joined = np.concatenate(pieces)
+        out, self.pending = joined[:n], joined[n:]
+        if out.size < n:
+            out = np.pad(out, (0, n - out.size))
+        return np.vstack([out, out])
+
+
+def _reader(group: int, layer: AudioLayer, cleaned: list[Cleaned], ctx: OpContext,
+            stack: ExitStack) -> _Reader | _CleanReader:
+    if not layer.enhance:
+        return _Reader(layer, stack.enter_context(ctx.storage.reading(layer.path)), stack)
+    parts = [c for c in cleaned if c.group == group]
+    if not parts:
+        raise OperatorError(f"{layer.label} asks for voice enhance, but no cleaned sound reached the mix "
+                            "(the graph needs voice.plan_render and voice.denoise_chunk nodes)")
+    return _CleanReader(parts, ctx)
+
+
 def _envelope(layer: AudioLayer, first: int, n: int) -> np.ndarray:
     """Volume and linear fades for the clip's samples ``first .. first + n`` (clip-relative)."""
     total = round(layer.duration * RATE)
@@ -125,7 +159,7 @@ class _Ducker:
         return np.repeat(out, self.window)[:n]
 
 
-def _mix_block(plan_layers: list[tuple[AudioLayer, _Reader]], start: int, n: int, ducker: _Ducker) -> np.ndarray:
+def _mix_block(plan_layers: list[tuple[AudioLayer, _Reader | _CleanReader]], start: int, n: int, ducker: _Ducker) -> np.ndarray:
     plain = np.zeros((2, n), dtype=np.float32)
     ducked: list[tuple[AudioLayer, np.ndarray]] = []
     for layer, reader in plan_layers:
@@ -147,18 +181,21 @@ def _mix_block(plan_layers: list[tuple[AudioLayer, _Reader]], start: int, n: int
     return np.clip(mixed, -1.0, 1.0)
 
 
-def mix_inputs(plan: RenderPlan, output: RenderOutput | None = None) -> dict[str, Any]:
+def mix_inputs(plan: RenderPlan, output: RenderOutput | None = None,
+               enhanced: list[Cleaned] | None = None) -> dict[str, Any]:
     """What the mix hangs on, for its cache key: the sound layers, the length and the AAC bitrate (not the
-    pictures, titles or captions)."""
+    pictures, titles or captions), and the cleaned chunks of the clips marked ``enhance`` (by their files)."""
     spec = plan.spec
     return {"audio": spec.audio, "frames": spec.frames, "fps": spec.fps,
-            "bitrate": (output or RenderOutput()).audio_bitrate}
+            "bitrate": (output or RenderOutput()).audio_bitrate, "enhanced": enhanced or []}
 
 
 @operator("render.mix_audio", weight=4, version=1, cache_key=mix_inputs)
-def mix_audio(plan: RenderPlan, output: RenderOutput | None = None, *, params: MixParams,
-              ctx: OpContext) -> StoredFile:
-    """The timeline's sound as one AAC track in an .m4a, exactly as long as the video."""
+def mix_audio(plan: RenderPlan, output: RenderOutput | None = None, enhanced: list[Cleaned] | None = None, *,
+              params: MixParams, ctx: OpContext) -> StoredFile:
+    """The timeline's sound as one AAC track in an .m4a, exactly as long as the video.
+
+    ``enhanced``: the cleaned chunks of the clips marked ``enhance`` (``voice.denoise_chunk``)."""
     spec = plan.spec
     total = round(spec.duration * RATE)
     path = ctx.output_path("render/audio.m4a")
@@ -166,8 +203,7 @@ def mix_audio(plan: RenderPlan, output: RenderOutput | None = None, *, params: M
     block = max(1024, round(params.block_seconds * RATE))
     ducker = _Ducker(params.duck_threshold_db)
     with ExitStack() as stack:
-        layers = [(layer, _Reader(layer, stack.enter_context(ctx.storage.reading(layer.path)), stack))
-                  for layer in spec.audio]
+        layers = [(layer, _reader(g, layer, enhanced or [], ctx, stack)) for g, layer in enumerate(spec.audio)]
         tmp = stack.enter_context(ctx.storage.writing(path))
         with av.open(str(tmp), "w", format="mp4") as out:
             stream = out.add_stream("aac", rate=RATE)

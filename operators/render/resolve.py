@@ -250,7 +250,7 @@ def _audio_track(t: int, track: AudioTrack, assets: dict[str, AssetMedia], fps: 
             label=f"track {t + 1} clip {c + 1}", asset_id=clip.asset, path=asset.path, start=start,
             duration=span[1] - span[0], src_in=span[0], volume=clip.volume,
             fade_in=to_seconds(clip.fade_in, fps), fade_out=to_seconds(clip.fade_out, fps),
-            duck=clip.duck, duck_db=clip.duck_db,
+            duck=clip.duck, duck_db=clip.duck_db, enhance=clip.enhance,
         ))
     return layers
 
@@ -270,7 +270,7 @@ def _clip_sound(visual: list[VisualLayer], assets: dict[str, AssetMedia], fps: F
         layer = AudioLayer(
             label=f"track {v.track + 1} clip {v.clip + 1}", asset_id=v.asset_id, path=v.path,
             start=Fraction(v.start) / fps, duration=Fraction(v.frames) / fps, src_in=v.src_in,
-            volume=v.clip_spec.volume, fade_in=fade_in, fade_out=fade_out,
+            volume=v.clip_spec.volume, fade_in=fade_in, fade_out=fade_out, enhance=v.clip_spec.enhance,
         )
         if previous is not None and _follows(previous[0], v):
             layers[previous[1]], layer = _crossfaded(layers[previous[1]], layer, v, assets, fps)

@@ -135,6 +135,8 @@ class VideoClip(_Timed):
     #: The clip's sound crossfades with the previous clip's over this long, centred on the cut, while the
     #: pictures cut (no transition): each sound runs on past its cut by half of it. 0: a plain cut.
     audio_crossfade: Time = Fraction(0)
+    #: Voice enhance: take the noise out of the clip's sound (DeepFilterNet3) before mixing it.
+    enhance: bool = False
 
     @model_validator(mode="after")
     def _range(self) -> VideoClip:
@@ -180,6 +182,8 @@ class AudioClip(_Timed):
     #: Lower this clip under the other audio (speech) while it is heard, by ``duck_db``.
     duck: bool = False
     duck_db: float = Field(-12.0, ge=-60, le=0)
+    #: Voice enhance: take the noise out of this sound (DeepFilterNet3) before mixing it.
+    enhance: bool = False
 
 
 class VideoTrack(_Model):

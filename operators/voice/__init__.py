@@ -1,0 +1,1 @@
+"""Voice enhancement: DeepFilterNet3 noise reduction, on chunks in parallel, joined with crossfades."""
