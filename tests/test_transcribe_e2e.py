@@ -57,9 +57,10 @@ def download(client: TestClient[Any], record: dict[str, Any]) -> bytes:
 def outputs_of(client: TestClient[Any], done: dict[str, Any]) -> dict[str, bytes]:
     """Check the four outputs are asset records of this job, and download each."""
     outputs = done["result_payload"]["outputs"]
-    assert set(outputs) == set(OUTPUT_KINDS) | {"language", "translation"}
+    assert set(outputs) == set(OUTPUT_KINDS) | {"language", "translation", "chapters"}
     assert outputs["language"] == {"language": "en", "probability": 1.0, "detected": False, "mixed": False,
                                    "languages": [], "windows": []} and outputs["translation"] is None
+    assert outputs["chapters"] is None
     files = {}
     for name, (kind, content_type) in OUTPUT_KINDS.items():
         record = outputs[name]

@@ -57,8 +57,12 @@ class CachedNodes:
         """The future of one task of ``node``: submitted, or (a cache hit) its stored result put on the cluster."""
         cache_key = None
         if self.cache is not None and node.cache:
-            inputs = await self._key_inputs(node, item, index)
-            cache_key = await self.cache.key(node.op, node.bind_params(self.values), inputs, node=node.name)
+            try:
+                inputs = await self._key_inputs(node, item, index)
+            except Exception:  # noqa: BLE001  an upstream failed: submitted uncached, the task reports it as usual
+                inputs = None
+            if inputs is not None:
+                cache_key = await self.cache.key(node.op, node.bind_params(self.values), inputs, node=node.name)
             if node.map is None:
                 self.cache.keys[node.name] = cache_key
             else:
