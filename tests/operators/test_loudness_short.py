@@ -66,7 +66,7 @@ def _export(root: Path, name: str, presets: list[str], job: str = "job_test") ->
     assert measured is not None
     plan = export_plan(source, info, ExportPresets.model_validate(presets), params=PlanParams(), ctx=ctx)
     tracks = [encode_audio(source, info, a, measured, GOAL, params=AudioParams(), ctx=ctx) for a in plan.audio]
-    report = collect_exports(plan, [], [], [], tracks, measured, GOAL, ctx=ctx)["loudness"]
+    report = collect_exports(plan, [], [], [], tracks, measured, GOAL, ctx=ctx).loudness  # type: ignore[attr-defined]
     files = {t.key: measure_file(ctx.storage.local_path(t.file.path)) for t in tracks}
     return {"measured": measured, "tracks": tracks, "report": report, "files": files}
 
