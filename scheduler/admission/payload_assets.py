@@ -52,7 +52,8 @@ async def resolve_payload_assets(value: Any, *, loc: list[Any], project_id: str 
     if problems:
         raise PayloadError(problems)
     try:
-        return value.with_assets(found, **limits)
+        # Off the event loop: the timeline's checks may read its transcripts and fonts.
+        return await to_thread.run_sync(lambda: value.with_assets(found, **limits))
     except AssetCheckError as exc:
         raise PayloadError([_error([*loc, *where], msg) for where, msg in exc.problems]) from None
 
