@@ -167,7 +167,32 @@ def test_a_brand_kits_font_and_accent_show_in_the_frames(client: TestClient[Any]
     assert (ink(plain[5]) != ink(branded[5])).sum() > 300
 
 
-def test_correcting_words_makes_a_new_transcript(client: TestClient[Any], settings: Settings) -> None:
+def _planned_words(settings: Settings, clip: str, transcript: str) -> list[str]:
+    """The words the render plans for a timeline captioned with ``transcript`` (render.plan, on the media root)."""
+    from operators.media.info import AssetMedia
+    from operators.render.plan import PlanParams, render_plan
+    from operators.render.timeline import Timeline
+    from tests.mediagen import media_ctx
+    from tests.render_testing import probed_assets
+
+    async def path_of(asset_id: str) -> str:
+        redis = aioredis.Redis.from_url(settings.redis_url, decode_responses=True)
+        try:
+            return str((await AssetStore(redis).get(asset_id))["path"])
+        finally:
+            await redis.aclose()
+
+    ctx = media_ctx(settings.data_dir / "media")
+    assets = probed_assets(ctx, **{clip: asyncio.run(path_of(clip))})
+    assets[transcript] = AssetMedia(id=transcript, path=asyncio.run(path_of(transcript)), kind="transcript",
+                                    content_type="application/json")
+    plan = render_plan(Timeline.model_validate(_timeline(clip, transcript)).with_assets(assets),
+                       params=PlanParams(), ctx=ctx)
+    return [r.text for o in plan.overlays[:1] for line in o.lines for r in line]
+
+
+def test_correcting_words_makes_a_new_transcript(client: TestClient[Any], settings: Settings,
+                                                 media: dict[str, bytes]) -> None:
     transcript = _transcript(settings, ["cooper", "netties", "rocks"])
     fixed = client.patch(f"/assets/{transcript}/words", json=[{"index": 1, "text": "Kubernetes"}])
     assert fixed.status_code == 201, fixed.text
@@ -180,6 +205,12 @@ def test_correcting_words_makes_a_new_transcript(client: TestClient[Any], settin
     assert body["segments"][0]["text"] == " cooper Kubernetes rocks"
     original = client.get(f"/assets/{transcript}/content").json()
     assert [w["word"] for w in original["segments"][0]["words"]][1] == " netties"
+    # A timeline captioned with the new asset is accepted and its render shows the corrected word.
+    clip = _upload(client, media["clip"], "c.mp4")
+    saved = client.post("/clip-versions/", json={"project_id": PROJECT, "timeline": _timeline(clip, record["id"])})
+    assert saved.status_code == 201, saved.text
+    assert _planned_words(settings, clip, record["id"]) == ["cooper", "Kubernetes", "rocks"]
+    assert _planned_words(settings, clip, transcript) == ["cooper", "netties", "rocks"]
 
     loc, msg = _loc(client.patch(f"/assets/{transcript}/words", json=[{"index": 0, "text": "a"},
                                                                        {"index": 3, "text": "x"}]))
