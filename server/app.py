@@ -76,7 +76,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
             await runtime.close()
 
     from server.controllers.assets import AssetController
+    from server.controllers.brand_kits import BrandKitController
     from server.controllers.cache import CacheController
+    from server.controllers.transcripts import TranscriptController
     from server.controllers.content import AssetContentController
     from server.controllers.signed import SIGNED_PREFIX, SignedUrlController
     from server.controllers.clip_versions import ClipVersionController
@@ -84,7 +86,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
     from server.controllers.metrics import metrics_handler
 
     handlers = [HealthController, JobController, GraphController, AssetController, AssetContentController,
-                ClipVersionController, SignedUrlController, CacheController, job_events, job_updates,
+                ClipVersionController, BrandKitController, TranscriptController, SignedUrlController, CacheController,
+                job_events, job_updates,
                 metrics_handler(public=settings.metrics_public)]
     # What a signed URL opens: an asset's bytes (and its HLS package's files) and a job's live updates.
     signed = [AssetContentController, job_events, job_updates]

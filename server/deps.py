@@ -17,6 +17,7 @@ from scheduler.dispatch.cluster import ClusterHandle
 from scheduler.dispatch.dispatcher import Dispatcher
 from scheduler.notify.events import JobEvents
 from scheduler.notify.webhooks import WebhookStore
+from scheduler.brand.store import BrandKitStore
 from scheduler.records.assets import AssetStore
 from scheduler.records.clip_versions import ClipVersionStore
 from scheduler.records.idempotency import IdempotencyStore
@@ -25,6 +26,7 @@ from scheduler.settings import Settings
 
 __all__ = [
     "provide_assets",
+    "provide_brand_kits",
     "provide_catalog",
     "provide_clip_versions",
     "provide_cluster",
@@ -59,6 +61,10 @@ def provide_service(state: State) -> JobService:
 
 def provide_assets(state: State) -> AssetStore:
     return state.runtime.assets  # type: ignore[no-any-return]
+
+
+def provide_brand_kits(state: State) -> BrandKitStore:
+    return state.runtime.brand_kits  # type: ignore[no-any-return]
 
 
 def provide_clip_versions(state: State) -> ClipVersionStore:

@@ -68,7 +68,8 @@ def _validation(_: Request[Any, Any, Any], exc: ValidationException) -> Response
             if message == "'data'":
                 message = "Field required: the body must be a JSON object (the job payload)"
         else:
-            loc = [source, key] if key else [source]
+            # A nested field comes as "colors.accent" (or "items.0.x"): named as a path, as payload errors are.
+            loc = [source, *(int(p) if p.isdigit() else p for p in str(key).split("."))] if key else [source]
         errors.append({"loc": loc, "msg": message, "type": "value_error"})
     if not errors:
         errors = [{"loc": ["body"], "msg": str(exc.detail), "type": "value_error"}]

@@ -32,7 +32,7 @@ class BuildParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
     aspect_ratio: str = Field("9:16", pattern=r"^(9:16|1:1|4:5|16:9)$")
     height: int = Field(1920, ge=240, le=4096, multiple_of=2, description="canvas height in pixels")
-    captions: str = Field("word-highlight", pattern=r"^(word-highlight|word-pop|lines|none)$")
+    captions: str = Field("word-highlight", pattern=r"^(word-highlight|word-pop|lines|karaoke|highlight-box|pop|bold-upper|minimal|none)$")
     title_seconds: float = Field(3.0, ge=0, le=30, description="how long the title shows; 0: no title")
 
 

@@ -14,7 +14,7 @@ exactly as the SRT/WebVTT files written by ``speech.captions`` do.
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -24,7 +24,14 @@ from operators.speech.models import Word
 
 __all__ = ["STYLES", "CaptionState", "Cut", "TimedWord", "caption_states", "map_words"]
 
-STYLES = ("lines", "word-highlight", "word-pop")
+STYLES = ("lines", "word-highlight", "word-pop", "karaoke", "highlight-box", "pop", "bold-upper", "minimal")
+#: The styles that are ``lines`` drawn otherwise (their look is their preset: capitals, a box, keywords).
+_AS_LINES = ("lines", "bold-upper", "minimal")
+#: ``karaoke``: each word's fill advances in this many steps while it is spoken.
+_FILL_STEPS = 8
+#: ``pop``: a word's first moments, at these sizes for ``_POP_STEP`` seconds each, then full size.
+_POP_SCALES = (0.55, 0.8)
+_POP_STEP = 0.06
 #: A gap shorter than this between two states is closed, so captions do not flicker off and on.
 _BRIDGE = 0.3
 #: A cue may end after one of these once it holds this many words (closing quotes and brackets ignored).
@@ -98,25 +105,36 @@ def caption_states(
 ) -> list[CaptionState]:
     """The caption pictures for ``words`` (output seconds) in ``style``, sorted, never overlapping.
 
-    ``lines``: one state per cue. ``word-highlight``: the same cues, one state per spoken word,
-    that word's run coloured ``highlight``. ``word-pop``: ``words_per_pop`` words at a time on
-    one line. Every state has ``end > start``; a zero-length one is left out.
+    ``lines`` (and ``bold-upper``, ``minimal``): one state per cue. ``word-highlight``: the same cues,
+    one state per spoken word, that word's run coloured ``highlight``; ``highlight-box``: a box in
+    ``highlight`` behind it instead; ``karaoke``: the words spoken so far filled with ``highlight``,
+    the one being spoken part way, left to right, by how much of it has been said. ``word-pop``:
+    ``words_per_pop`` words at a time on one line; ``pop``: the same groups, each word appearing as
+    it is spoken and scaling in. Every state has ``end > start``; a zero-length one is left out.
     """
     _check(style, max_chars, max_lines, words_per_pop, highlight)
     ordered = sorted(_split_long(words, max_chars), key=lambda w: (w.start, w.end))
-    if style == "word-pop":
+    if style in ("word-pop", "pop"):
         groups = _pop_groups(ordered, words_per_pop, max_chars, max_gap)
         spans = _spans(groups)
-        states = [CaptionState(s, e, (tuple(Run(w.text) for w in g),)) for g, (s, e) in zip(groups, spans, strict=True)]
+        if style == "pop":
+            states = [s for g, span in zip(groups, spans, strict=True) for s in _popping(g, span)]
+        else:
+            states = [CaptionState(s, e, (tuple(Run(w.text) for w in g),))
+                      for g, (s, e) in zip(groups, spans, strict=True)]
     else:
         cues = _cues(ordered, max_chars, max_lines, max_gap)
         spans = _spans(cues)
-        if style == "lines":
-            states = [CaptionState(s, e, _cue_lines(c, max_chars, max_lines, None, None))
+        if style in _AS_LINES:
+            states = [CaptionState(s, e, _cue_lines(c, max_chars, max_lines, _plain))
                       for c, (s, e) in zip(cues, spans, strict=True)]
-        else:
+        elif style == "karaoke":
             states = [state for c, span in zip(cues, spans, strict=True)
-                      for state in _karaoke(c, span, max_chars, max_lines, highlight)]
+                      for state in _filling(c, span, max_chars, max_lines, highlight)]
+        else:
+            boxed = style == "highlight-box"
+            states = [state for c, span in zip(cues, spans, strict=True)
+                      for state in _karaoke(c, span, max_chars, max_lines, highlight, boxed)]
     return [s for s in states if s.end > s.start]
 
 
@@ -127,8 +145,8 @@ def _check(style: str, max_chars: int, max_lines: int, words_per_pop: int, highl
         raise ValueError("max_chars and max_lines must be at least 1")
     if not 1 <= words_per_pop <= 3:
         raise ValueError(f"words_per_pop must be 1, 2 or 3, not {words_per_pop}")
-    if style == "word-highlight" and highlight is None:
-        raise ValueError("the word-highlight style needs a highlight colour")
+    if style in ("word-highlight", "highlight-box", "karaoke") and highlight is None:
+        raise ValueError(f"the {style} style needs a highlight colour")
 
 
 def _split_long(words: Iterable[TimedWord], max_chars: int) -> list[TimedWord]:
@@ -200,9 +218,13 @@ def _spans(groups: list[list[TimedWord]]) -> list[tuple[float, float]]:
     return spans
 
 
-def _cue_lines(cue: list[TimedWord], max_chars: int, max_lines: int, spoken: int | None,
-               highlight: RGBA | None) -> Lines:
-    """The cue's words as runs on the lines ``layout`` breaks them into; run ``spoken`` coloured."""
+def _plain(index: int, text: str) -> Run:
+    return Run(text)
+
+
+def _cue_lines(cue: list[TimedWord], max_chars: int, max_lines: int,
+               run_of: Callable[[int, str], Run] = _plain) -> Lines:
+    """The cue's words as runs on the lines ``layout`` breaks them into; word ``i``'s run is ``run_of(i, text)``."""
     texts = [w.text for w in cue]
     broken = layout(texts, max_chars, max_lines)
     if broken is None:  # the cue was grown word by word under this same check
@@ -215,18 +237,65 @@ def _cue_lines(cue: list[TimedWord], max_chars: int, max_lines: int, spoken: int
         used = -1
         while index < len(texts) and used < len(line):
             used += 1 + len(texts[index])
-            runs.append(Run(texts[index], highlight if index == spoken else None))
+            runs.append(run_of(index, texts[index]))
             index += 1
         lines.append(tuple(runs))
     return tuple(lines)
 
 
+def _slot(words: list[TimedWord], i: int, span: tuple[float, float]) -> tuple[float, float]:
+    """Word ``i``'s turn: from its start (the span's, for the first) until the next word starts."""
+    start = span[0] if i == 0 else words[i].start
+    return start, words[i + 1].start if i + 1 < len(words) else span[1]
+
+
 def _karaoke(cue: list[TimedWord], span: tuple[float, float], max_chars: int, max_lines: int,
-             highlight: RGBA | None) -> list[CaptionState]:
+             highlight: RGBA | None, boxed: bool = False) -> list[CaptionState]:
     """One state per word of the cue, tiling its span: each lasts until the next word starts."""
     states: list[CaptionState] = []
     for i in range(len(cue)):
-        start = span[0] if i == 0 else cue[i].start
-        end = cue[i + 1].start if i + 1 < len(cue) else span[1]
-        states.append(CaptionState(start, end, _cue_lines(cue, max_chars, max_lines, i, highlight)))
+        def run_of(k: int, text: str, i: int = i) -> Run:
+            if k != i:
+                return Run(text)
+            return Run(text, box=highlight) if boxed else Run(text, highlight)
+
+        start, end = _slot(cue, i, span)
+        states.append(CaptionState(start, end, _cue_lines(cue, max_chars, max_lines, run_of)))
+    return states
+
+
+def _steps(start: float, end: float, cuts: Sequence[float]) -> list[tuple[float, float]]:
+    """``[start, end)`` cut at ``cuts`` (clamped inside it), as consecutive pieces; empty ones stay (and drop later)."""
+    edges = [start, *(min(max(c, start), end) for c in cuts), end]
+    return list(zip(edges, edges[1:]))
+
+
+def _filling(cue: list[TimedWord], span: tuple[float, float], max_chars: int, max_lines: int,
+             highlight: RGBA | None) -> list[CaptionState]:
+    """Karaoke: words before the spoken one filled, the spoken one filled by the share of it said so far."""
+    states: list[CaptionState] = []
+    for i, word in enumerate(cue):
+        start, end = _slot(cue, i, span)
+        length = word.end - word.start
+        cuts = [word.start + length * j / _FILL_STEPS for j in range(1, _FILL_STEPS + 1)] if length > 0 else []
+        for j, (a, b) in enumerate(_steps(start, end, cuts)):
+            fill = min(1.0, (j + 0.5) / _FILL_STEPS) if j < len(cuts) else 1.0
+
+            def run_of(k: int, text: str, i: int = i, fill: float = fill) -> Run:
+                return Run(text, highlight, fill=1.0 if k < i else fill) if k <= i else Run(text)
+
+            states.append(CaptionState(a, b, _cue_lines(cue, max_chars, max_lines, run_of)))
+    return states
+
+
+def _popping(group: list[TimedWord], span: tuple[float, float]) -> list[CaptionState]:
+    """Pop: the group's words appear one by one as they are spoken, each scaling in to full size."""
+    states: list[CaptionState] = []
+    for i, word in enumerate(group):
+        start, end = _slot(group, i, span)
+        cuts = [word.start + _POP_STEP * (j + 1) for j in range(len(_POP_SCALES))]
+        for j, (a, b) in enumerate(_steps(start, end, cuts)):
+            scale = _POP_SCALES[j] if j < len(_POP_SCALES) else 1.0
+            runs = tuple(Run(w.text, scale=1.0 if k < i else scale if k == i else 0.0) for k, w in enumerate(group))
+            states.append(CaptionState(a, b, (runs,)))
     return states

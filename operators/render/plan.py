@@ -16,8 +16,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from operators.context import OpContext
 from operators.registry import operator
-from operators.render.captions import Cut, caption_states, map_words
+from operators.render.captions import CaptionState, Cut, TimedWord, caption_states, map_words
 from operators.render.resolve import CaptionLayer, RenderInput, RenderSpec, frame_of
+from operators.render.styling.fonts import drawing_font
+from operators.render.styling.keywords import accent_keywords, given_keywords, keyword_scores
+from operators.render.styling.presets import safe_rect
 from operators.render.text import Lines, TextStyle, wrap
 from operators.render.timeline import parse_color
 from operators.speech.models import Transcript
@@ -55,6 +58,8 @@ class Overlay:
     opacity: float = 1.0
     fade_in: int = 0
     fade_out: int = 0
+    #: The part of the canvas it is placed in, (x, y, width, height); None: the whole canvas.
+    area: tuple[int, int, int, int] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +82,7 @@ def _title_overlays(spec: RenderSpec) -> list[Overlay]:
     overlays = []
     for layer in spec.text:
         clip = layer.spec
-        style = TextStyle(font=layer.font_path, size=clip.size, color=parse_color(clip.color),
+        style = TextStyle(font=drawing_font(layer.font_path, clip.text), size=clip.size, color=parse_color(clip.color),
                           outline_color=parse_color(clip.outline_color), outline_width=clip.outline_width,
                           background=parse_color(clip.background) if clip.background else None,
                           padding=clip.padding, align=clip.align, max_width=int(spec.width * clip.max_width))
@@ -95,12 +100,19 @@ def _caption_overlays(spec: RenderSpec, layer: CaptionLayer, ctx: OpContext) -> 
                 out_start=Fraction(v.start) / spec.fps) for v in (spec.visual[i] for i in layer.layers)]
     words = map_words(transcript.words, cuts)
     track = layer.spec
+    if track.uppercase:
+        words = [TimedWord(w.text.upper(), w.start, w.end) for w in words]
     states = caption_states(words, style=track.style, max_chars=track.max_chars, max_lines=track.max_lines,
                             words_per_pop=track.words_per_pop, highlight=parse_color(track.highlight_color))
-    style = TextStyle(font=layer.font_path, size=track.size, color=parse_color(track.color),
+    if track.emphasize_keywords:
+        states = _emphasised(states, transcript, track)
+    area = safe_rect(track.safe_area, spec.width, spec.height) if track.safe_area != "none" else None
+    font = drawing_font(layer.font_path, " ".join(w.text for w in words))
+    style = TextStyle(font=font, size=track.size, color=parse_color(track.color),
                       outline_color=parse_color(track.outline_color), outline_width=track.outline_width,
                       background=parse_color(track.background) if track.background else None,
-                      max_width=int(spec.width * 0.92))
+                      max_width=int((area[2] if area else spec.width) * 0.92),
+                      box_padding=round(track.size * 0.15) if track.style == "highlight-box" else 0)
     style = _fitting(style, states, spec.width, ctx)
     margin = round(track.margin * spec.height)
     overlays = []
@@ -108,10 +120,22 @@ def _caption_overlays(spec: RenderSpec, layer: CaptionLayer, ctx: OpContext) -> 
         start, end = frame_of(Fraction(repr(state.start)), spec.fps), frame_of(Fraction(repr(state.end)), spec.fps)
         if end > start:
             overlays.append(Overlay(track=layer.track, start=start, end=min(end, spec.frames), lines=state.lines,
-                                    style=style, position=track.position, margin=margin))
+                                    style=style, position=track.position, margin=margin, area=area))
     ctx.log(f"Captions: {len(words)} words on screen from {len(transcript.words)} in the transcript (cuts drop "
             f"or repeat words), {len(overlays)} {track.style} states at {style.size} px")
     return overlays
+
+
+def _emphasised(states: list[CaptionState], transcript: Transcript, track: Any) -> list[CaptionState]:
+    """The states with each line's keyword (the timeline's list, else the talk's TF-IDF keywords) accented."""
+    from dataclasses import replace
+
+    if track.keywords is not None:
+        scores = given_keywords(track.keywords)
+    else:
+        scores = keyword_scores([[w.word for w in segment.words] for segment in transcript.segments])
+    accent = parse_color(track.accent_color)
+    return [replace(state, lines=accent_keywords(state.lines, scores, accent)) for state in states]
 
 
 def _fitting(style: TextStyle, states: list[Any], width: int, ctx: OpContext) -> TextStyle:
@@ -127,7 +151,8 @@ def _fitting(style: TextStyle, states: list[Any], width: int, ctx: OpContext) ->
 
     path = _local(style.font, ctx)
     lines = {" ".join(run.text for run in line) for state in states for line in state.lines}
-    room = style.max_width - 2 * style.outline_width - (2 * style.padding if style.background else 4)
+    room = style.max_width - 2 * max(style.outline_width, style.box_padding) - (
+        2 * style.padding if style.background else 4)
 
     def widest(size: int) -> float:
         font = load_font(path, size)
@@ -145,8 +170,8 @@ def _fitting(style: TextStyle, states: list[Any], width: int, ctx: OpContext) ->
 
 
 def _local(font: str | None, ctx: OpContext) -> str | None:
-    if font is None:
-        return None
+    if font is None or font.startswith("bundled:"):
+        return font
     with ctx.storage.reading(font) as local:  # remote storage: measured from a temporary copy
         return str(local) if ctx.storage.is_local else _copy_font(local)
 

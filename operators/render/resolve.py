@@ -26,6 +26,8 @@ from operators.render.layers import (
     VisualLayer,
     frame_of,
 )
+from operators.render.styling.fonts import style_font, text_problem, transcript_text
+from operators.render.styling.presets import preset_update
 from operators.render.timeline import (
     AudioClip,
     AudioTrack,
@@ -65,13 +67,15 @@ def asset_uses(timeline: Timeline) -> list[AssetUse]:
 
 @asset_binder(Timeline)
 def bind_timeline(timeline: Timeline, assets: dict[str, AssetMedia], *, max_render_seconds: float | None = None,
-                  **_: Any) -> RenderInput:
-    """``Timeline.with_assets``: the value the render graph sees, the timeline placed on frames."""
-    spec = resolve(timeline, assets, max_seconds=max_render_seconds)
+                  storage: Any = None, **_: Any) -> RenderInput:
+    """``Timeline.with_assets``: the value the render graph sees, the timeline placed on frames. With the
+    ``storage`` (at submission) the words of captions and titles are checked against their fonts too."""
+    spec = resolve(timeline, assets, max_seconds=max_render_seconds, storage=storage)
     return RenderInput(timeline=timeline, assets=assets, spec=spec)
 
 
-def resolve(timeline: Timeline, assets: dict[str, AssetMedia], *, max_seconds: float | None = None) -> RenderSpec:
+def resolve(timeline: Timeline, assets: dict[str, AssetMedia], *, max_seconds: float | None = None,
+            storage: Any = None) -> RenderSpec:
     """Place every clip on output frames; raise :class:`TimelineError` listing every problem."""
     fps = timeline.fps
     problems: list[tuple[Loc, str]] = []
@@ -83,7 +87,7 @@ def resolve(timeline: Timeline, assets: dict[str, AssetMedia], *, max_seconds: f
         if isinstance(track, VideoTrack):
             visual += _video_track(t, track, assets, fps, problems)
         elif isinstance(track, TextTrack):
-            text += _text_track(t, track, assets, fps, problems)
+            text += _text_track(t, track, assets, fps, problems, storage)
         elif isinstance(track, AudioTrack):
             audio += _audio_track(t, track, assets, fps, problems)
         else:
@@ -98,7 +102,7 @@ def resolve(timeline: Timeline, assets: dict[str, AssetMedia], *, max_seconds: f
     if max_seconds is not None and frames / fps > max_seconds:
         problems.append((("duration",) if explicit is not None else ("tracks",),
                          f"the timeline lasts {float(frames / fps):.1f}s: at most {max_seconds:g}s can be rendered"))
-    caption_layers = [_captions(t, track, visual, assets, problems) for t, track in captions]
+    caption_layers = [_captions(t, track, visual, assets, problems, storage) for t, track in captions]
     if problems:
         raise TimelineError(problems)
     width, height = timeline.canvas.size
@@ -214,18 +218,35 @@ def _replace(layer: VisualLayer, **changes: Any) -> VisualLayer:
     return replace(layer, **changes)
 
 
+def _font(loc: Loc, font: str, assets: dict[str, AssetMedia], problems: list[tuple[Loc, str]]
+          ) -> tuple[bool, str | None]:
+    """Whether ``font`` is usable, and the style's font for it (see ``styling.fonts.style_font``)."""
+    asset = assets.get(font)
+    path = style_font(font, asset.path if asset else None)
+    if path is None and font != "default":
+        problems.append((loc, f"font asset {font} not found"))
+        return False, None
+    return True, path
+
+
+def _font_problem(loc: Loc, storage: Any, font: str | None, text: str, name: str, language: str | None,
+                  problems: list[tuple[Loc, str]]) -> None:
+    if storage is not None:
+        problem = text_problem(storage, font, text, language=language, font_name=name)
+        if problem:
+            problems.append((loc, problem))
+
+
 def _text_track(t: int, track: TextTrack, assets: dict[str, AssetMedia], fps: Fraction,
-                problems: list[tuple[Loc, str]]) -> list[TextLayer]:
+                problems: list[tuple[Loc, str]], storage: Any = None) -> list[TextLayer]:
     layers: list[TextLayer] = []
     end = 0
     for c, clip in enumerate(track.clips):
-        font_path = None
-        if clip.font != "default":
-            font = assets.get(clip.font)
-            if font is None:
-                problems.append((("tracks", t, "clips", c, "font"), f"font asset {clip.font} not found"))
-                continue
-            font_path = font.path
+        loc: Loc = ("tracks", t, "clips", c, "font")
+        usable, font_path = _font(loc, clip.font, assets, problems)
+        if not usable:
+            continue
+        _font_problem(loc, storage, font_path, clip.text, _font_name(clip.font), None, problems)
         start = _placed(clip, end, fps, 0)
         frames = max(1, frame_of(to_seconds(clip.duration, fps), fps))
         end = start + frames
@@ -302,21 +323,33 @@ def _crossfaded(a: AudioLayer, b: AudioLayer, v: VisualLayer, assets: dict[str, 
     return a, b
 
 
+def _font_name(font: str) -> str:
+    return f"asset {font}" if font.startswith("asset_") else repr(font)
+
+
 def _captions(t: int, track: CaptionTrack, visual: list[VisualLayer], assets: dict[str, AssetMedia],
-              problems: list[tuple[Loc, str]]) -> CaptionLayer | None:
+              problems: list[tuple[Loc, str]], storage: Any = None) -> CaptionLayer | None:
     transcript = assets.get(track.transcript)
     problem = _kind_problem(transcript, track.transcript, "transcript")
     if problem:
         problems.append((("tracks", t, "transcript"), problem))
         return None
-    font = assets.get(track.font) if track.font != "default" else None
-    if track.font != "default" and font is None:
-        problems.append((("tracks", t, "font"), f"font asset {track.font} not found"))
+    assert transcript is not None
+    # The preset's defaults for what the timeline (and its brand kit) left out.
+    track = track.model_copy(update=preset_update(track))
+    usable, font_path = _font(("tracks", t, "font"), track.font, assets, problems)
+    if not usable:
         return None
+    if storage is not None:
+        try:
+            text, language = transcript_text(storage, transcript.path)
+        except (OSError, ValueError) as exc:
+            problems.append((("tracks", t, "transcript"), f"transcript {track.transcript} cannot be read: {exc}"))
+            return None
+        _font_problem(("tracks", t, "font"), storage, font_path, text, _font_name(track.font), language, problems)
     if track.media is not None:
         layers = tuple(i for i, v in enumerate(visual) if v.asset_id == track.media)
     else:
         first = min((v.track for v in visual), default=None)
         layers = tuple(i for i, v in enumerate(visual) if v.track == first and not v.image)
-    return CaptionLayer(track=t, spec=track, transcript_path=transcript.path,
-                        font_path=font.path if font else None, layers=layers)
+    return CaptionLayer(track=t, spec=track, transcript_path=transcript.path, font_path=font_path, layers=layers)

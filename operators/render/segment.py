@@ -152,7 +152,9 @@ class _Compositor:
 
     def _draw_overlay(self, overlay: Overlay, k: int, target: Canvas) -> None:
         pic = _overlay_picture(overlay.lines, overlay.style, self.ctx.storage)
-        x, y = anchor(pic.size, self.size, overlay.position, overlay.offset, overlay.margin)
+        ax, ay, aw, ah = overlay.area or (0, 0, *self.size)
+        x, y = anchor(pic.size, (aw, ah), overlay.position, overlay.offset, overlay.margin)
+        x, y = x + ax, y + ay
         alpha = overlay.opacity * _fade(k, overlay.start, overlay.end, overlay.fade_in, overlay.fade_out)
         target.draw(pic, x, y, alpha)
 
@@ -193,7 +195,7 @@ def _cached_image(frame: Any, placement: Placement) -> Any:
 
 @lru_cache(maxsize=512)
 def _overlay_picture(lines: Any, style: Any, storage: Any) -> Picture:
-    if style.font is not None:
+    if style.font is not None and not style.font.startswith("bundled:"):
         from dataclasses import replace
 
         style = replace(style, font=_local_font(storage, style.font))

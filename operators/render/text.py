@@ -8,7 +8,13 @@ inputs and each state is drawn once per process.
 
 Layout works in whole words (:class:`Run`), so a run coloured differently from its
 neighbours (a karaoke highlight) sits exactly where it would sit uncoloured: the picture
-does not jitter as the highlight moves along the line.
+does not jitter as the highlight moves along the line. A run may also be filled only part
+way (karaoke's fill across the word being spoken), sit on a box (``highlight-box``) or be
+drawn smaller about its centre (``pop``'s scale-in); none of them moves its neighbours.
+
+Fonts: ``None`` is Pillow's bundled scalable font (Latin only); ``bundled:<name>`` names a
+font shipped inside an installed wheel (:data:`BUNDLED_FONTS`: DejaVu Sans from matplotlib,
+which also covers Cyrillic and Greek); anything else is a local path of a TTF/OTF file.
 """
 
 from __future__ import annotations
@@ -22,14 +28,17 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 __all__ = [
+    "BUNDLED_FONTS",
     "POSITIONS",
     "RGBA",
     "Lines",
     "Run",
     "TextStyle",
     "anchor",
+    "bundled_font_path",
     "check_font",
     "load_font",
+    "local_font_file",
     "rasterize",
     "wrap",
 ]
@@ -45,6 +54,13 @@ POSITIONS: dict[str, tuple[float, float]] = {
 _ALIGN = {"left": 0.0, "center": 0.5, "right": 1.0}
 # The first bytes of an sfnt file: TrueType (two spellings), OpenType/CFF, and a TrueType collection.
 _FONT_MAGIC = (b"\x00\x01\x00\x00", b"true", b"OTTO", b"ttcf")
+#: Fonts shipped inside installed wheels, by the name a timeline's ``font`` gives them (``bundled:`` + name in a
+#: style): matplotlib's copy of DejaVu Sans covers Latin, Greek and Cyrillic, which Pillow's own font does not.
+BUNDLED_FONTS: dict[str, tuple[str, str]] = {
+    "dejavu-sans": ("matplotlib", "mpl-data/fonts/ttf/DejaVuSans.ttf"),
+    "dejavu-sans-bold": ("matplotlib", "mpl-data/fonts/ttf/DejaVuSans-Bold.ttf"),
+}
+_BUNDLED = "bundled:"
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +77,9 @@ class TextStyle:
     align: str = "center"  # left | center | right
     max_width: int = 10_000  # wrap lines at this many px
     line_spacing: float = 1.2
+    #: px a run's box (:attr:`Run.box`) reaches past its word; the picture always leaves this room round every
+    #: word, boxed or not, so a box moving from word to word never changes the picture's size.
+    box_padding: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,17 +88,45 @@ class Run:
 
     text: str
     color: RGBA | None = None  # None: the style's colour
+    fill: float = 1.0  # the share of the run, from its left, drawn in ``color``; the rest in the style's colour
+    box: RGBA | None = None  # a box behind the run (``TextStyle.box_padding`` round it)
+    scale: float = 1.0  # drawn this much smaller about its centre; 0: not drawn (its room is kept)
 
 
 #: Lines of runs; the runs on a line are joined by single spaces.
 Lines = tuple[tuple[Run, ...], ...]
 
 
+def bundled_font_path(name: str) -> str:
+    """The file of a font in :data:`BUNDLED_FONTS`; raises ``ValueError`` when its wheel is not installed."""
+    import importlib.util
+
+    if name not in BUNDLED_FONTS:
+        raise ValueError(f"unknown bundled font {name!r}: use one of {', '.join(BUNDLED_FONTS)}")
+    package, relative = BUNDLED_FONTS[name]
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise ValueError(f"the bundled font {name!r} comes with the {package} package, which is not installed")
+    path = Path(next(iter(spec.submodule_search_locations))) / relative
+    if not path.is_file():
+        raise ValueError(f"the bundled font {name!r} is missing from the {package} package ({path})")
+    return str(path)
+
+
+def local_font_file(font: str | None) -> str | None:
+    """A style's ``font`` as a file to open: a bundled font's path, a path as it is, None for Pillow's own."""
+    if font is not None and font.startswith(_BUNDLED):
+        return bundled_font_path(font.removeprefix(_BUNDLED))
+    return font
+
+
 @lru_cache(maxsize=64)
 def load_font(path: str | None, size: int) -> ImageFont.FreeTypeFont:
-    """The font at ``path`` (None: Pillow's bundled default) at ``size`` px, loaded once per process."""
+    """The font at ``path`` (None: Pillow's bundled default; ``bundled:<name>``: one of :data:`BUNDLED_FONTS`) at
+    ``size`` px, loaded once per process."""
     if size < 1:
         raise ValueError(f"a font size must be at least 1 px, not {size}")
+    path = local_font_file(path)
     if path is None:
         font = ImageFont.load_default(size=size)
         if not isinstance(font, ImageFont.FreeTypeFont):
@@ -153,6 +200,10 @@ class _Placed:
     y: float
     text: str
     color: RGBA
+    width: float  # its advance at full size
+    fill: float = 1.0
+    box: RGBA | None = None
+    scale: float = 1.0
 
 
 def _layout(lines: Lines, style: TextStyle, font: ImageFont.FreeTypeFont) -> tuple[list[_Placed], tuple[float, ...]]:
@@ -161,31 +212,81 @@ def _layout(lines: Lines, style: TextStyle, font: ImageFont.FreeTypeFont) -> tup
     pitch = style.size * style.line_spacing
     widths = [font.getlength(_line_text(line)) for line in lines]
     block = max(widths, default=0.0)
-    stroke = style.outline_width
+    stroke, pad = style.outline_width, style.box_padding
     placed: list[_Placed] = []
     # Vertical bounds come from the font's metrics, not the ink, so a cue without descenders
     # is as tall as one with them and captions anchored at the bottom keep their baseline.
-    bounds = [0.0, -ascent - stroke, 0.0, (len(lines) - 1) * pitch + descent + stroke]
+    bounds = [0.0, -ascent - max(stroke, pad), 0.0, (len(lines) - 1) * pitch + descent + max(stroke, pad)]
     for i, (line, width) in enumerate(zip(lines, widths, strict=True)):
         x0, y = (block - width) * _ALIGN[style.align], i * pitch
         for k, run in enumerate(line):
             # Measure the prefix with its trailing space: the same x whatever the runs' colours.
             x = x0 + (font.getlength(_line_text(line[:k]) + " ") if k else 0.0)
-            placed.append(_Placed(x, y, run.text, run.color or style.color))
+            advance = font.getlength(run.text)
+            placed.append(_Placed(x, y, run.text, run.color or style.color, advance, run.fill, run.box, run.scale))
             left, top, right, bottom = font.getbbox(run.text, anchor="ls", stroke_width=stroke)
+            left, right = min(left, -pad), max(right, advance + pad)
             bounds = [min(bounds[0], x + left), min(bounds[1], y + top),
                       max(bounds[2], x + right), max(bounds[3], y + bottom)]
     return placed, tuple(bounds)
 
 
 def _coverage(placed: list[_Placed], size: tuple[int, int], origin: tuple[float, float],
-              font: ImageFont.FreeTypeFont, stroke: int) -> Image.Image:
+              style: TextStyle, stroke: int) -> np.ndarray:
+    """The runs' glyphs (with ``stroke`` px of outline) as a float coverage mask, 0..1."""
     mask = Image.new("L", size, 0)
     draw = ImageDraw.Draw(mask)
+    font = load_font(style.font, style.size)
+    ascent, descent = font.getmetrics()
     for run in placed:
-        draw.text((run.x + origin[0], run.y + origin[1]), run.text, fill=255, font=font, anchor="ls",
-                  stroke_width=stroke, stroke_fill=255)
-    return mask
+        if run.scale <= 0:
+            continue
+        x, y, run_font, width = run.x + origin[0], run.y + origin[1], font, stroke
+        if run.scale < 1:
+            # Smaller about the run's centre: the same middle, left to right and top to bottom.
+            run_font = load_font(style.font, max(1, round(style.size * run.scale)))
+            x += (run.width - run_font.getlength(run.text)) / 2
+            y += (1 - run.scale) * (descent - ascent) / 2
+            width = round(stroke * run.scale)
+        draw.text((x, y), run.text, fill=255, font=run_font, anchor="ls", stroke_width=width, stroke_fill=255)
+    return np.asarray(mask, dtype=np.float32) / 255.0
+
+
+def _box_mask(placed: list[_Placed], size: tuple[int, int], origin: tuple[float, float], style: TextStyle,
+              color: RGBA) -> np.ndarray:
+    """Rounded boxes behind the runs boxed in ``color``, from the font's ascent to its descent."""
+    ascent, descent = load_font(style.font, style.size).getmetrics()
+    mask = Image.new("L", size, 0)
+    draw = ImageDraw.Draw(mask)
+    pad = style.box_padding
+    for run in placed:
+        if run.box == color and run.scale > 0:
+            x, y = run.x + origin[0], run.y + origin[1]
+            draw.rounded_rectangle((x - pad, y - ascent - pad / 2, x + run.width + pad, y + descent + pad / 2),
+                                   radius=max(1, pad), fill=255)
+    return np.asarray(mask, dtype=np.float32) / 255.0
+
+
+def _fill_masks(placed: list[_Placed], size: tuple[int, int], origin: tuple[float, float],
+                style: TextStyle) -> dict[RGBA, np.ndarray]:
+    """One coverage mask per fill colour; a run filled part way gives its left part to its colour and the
+    rest to the style's colour, cut at ``fill`` of its width."""
+    masks: dict[RGBA, np.ndarray] = {}
+
+    def add(color: RGBA, mask: np.ndarray) -> None:
+        masks[color] = np.maximum(masks[color], mask) if color in masks else mask
+
+    whole = [r for r in placed if r.fill >= 1 or r.color == style.color]
+    for color in dict.fromkeys(r.color for r in whole):
+        add(color, _coverage([r for r in whole if r.color == color], size, origin, style, 0))
+    for run in (r for r in placed if r.fill < 1 and r.color != style.color):
+        mask = _coverage([run], size, origin, style, 0)
+        cut = max(0, math.floor(run.x + origin[0] + max(0.0, run.fill) * run.width))
+        left = mask.copy()
+        left[:, cut:] = 0
+        add(run.color, left)
+        add(style.color, mask - left)
+    return masks
 
 
 def _over(dst: np.ndarray, color: RGBA, coverage: np.ndarray | float) -> None:
@@ -223,17 +324,18 @@ def rasterize(lines: Lines, style: TextStyle) -> np.ndarray:
     width = _even(math.ceil(right - left) + 2 * margin)
     height = _even(math.ceil(bottom - top) + 2 * margin)
     origin = (margin - left, margin - top)
+    size = (width, height)
     canvas = np.zeros((height, width, 4), dtype=np.float32)
     if style.background is not None:
         _over(canvas, style.background, 1.0)
+    for box in dict.fromkeys(r.box for r in placed if r.box is not None):
+        _over(canvas, box, _box_mask(placed, size, origin, style, box))
     if style.outline_width > 0:
-        outline = _coverage(placed, (width, height), origin, font, style.outline_width)
-        _over(canvas, style.outline_color, np.asarray(outline, dtype=np.float32) / 255.0)
+        _over(canvas, style.outline_color, _coverage(placed, size, origin, style, style.outline_width))
     # One coverage mask per colour (usually one or two): the fills go over every outline, so a
     # thick outline of one word never covers the letters of the word beside it.
-    for color in dict.fromkeys(run.color for run in placed):
-        mask = _coverage([r for r in placed if r.color == color], (width, height), origin, font, 0)
-        _over(canvas, color, np.asarray(mask, dtype=np.float32) / 255.0)
+    for color, mask in _fill_masks(placed, size, origin, style).items():
+        _over(canvas, color, mask)
     return _frozen(np.clip(np.rint(canvas * 255.0), 0, 255).astype(np.uint8))
 
 

@@ -18,6 +18,14 @@ from typing import Annotated, Any, Literal
 
 from operators.asset_uses import AssetUse, bind_assets
 from operators.registry import payload_model
+from operators.render.captions import STYLES as CAPTION_STYLES
+from operators.render.styling.presets import (
+    BUNDLED_FONT_NAMES,
+    SAFE_AREAS,
+    Brand,
+    brand_caption_update,
+    brand_text_update,
+)
 from operators.render.values import (
     ASPECT_RATIOS,
     Color,
@@ -37,7 +45,9 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    SerializerFunctionWrapHandler,
     field_validator,
+    model_serializer,
     model_validator,
 )
 
@@ -45,6 +55,7 @@ __all__ = [
     "ASPECT_RATIOS",
     "AudioClip",
     "AudioTrack",
+    "CAPTION_STYLES",
     "CaptionTrack",
     "Canvas",
     "CropKey",
@@ -69,6 +80,22 @@ __all__ = [
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class _SetOnly(_Model):
+    """A model whose defaults may come from elsewhere (a caption preset, a brand kit): it serialises only the
+    fields that were set, so a stored timeline read back still tells them from the ones left out."""
+
+    @model_serializer(mode="wrap")
+    def _only_set(self, handler: SerializerFunctionWrapHandler) -> Any:
+        data = handler(self)
+        keep = self.model_fields_set | {"type"}
+        return {k: v for k, v in data.items() if k in keep} if isinstance(data, dict) else data
+
+
+def _font_asset(font: str) -> bool:
+    """Whether a ``font`` names an asset (not the default or a bundled font)."""
+    return font != "default" and font not in BUNDLED_FONT_NAMES
 
 
 class Offset(_Model):
@@ -151,13 +178,13 @@ class VideoClip(_Timed):
         return self
 
 
-class TextClip(_Timed):
+class TextClip(_SetOnly, _Timed):
     """A title or label: rasterised once, drawn on the frames where it shows."""
 
     text: str = Field(min_length=1, max_length=2000)
     duration: PositiveTime
-    #: "default" (the bundled scalable font) or the id of a font asset (TTF/OTF).
-    font: str = "default"
+    #: "default" (the bundled scalable font), "dejavu-sans" / "dejavu-sans-bold" or the id of a font asset (TTF/OTF).
+    font: str = Field("default", min_length=1, max_length=200)
     size: int = Field(64, ge=4, le=1000, description="Font size in pixels of the canvas")
     color: Color = "#ffffff"
     outline_color: Color = "#000000"
@@ -201,19 +228,21 @@ class AudioTrack(_Model):
     clips: list[AudioClip] = Field(min_length=1, max_length=2000)
 
 
-class CaptionTrack(_Model):
+class CaptionTrack(_SetOnly):
     """Words from a transcript asset (transcribe's JSON), mapped through the video clips' cuts.
 
     A word shows only where the clip that plays it is on the output timeline: a word cut out
     of the edit never shows. ``media`` names the asset the transcript was made from; omitted,
-    words map through every clip of the first video track.
+    words map through every clip of the first video track. ``style`` names a preset
+    (``operators.render.styling.presets``): its defaults apply to the fields left out here.
     """
 
     type: Literal["captions"]
     transcript: str = Field(min_length=1, max_length=200)
     media: str | None = None
-    style: Literal["lines", "word-highlight", "word-pop"] = "lines"
-    font: str = "default"
+    style: Literal[CAPTION_STYLES] = "lines"  # type: ignore[valid-type]
+    #: "default", "dejavu-sans" / "dejavu-sans-bold" (bundled) or the id of a font asset (TTF/OTF).
+    font: str = Field("default", min_length=1, max_length=200)
     size: int = Field(56, ge=4, le=1000)
     color: Color = "#ffffff"
     highlight_color: Color = "#ffd400"
@@ -225,8 +254,16 @@ class CaptionTrack(_Model):
     margin: float = Field(0.08, ge=0, le=0.45)
     max_chars: int = Field(42, ge=8, le=200)
     max_lines: int = Field(2, ge=1, le=4)
-    #: Words shown at once by ``word-pop``.
+    #: Words shown at once by ``word-pop`` and ``pop``.
     words_per_pop: int = Field(3, ge=1, le=3)
+    #: Colour of the keyword of each line, when ``emphasize_keywords`` (``bold-upper``).
+    accent_color: Color = "#ffd400"
+    emphasize_keywords: bool = False
+    #: The words to emphasise; omitted: the transcript's most distinctive words (TF-IDF over its segments).
+    keywords: list[Annotated[str, Field(min_length=1, max_length=100)]] | None = Field(None, max_length=500)
+    uppercase: bool = False
+    #: Keep clear of an app's interface on a 9:16 canvas (``tiktok``, ``reels``, ``shorts``): see ``SAFE_AREAS``.
+    safe_area: Literal[tuple(SAFE_AREAS)] = "none"  # type: ignore[valid-type]
 
 
 Track = Annotated[VideoTrack | TextTrack | AudioTrack | CaptionTrack, Field(discriminator="type")]
@@ -279,6 +316,8 @@ class Timeline(_Model):
     tracks: list[Track] = Field(min_length=1, max_length=64)
     #: The output length; omitted: the end of the last clip.
     duration: Time | None = None
+    #: A brand kit of the project (``bk_…``): its font and colours for the text and captions fields left out.
+    brand_kit: str | None = Field(None, min_length=1, max_length=200)
 
     @model_validator(mode="after")
     def _something_to_show(self) -> Timeline:
@@ -312,14 +351,27 @@ class Timeline(_Model):
                          for c, clip in enumerate(track.clips)]
             elif isinstance(track, TextTrack):
                 uses += [AssetUse(("tracks", t, "clips", c, "font"), clip.font, "font")
-                         for c, clip in enumerate(track.clips) if clip.font != "default"]
+                         for c, clip in enumerate(track.clips) if _font_asset(clip.font)]
             elif isinstance(track, CaptionTrack):
                 uses.append(AssetUse(("tracks", t, "transcript"), track.transcript, "transcript"))
-                if track.font != "default":
+                if _font_asset(track.font):
                     uses.append(AssetUse(("tracks", t, "font"), track.font, "font"))
                 if track.media is not None:
                     uses.append(AssetUse(("tracks", t, "media"), track.media, "visual"))
         return uses
+
+    def with_brand(self, brand: Brand) -> Timeline:
+        """This timeline with a brand kit's font and colours in the caption and text fields it left out (they
+        count as set, so a caption preset does not override them)."""
+        tracks: list[Any] = []
+        for track in self.tracks:
+            if isinstance(track, CaptionTrack):
+                track = track.model_copy(update=brand_caption_update(track, brand))
+            elif isinstance(track, TextTrack):
+                clips = [c.model_copy(update=brand_text_update(c, brand)) for c in track.clips]
+                track = track.model_copy(update={"clips": clips})
+            tracks.append(track)
+        return self.model_copy(update={"tracks": tracks})
 
     def with_assets(self, assets: dict[str, Any], **limits: Any) -> Any:
         """The value the render graph sees: the timeline placed on frames (``operators.render.resolve``'s

@@ -53,7 +53,8 @@ async def resolve_payload_assets(value: Any, *, loc: list[Any], project_id: str 
     if problems:
         raise PayloadError(problems)
     try:
-        # In a thread: a model may read what it names (a transcript's words, to check word indices against).
+        # In a thread: a model may read what it names (a transcript's words to check word indices against, the
+        # timeline's transcripts and fonts).
         return await to_thread.run_sync(functools.partial(value.with_assets, found, **limits))
     except AssetCheckError as exc:
         raise PayloadError([_error([*loc, *where], msg) for where, msg in exc.problems]) from None

@@ -19,6 +19,8 @@ from scheduler.records.clip_versions import ClipVersionNotFoundError, ClipVersio
 from scheduler.admission.graphs import GraphCatalog
 from pipelines.limits import PayloadBounds
 from scheduler.admission.payload_assets import names_assets, resolve_payload_assets
+from scheduler.brand.checks import apply_brand
+from scheduler.brand.store import BrandKitStore
 from scheduler.admission.sources import resolve_source
 from scheduler.records.jobs import JobStore
 
@@ -49,6 +51,8 @@ class JobService:
     limits: dict[str, Any] = field(default_factory=dict)
     #: Default bounds on a payload's strings, lists and nesting (where its graph declares none).
     bounds: PayloadBounds = field(default_factory=PayloadBounds)
+    #: Brand kits a timeline may name (``brand_kit``); None: a timeline naming one is taken as it is.
+    brand_kits: BrandKitStore | None = None
 
     async def bind(self, job_type: str, payload: dict[str, Any], *, clip_version_id: str | None = None) -> BoundJob:
         """Everything a job needs to run, or a named error (UnknownJobType, Payload, Source)."""
@@ -64,15 +68,15 @@ class JobService:
             for name, request in bound.sources.items()
         }
         # Models that name assets also see the job's resolved sources (a transcript must be of the source), the
-        # storage (to read what they name), and the resolved values of the inputs they `requires:`.
+        # storage (to read what they name), and the resolved values of the inputs they `requires:`; a brand kit
+        # a timeline names is applied first.
         context = {**self.limits, "sources": sources, "storage": self.storage}
         resolved: dict[str, Any] = {}
         for name in _model_order(graph, bound.values):
             needed = {other: resolved.get(other, bound.values.get(other))
                       for other in graph.spec.inputs[name].requires or ()}
-            resolved[name] = await resolve_payload_assets(
-                bound.values[name], loc=["body", name], project_id=project_id, storage=self.storage,
-                assets=self.assets, limits={**context, "inputs": needed})
+            resolved[name] = await self._resolve(bound.values[name], ["body", name], project_id,
+                                                 {**context, "inputs": needed})
         return BoundJob(graph=graph, bound=bound, sources=sources, resolved=resolved)
 
     async def submit(self, job_type: str, payload: dict[str, Any], *, priority: int = 0,
@@ -101,9 +105,14 @@ class JobService:
             for error in errors:
                 error["loc"] = [*loc, *error["loc"][2:]]
             raise PayloadError(errors)
-        await resolve_payload_assets(value, loc=list(loc), project_id=project_id, storage=self.storage,
-                                     assets=self.assets, limits=self.limits)
+        await self._resolve(value, list(loc), project_id, {**self.limits, "storage": self.storage})
         return value.model_dump(mode="json", by_alias=True)
+
+    async def _resolve(self, value: Any, loc: list[Any], project_id: str | None, limits: dict[str, Any]) -> Any:
+        """A payload model with its brand kit applied and its assets found and checked (a 422 otherwise)."""
+        branded = await apply_brand(value, loc=loc, project_id=project_id, kits=self.brand_kits)
+        return await resolve_payload_assets(branded, loc=loc, project_id=project_id, storage=self.storage,
+                                            assets=self.assets, limits=limits)
 
     async def _clip_version_fallbacks(self, graph: Graph, payload: dict[str, Any],
                                       clip_version_id: str | None) -> dict[str, Any]:

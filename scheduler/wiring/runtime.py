@@ -15,6 +15,7 @@ from redis import asyncio as aioredis
 
 from operators.storage import Storage
 from scheduler.records.assets import AssetStore
+from scheduler.brand.store import BrandKitStore
 from scheduler.records.clip_versions import ClipVersionStore
 from scheduler.dispatch.cluster import ClusterHandle
 from scheduler.dispatch.dispatcher import Dispatcher
@@ -122,6 +123,11 @@ class Runtime:
         return self._once("clip_versions", lambda: ClipVersionStore(self.redis))  # type: ignore[no-any-return]
 
     @property
+    def brand_kits(self) -> BrandKitStore:
+        assert self.redis is not None
+        return self._once("brand_kits", lambda: BrandKitStore(self.redis))  # type: ignore[no-any-return]
+
+    @property
     def webhooks(self) -> WebhookStore:
         assert self.redis is not None
         return self._once("webhooks", lambda: WebhookStore(self.redis, self.store))  # type: ignore[no-any-return]
@@ -137,7 +143,7 @@ class Runtime:
         settings = self.settings
         return self._once("service", lambda: JobService(  # type: ignore[no-any-return]
             store=self.store, assets=self.assets, catalog=self.catalog, storage=self.storage,
-            clip_versions=self.clip_versions,
+            clip_versions=self.clip_versions, brand_kits=self.brand_kits,
             limits={"max_render_seconds": settings.max_render_seconds},
             bounds=PayloadBounds(max_string=settings.max_payload_string, max_items=settings.max_payload_items,
                                  max_depth=settings.max_payload_depth)))

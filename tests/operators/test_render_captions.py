@@ -174,7 +174,7 @@ def test_long_words_are_split_to_fit_a_line():
 def test_bad_arguments_raise():
     words = _timed("hello there")
     with pytest.raises(ValueError, match="style"):
-        caption_states(words, style="karaoke")
+        caption_states(words, style="nope")
     with pytest.raises(ValueError, match="words_per_pop"):
         caption_states(words, style="word-pop", words_per_pop=4)
     with pytest.raises(ValueError, match="highlight"):

@@ -1,0 +1,1 @@
+"""Caption style presets, brand defaults, safe areas, keywords and the scripts a font can draw."""
