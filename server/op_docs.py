@@ -63,6 +63,15 @@ OPERATIONS: dict[str, str] = {
     "listClipVersions": f"Clip versions, newest first, by project or clip. `curl '{_BASE}/clip-versions/?clip_id=clip_…'`",
     "getClipVersion": "A clip version: its timeline, and the renders and exports made from it.",
     "deleteClipVersion": "Delete a clip version (its renders' assets stay); 409 while a job that has not finished uses it.",
+    "createBrandKit": (f"A project's brand kit: fonts (font assets), colours and a logo, which a timeline names by "
+                       f"`brand_kit` for its text and caption defaults. `curl -X POST {_BASE}/brand-kits/ -H "
+                       "'Content-Type: application/json' -d '{\"project_id\": \"p\", \"colors\": {\"accent\": \"#FFCC00\"}}'`"),
+    "listBrandKits": f"A project's brand kits, newest first. `curl '{_BASE}/brand-kits/?project_id=p'`",
+    "getBrandKit": f"A brand kit: its fonts, colours and logo. `curl {_BASE}/brand-kits/bk_…`",
+    "deleteBrandKit": "Delete a brand kit; timelines that name it are refused (422) from then on.",
+    "correctTranscriptWords": (f"Correct words of a transcript, times kept: a new transcript asset, which renders then "
+                               f"show. `curl -X PATCH {_BASE}/assets/asset_…/words -H 'Content-Type: application/json' "
+                               "-d '[{\"index\": 3, \"text\": \"Kubernetes\"}]'`"),
     "getMetrics": f"Prometheus metrics: jobs by type and status, queue depth, durations, Redis health, the result "
                   f"cache's hits, misses, bytes and evictions. `curl {_BASE}/metrics`",
     "clearCache": f"Empty the result cache: every entry forgotten and its files deleted (jobs running keep what they "

@@ -98,7 +98,9 @@ def payload_schema_name(job_type: str) -> str:
 
 def _payload_schema(graph: Any, schemas: dict[str, Any]) -> dict[str, Any]:
     """A job type's payload as its graph declares it: each input with its type, default and description, payload
-    models by reference, a source as source_uri / source_asset_id; no other key (``additionalProperties``)."""
+    models by reference, a source as source_uri / source_asset_id. Other keys are allowed, as the server keeps
+    them (the reference's "arbitrary configuration": a client's own metadata), except one close to an input's
+    name, which is a 422 with "did you mean" (a rule no schema can state)."""
     from pipelines.payload import payload_fields
 
     properties: dict[str, Any] = {}
@@ -120,7 +122,7 @@ def _payload_schema(graph: Any, schemas: dict[str, Any]) -> dict[str, Any]:
         if spec.is_required and not spec.from_clip_version:
             required.append(name)
     schema: dict[str, Any] = {"type": "object", "title": payload_schema_name(graph.name), "properties": properties,
-                              "additionalProperties": False,
+                              "additionalProperties": True,
                               "description": " ".join(str(graph.spec.description or graph.name).split())}
     if required:
         schema["required"] = required
@@ -130,8 +132,9 @@ def _payload_schema(graph: Any, schemas: dict[str, Any]) -> dict[str, Any]:
 def _job_body(catalog: GraphCatalog) -> RequestBody:
     return RequestBody(required=True, description=(
         "The job's payload: the body is the payload itself (no wrapper). Its shape is the job type's graph "
-        "inputs (one of these, by the job_type query parameter); a key close to an input's name is a 422."),
-        content={"application/json": OpenAPIMediaType(schema=Schema(one_of=[  # type: ignore[arg-type]
+        "inputs (one of these, by the job_type query parameter); other keys are kept as the client's own metadata, "
+        "except one close to an input's name, which is a 422 with 'did you mean'."),
+        content={"application/json": OpenAPIMediaType(schema=Schema(any_of=[  # type: ignore[arg-type]
             Reference(ref=_REF.format(model=payload_schema_name(job_type))) for job_type in sorted(catalog.graphs)]))})
 
 
