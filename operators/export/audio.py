@@ -6,7 +6,9 @@ the loudness normalisation (``loudnorm`` with pass 1's values, linear), ``aresam
 preset's rate and the encoder's sample format. The written track is measured with ``ebur128``
 and must land within 1 LU of the target with its true peak under the ceiling; lossy codecs can
 overshoot a peak a little, so they aim 0.5 dB lower, and a track that still ends over the
-ceiling is encoded once more with that much less gain.
+ceiling is encoded once more with that much less gain, and one that lands more than
+``retry_lu`` off the target (a limiter under a lossy codec's lower ceiling takes more loudness
+off than pass 1 learned) once more with the miss added.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from operators.context import OpContext
 from operators.errors import MediaError
-from operators.export.loudness import LoudnessMeasurement, LoudnessTarget, AudioChain, measure_file, normalise_filters
+from operators.export.loudness import (LOSSY_MARGIN_DB, AudioChain, LoudnessMeasurement, LoudnessTarget, measure_file,
+                                       normalise_filters)
 from operators.export.plan import AudioEncoding
 from operators.media._av import Damage, Progress, decode_tolerant, fill_gaps, open_input
 from operators.media.info import MediaInfo
@@ -40,9 +43,11 @@ _CODECS: dict[str, tuple[str, str, str, str, str]] = {
 class AudioParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
     #: How far under the ceiling lossy codecs aim, in dB (their peaks move a little when encoded).
-    lossy_margin_db: float = Field(0.5, ge=0, le=3)
+    lossy_margin_db: float = Field(LOSSY_MARGIN_DB, ge=0, le=3)
     #: Allowed distance of the output's integrated loudness from the target, LU.
     tolerance_lu: float = Field(1.0, gt=0, le=5)
+    #: An output further than this from the target is encoded once more with the miss added, LU.
+    retry_lu: float = Field(0.5, gt=0, le=5)
 
 
 class AudioTrack(Frozen):
@@ -123,14 +128,16 @@ def encode_audio(source: SourceRef, info: MediaInfo, encoding: AudioEncoding,
     if loudness is not None and measured is not None and measured.silent:
         ctx.log(f"Loudness: the source is silent ({measured.integrated:.1f} LUFS): {encoding.key} left as it is")
     margin = params.lossy_margin_db if lossy else 0.0
-    extra_gain = 0.0
+    extra_gain = boost = 0.0
     result: dict[str, float] | None = None
     for attempt in (1, 2):
         filters: list[tuple[str, str]] = []
         mode = ""
         if normalise:
             assert loudness is not None and measured is not None
-            filters, mode = normalise_filters(loudness, measured, margin)
+            wanted = measured.model_copy(update={"target_offset": measured.target_offset + boost,
+                                                 "lossy_offset": measured.lossy_offset + boost})
+            filters, mode = normalise_filters(loudness, wanted, margin)
             if extra_gain:
                 filters.append(("volume", f"{extra_gain:.2f}dB"))
         start, samples = _encode(source, info, encoding, filters, path, ctx, progress)
@@ -140,11 +147,19 @@ def encode_audio(source: SourceRef, info: MediaInfo, encoding: AudioEncoding,
         with ctx.storage.reading(path) as local:
             result = measure_file(local)
         over = result["true_peak"] - loudness.true_peak
-        if over < 0 or attempt == 2:
+        short_by = loudness.target - result["integrated"]
+        if attempt == 2 or (over < 0 and abs(short_by) <= params.retry_lu):
             break
-        extra_gain -= over + 0.2
-        ctx.log(f"Loudness: {encoding.key} peaked at {result['true_peak']:.2f} dBTP after encoding, over the "
-                f"{loudness.true_peak:g} dBTP ceiling: encoding it again {-extra_gain:.2f} dB lower")
+        if over >= 0:
+            extra_gain -= over + 0.2
+            ctx.log(f"Loudness: {encoding.key} peaked at {result['true_peak']:.2f} dBTP after encoding, over the "
+                    f"{loudness.true_peak:g} dBTP ceiling: encoding it again {-extra_gain:.2f} dB lower")
+        else:
+            # The limiter under a lossy codec's lower ceiling took more loudness off than pass 1 learned at the
+            # ceiling itself: the same chain with the miss added lands it (the limiter keeps the peaks).
+            boost = short_by
+            ctx.log(f"Loudness: {encoding.key} measured {result['integrated']:.2f} LUFS, {short_by:+.2f} LU off the "
+                    f"target: encoding it again {short_by:+.2f} dB into the limiter")
     if normalise:
         assert loudness is not None and result is not None
         off = result["integrated"] - loudness.target

@@ -29,6 +29,7 @@ from operators.export.plan import PlanParams, export_plan
 from operators.export.presets import ExportPresets
 from operators.media.probe import probe
 from operators.types import SourceRef
+from tests import speechgen as sg
 from tests.mediagen import media_ctx
 
 RATE = 48000
@@ -96,7 +97,7 @@ def test_a_half_second_clip_whose_peaks_stop_a_linear_gain_is_limited_onto_the_t
     out = _export(tmp_path, "blip.wav", ["audio-wav", "audio-mp3"])
     measured = out["measured"]
     assert measured.integrated == pytest.approx(-27.6, abs=0.1) and measured.true_peak > -1.5
-    assert measured.short and not measured.too_short and measured.target_offset != 0.0
+    assert not measured.too_short and measured.target_offset != 0.0
     for key, result in out["files"].items():
         assert abs(result["integrated"] - GOAL.target) < 0.6 and result["true_peak"] < GOAL.true_peak, (key, result)
     assert "left_as_is" not in out["report"] and out["report"]["input"]["duration"] == 0.5
@@ -135,3 +136,19 @@ def test_two_exports_measured_at_once_each_report_their_own_loudness(tmp_path: P
                 assert report["input"]["integrated"] == pytest.approx(levels[key], abs=0.1), (n, key, report)
                 for name, measured in report["outputs"].items():
                     assert abs(measured["integrated"] - GOAL.target) < 0.4, (n, key, name, report)
+
+
+@pytest.mark.skipif(not sg.have_espeak(), reason=sg.ESPEAK_MISSING)
+@pytest.mark.parametrize("seconds", [8, 30])
+def test_quiet_peaky_speech_reaches_the_target(tmp_path: Path, seconds: int) -> None:
+    # A voice at -21 LUFS with -3 dBTP peaks (the usual recording) needs 7 dB, which its peaks do not allow:
+    # loudnorm's dynamic mode landed 2 LU short at every length (and the job's check failed the export).
+    speech = np.concatenate([p for text in sg.SENTENCES[:4] for p in (sg.espeak(text), np.zeros(8000, np.float32))])
+    speech = np.tile(speech, 1 + seconds * 16000 // speech.size)[:seconds * 16000]
+    samples = np.repeat(speech, 3) * 0.9  # 16 kHz to 48 kHz, the peaks kept
+    _wav(tmp_path / "talk.wav", samples)
+    out = _export(tmp_path, "talk.wav", ["audio-wav", "audio-mp3"])
+    measured = out["measured"]
+    assert measured.integrated < -19 and measured.true_peak + GOAL.target - measured.integrated > GOAL.true_peak
+    for key, result in out["files"].items():
+        assert abs(result["integrated"] - GOAL.target) <= 1.0 and result["true_peak"] < GOAL.true_peak, (key, result)
