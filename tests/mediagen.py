@@ -170,6 +170,15 @@ INDEX_BITS = 10
 INDEX_SIZE = (160, 96)
 
 
+def indexed_frame(i: int, width: int, height: int) -> av.VideoFrame:
+    """A yuv420p frame that shows ``i`` in :data:`INDEX_BITS` binary bars (white 1, black 0), grey chroma."""
+    buffer = np.full((height * 3 // 2, width), 128, dtype=np.uint8)
+    bar = width // INDEX_BITS
+    for bit in range(INDEX_BITS):
+        buffer[:height, bit * bar:(bit + 1) * bar] = 235 if (i >> bit) & 1 else 16
+    return av.VideoFrame.from_ndarray(buffer, format="yuv420p")
+
+
 def make_indexed_clip(path: str | Path, frames: int, fps: str = "30", size: tuple[int, int] = INDEX_SIZE,
                       audio: bool = False, rotation: int | None = None) -> Path:
     """An H.264 clip whose frame ``i`` shows ``i`` in binary: ``INDEX_BITS`` black/white bars.
@@ -177,7 +186,6 @@ def make_indexed_clip(path: str | Path, frames: int, fps: str = "30", size: tupl
     Bars are whole-frame-high and 16 px wide, in luma only, so they survive x264 at any
     scale the renderer picks; :func:`read_index` reads them back.
     """
-    import numpy as np
 
     path = Path(path)
     width, height = size
@@ -193,13 +201,8 @@ def make_indexed_clip(path: str | Path, frames: int, fps: str = "30", size: tupl
         if audio:  # every stream is added before the first packet is written
             aus = out.add_stream("aac", rate=48000)
             aus.layout = "stereo"
-        bar = width // INDEX_BITS
         for i in range(frames):
-            buffer = np.full((height * 3 // 2, width), 128, dtype=np.uint8)
-            y = buffer[:height]
-            for bit in range(INDEX_BITS):
-                y[:, bit * bar:(bit + 1) * bar] = 235 if (i >> bit) & 1 else 16
-            frame = av.VideoFrame.from_ndarray(buffer, format="yuv420p")
+            frame = indexed_frame(i, width, height)
             frame.pts, frame.time_base = i, 1 / rate
             out.mux(vs.encode(frame))
         out.mux(vs.encode(None))
@@ -263,12 +266,8 @@ def make_indexed_gop_clip(path: str | Path, frames: int, fps: str = "25", gop: i
         vs.codec_context.time_base = 1 / rate
         vs.options = {"g": str(gop), "keyint_min": str(gop), "sc_threshold": "0", "bf": "2", "preset": "ultrafast",
                       "crf": "12", "threads": "1"}
-        bar = width // INDEX_BITS
         for i in range(frames):
-            buffer = np.full((height * 3 // 2, width), 128, dtype=np.uint8)
-            for bit in range(INDEX_BITS):
-                buffer[:height, bit * bar:(bit + 1) * bar] = 235 if (i >> bit) & 1 else 16
-            frame = av.VideoFrame.from_ndarray(buffer, format="yuv420p")
+            frame = indexed_frame(i, width, height)
             frame.pts, frame.time_base = i, 1 / rate
             frame.pict_type = av.video.frame.PictureType.NONE
             out.mux(vs.encode(frame))

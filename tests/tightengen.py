@@ -12,7 +12,7 @@ import av
 import numpy as np
 
 from tests import speechgen as sg
-from tests.mediagen import INDEX_BITS
+from tests.mediagen import indexed_frame
 
 # Five sentences tiny.en writes down word for word (checked on this layout), and the fillers between them.
 A, B, C, D, E, F = ("Rice is often served in round bowls.", "The juice of lemons makes fine punch.",
@@ -75,12 +75,8 @@ def indexed_talk_video(path: str | Path, audio: np.ndarray) -> Path:
         vs.options = {"g": "12", "bf": "2", "preset": "ultrafast", "crf": "12", "threads": "1"}
         aus = out.add_stream("aac", rate=48000)
         aus.layout = "stereo"
-        bar = width // INDEX_BITS
         for i in range(frames):
-            buffer = np.full((height * 3 // 2, width), 128, dtype=np.uint8)
-            for bit in range(INDEX_BITS):
-                buffer[:height, bit * bar:(bit + 1) * bar] = 235 if (i >> bit) & 1 else 16
-            frame = av.VideoFrame.from_ndarray(buffer, format="yuv420p")
+            frame = indexed_frame(i, width, height)
             frame.pts, frame.time_base = i, Fraction(1, FPS)
             out.mux(vs.encode(frame))
         out.mux(vs.encode(None))

@@ -10,16 +10,11 @@ that job's encodings and report only.
 
 Pass 2 (each encoding, :func:`normalise_filters`) applies one gain to the whole file when the true
 peak allows (``volume``: loudnorm's linear mode without its silent switch to dynamic mode when
-the measured range is 0, as for any clip under 3 s). Otherwise it applies that gain and a
-true-peak limiter (``alimiter`` at 192 kHz), and pass 1 runs that chain to find the extra gain
-that lands it on the target (the limiter takes loudness off with the peaks). Every output is
-measured again the same way (:func:`measure_file`) and must land within 1 LU of the target with
-its true peak under the ceiling.
-
-Why not loudnorm's dynamic mode: on speech that needs more gain than its peaks allow (a talk at
--21 LUFS with -3 dBTP peaks, the usual case for a recording of a voice) it lands 2 LU short of
-the target at every length tried, 8 s to 120 s, even with pass 1's ``offset``, and the job's own
-check then failed the export. Under 6 s it never gets past the gain it guesses from its first 3 s.
+the measured range is 0, as for any clip under 3 s); otherwise that gain and a true-peak limiter
+(``alimiter`` at 192 kHz), with the extra gain pass 1 found by running that chain. Every output is
+measured again (:func:`measure_file`): within 1 LU of the target, its true peak under the ceiling.
+Not loudnorm's dynamic mode: on a voice at -21 LUFS with -3 dBTP peaks (a usual recording) it
+landed 2 LU short at every length from 8 s to 120 s, even with pass 1's ``offset``.
 
 Short clips (issue 19; the README's export section says the same): under 0.4 s of sound there is
 not one gating block, so BS.1770 defines no integrated loudness: the sound is left as it is and

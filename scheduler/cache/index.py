@@ -23,7 +23,7 @@ from typing import Any
 from operators.storage import Storage
 from pipelines.cache.entries import CACHE_PREFIX, Manifest
 from scheduler.records import keys
-from scheduler.records.redis_calls import guard
+from scheduler.records.redis_calls import DELETE_IF_HELD, EXTEND_IF_HELD, guard
 
 __all__ = ["RedisCacheIndex", "clear_cache"]
 
@@ -46,14 +46,6 @@ redis.call('DECRBY', KEYS[3], entry['bytes'])
 if ARGV[3] ~= '' then redis.call('HINCRBY', KEYS[4], ARGV[3], 1) end
 return raw
 """
-_EXTEND = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
-return 0
-"""
-_RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
 
 class RedisCacheIndex:
     """:class:`pipelines.cache.index.CacheIndex` in Redis (``redis`` answers text), bounded by ``max_bytes`` and
@@ -63,8 +55,8 @@ class RedisCacheIndex:
         self.redis, self.max_bytes, self.ttl_seconds = redis, max_bytes, ttl_seconds
         self._commit = redis.register_script(_COMMIT)
         self._drop = redis.register_script(_DROP)
-        self._release = redis.register_script(_RELEASE)
-        self._extend = redis.register_script(_EXTEND)
+        self._release = redis.register_script(DELETE_IF_HELD)
+        self._extend = redis.register_script(EXTEND_IF_HELD)
 
     async def lookup(self, key: str) -> Manifest | None:
         raw = await guard(self.redis.get(keys.cache_entry(key)))

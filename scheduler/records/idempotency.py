@@ -34,6 +34,7 @@ from redis.client import NEVER_DECODE
 from scheduler.errors import QueueUnavailableError
 from scheduler.records import keys
 from scheduler.records.jobs import guard, require_decoding
+from scheduler.records.redis_calls import DELETE_IF_HELD, EXTEND_IF_HELD
 
 __all__ = [
     "IdempotencyBusyError",
@@ -54,17 +55,6 @@ end
 return 0
 """
 
-# KEYS: key ; ARGV: expected pending value, ttl ms
-_EXTEND = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
-return 0
-"""
-
-# KEYS: key ; ARGV: expected pending value
-_RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
 
 
 _log = logging.getLogger("scheduler.records.idempotency")
@@ -104,8 +94,8 @@ class IdempotencyStore:
         self.lock_ms = lock_ms
         self.wait_seconds = wait_seconds
         self._finish = redis.register_script(_FINISH)
-        self._release = redis.register_script(_RELEASE)
-        self._extend = redis.register_script(_EXTEND)
+        self._release = redis.register_script(DELETE_IF_HELD)
+        self._extend = redis.register_script(EXTEND_IF_HELD)
 
     @staticmethod
     def fingerprint(*parts: bytes | str) -> str:

@@ -16,12 +16,24 @@ from redis.exceptions import NoScriptError, RedisError, ResponseError
 from scheduler.errors import QueueUnavailableError
 from scheduler.records.metrics import note_redis_error
 
-__all__ = ["REDIS_CALL_TIMEOUT", "decode_json", "guard", "guard_read", "raw_script", "require_decoding", "to_json"]
+__all__ = ["DELETE_IF_HELD", "EXTEND_IF_HELD", "REDIS_CALL_TIMEOUT", "decode_json", "guard", "guard_read", "raw_script",
+           "require_decoding", "to_json"]
 
 T = TypeVar("T")
 
 #: Seconds one guarded Redis call may take before it counts as Redis being unreachable.
 REDIS_CALL_TIMEOUT = 10.0
+
+#: Lua for a lock held by a token (KEYS[1] holds ARGV[1]): extend its life to ARGV[2] ms, only while held ...
+EXTEND_IF_HELD = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0
+"""
+#: ... and give it back, only while held (a lock that lapsed and was taken by another is left to it).
+DELETE_IF_HELD = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
 
 
 async def guard(call: Awaitable[T]) -> T:

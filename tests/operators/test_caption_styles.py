@@ -21,7 +21,7 @@ from operators.render.plan import Overlay, PlanParams, RenderPlan, render_plan
 from operators.render.resolve import TimelineError, frame_of
 from operators.render.styling.keywords import keyword_scores
 from operators.render.styling.presets import SAFE_AREAS
-from operators.render.text import anchor, rasterize
+from operators.render.text import rasterize
 from operators.render.timeline import Timeline
 from tests.mediagen import media_ctx
 from tests.render_testing import probed_assets, render_timeline
