@@ -99,6 +99,10 @@ def find_clips(transcript: Transcript, loudness: Loudness | None, params: FindPa
         return []
     sentences = split_sentences(words, duration, max_seconds=min(20.0, 0.75 * params.max_seconds))
     prompt = clean_prompt(params.prompt) if params.prompt.strip() else ""
+    note = _language_note(transcript.language, bool(prompt))
+    if note:
+        prompt = ""  # the sentence model reads English only: a prompt's similarity would be noise
+        log(f"Clips: {note}")
     vectors = embed([s.text for s in sentences] + ([prompt] if prompt else []))
     emb, prompt_vec = (vectors[:-1], vectors[-1]) if prompt else (vectors, None)
     topics = segment_topics(emb)
@@ -119,7 +123,7 @@ def find_clips(transcript: Transcript, loudness: Loudness | None, params: FindPa
             rank=rank, start=float(cand.start[i]), end=float(cand.end[i]), first_sentence=first,
             last_sentence=last, topic=int(topics.of[first]), score=float(scored.score[i]),
             components={k: float(v[i]) for k, v in scored.components.items()},
-            reasons=tuple(scorer.reasons(scored, i, first, last)),
+            reasons=tuple(scorer.reasons(scored, i, first, last)) + ((note,) if note else ()),
             title=title_of(span, emb[first : last + 1]), text=" ".join(s.text for s in span),
         ))
     log(f"Found {len(clips)} clip(s) among {cand.count} candidates: {len(sentences)} sentences, "
@@ -127,7 +131,17 @@ def find_clips(transcript: Transcript, loudness: Loudness | None, params: FindPa
     return clips
 
 
-@operator("clips.find", weight=5, version=1)
+def _language_note(language: str | None, prompted: bool) -> str | None:
+    """What a clip's reasons say when the talk is not English: the embeddings (all-MiniLM-L6-v2) are English-only,
+    so a prompt's relevance is left out and the score rests on the other components."""
+    if not language or language == "en":
+        return None
+    left_out = "the prompt's relevance is left out and " if prompted else ""
+    return (f"the talk is in '{language}' and the sentence model reads English only: {left_out}the score rests on "
+            "hook, completeness, coherence, pace and energy")
+
+
+@operator("clips.find", weight=5, version=2)
 def find(transcript: TranscriptUsed, loudness: Loudness | None = None, *, params: FindParams,
          ctx: OpContext) -> list[FoundClip]:
     """Find, score and choose the clips of a transcript."""

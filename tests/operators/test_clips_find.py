@@ -201,3 +201,16 @@ def test_embeddings_are_unit_vectors_whatever_the_batch() -> None:
     np.testing.assert_allclose(together, alone, atol=2e-5)  # padding never leaks into the mean
     similar = embed(["How much should I charge for my product?", "What price should we set?", "The cat sleeps."])
     assert similar[0] @ similar[1] > similar[0] @ similar[2] + 0.2
+
+
+def test_a_talk_in_another_language_says_the_score_rests_on_the_other_components(talk: cg.Talk,
+                                                                                 loud: Loudness) -> None:
+    # The sentence model reads English only: a prompt's similarity on Spanish sentences would be noise.
+    spanish = cg.exact_transcript(talk.composed).model_copy(update={"language": "es"})
+    lines: list[str] = []
+    clips = find(talk, loud, transcript=spanish, log=lines.append, prompt=PROMPTS[next(iter(PROMPTS))])
+    assert clips and all("relevance" not in c.components for c in clips)
+    assert all(any("in 'es'" in r and "relevance is left out" in r for r in c.reasons) for c in clips)
+    assert any("reads English only" in line for line in lines)
+    english = find(talk, loud, prompt=PROMPTS[next(iter(PROMPTS))])
+    assert all("relevance" in c.components and not any("English only" in r for r in c.reasons) for c in english)
