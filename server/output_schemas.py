@@ -69,3 +69,26 @@ def publish_output_schemas(catalog: GraphCatalog, schemas: dict[str, Any]) -> No
         properties["outputs"] = {  # type: ignore[assignment]
             "anyOf": [{"$ref": _REF.format(model=n)} for n in names],
             "description": "The job's outputs, once it completed: the <JobType>Outputs of its job_type"}
+    _clip_version_entries(catalog, schemas)
+
+
+def _clip_version_entries(catalog: GraphCatalog, schemas: dict[str, Any]) -> None:
+    """``ClipVersion.renders`` / ``exports``: entries of the job types that append there, each ``{job_id,
+    created_at, outputs}`` with the outputs the graph's ``clip_version:`` names, typed as in its Outputs."""
+    entries: dict[str, list[dict[str, Any]]] = {"renders": [], "exports": []}
+    for job_type, graph in sorted(catalog.graphs.items()):
+        spec = graph.spec.clip_version
+        if spec is None:
+            continue
+        typed = schemas[outputs_schema_name(job_type)]["properties"]
+        entries[spec.append].append({
+            "type": "object", "required": ["job_id", "created_at", "outputs"],
+            "description": f"What one {job_type} job of this clip version made",
+            "properties": {"job_id": {"type": "string"}, "created_at": {"type": "string", "format": "date-time"},
+                           "outputs": {"type": "object", "properties": {n: typed.get(n, {}) for n in spec.outputs}}}})
+    record = getattr(schemas.get("ClipVersion"), "properties", None)
+    if record is None:
+        return
+    for field, kinds in entries.items():
+        if kinds and field in record:
+            record[field] = {"type": "array", "items": kinds[0] if len(kinds) == 1 else {"anyOf": kinds}}

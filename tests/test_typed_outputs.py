@@ -19,8 +19,8 @@ def _validator(document: dict[str, Any], name: str) -> jsonschema.Draft202012Val
     return jsonschema.Draft202012Validator(schema)
 
 
-def _run(client: TestClient[Any], job_type: str, payload: dict[str, Any]) -> dict[str, Any]:
-    response = client.post(f"/v1/jobs/?job_type={job_type}", json={"project_id": "typed", **payload})
+def _run(client: TestClient[Any], job_type: str, payload: dict[str, Any], query: str = "") -> dict[str, Any]:
+    response = client.post(f"/v1/jobs/?job_type={job_type}{query}", json={"project_id": "typed", **payload})
     assert response.status_code == 202, response.text
     done = wait_for(client, response.json()["id"], timeout=120)
     assert done["status"] == "completed", done
@@ -67,6 +67,18 @@ def test_a_stored_clip_version_reads_back_as_a_timeline(client: TestClient[Any],
     created = client.post("/v1/clip-versions/", json={"project_id": "typed", "timeline": timeline})
     assert created.status_code == 201, created.text
     document = client.get("/schema/openapi.json").json()
-    _validator(document, "ClipVersion").validate(client.get(f"/v1/clip-versions/{created.json()['id']}").json())
+    cv_id = created.json()["id"]
+    _validator(document, "ClipVersion").validate(client.get(f"/v1/clip-versions/{cv_id}").json())
     assert document["components"]["schemas"]["ClipVersion"]["properties"]["timeline"] == {
         "$ref": "#/components/schemas/Timeline"}
+    # A render of it is appended to its renders, typed: {job_id, created_at, outputs: {video: Asset, poster}}.
+    _run(client, "render", {"output": {"preset": "ultrafast"}}, f"&clip_version_id={cv_id}")
+    version = client.get(f"/v1/clip-versions/{cv_id}").json()
+    assert len(version["renders"]) == 1
+    _validator(document, "ClipVersion").validate(version)
+    items = document["components"]["schemas"]["ClipVersion"]["properties"]["renders"]["items"]
+    entry = next(e for e in items.get("anyOf", [items]) if "render job" in e["description"])
+    assert entry["properties"]["outputs"]["properties"]["video"] == {"$ref": "#/components/schemas/Asset"}
+    as_render = jsonschema.Draft202012Validator({**entry, "components": document["components"]})
+    as_render.validate(version["renders"][0])
+    assert list(as_render.iter_errors({**version["renders"][0], "outputs": {"video": {"id": 7}}}))
