@@ -148,15 +148,16 @@ def encode_audio(source: SourceRef, info: MediaInfo, encoding: AudioEncoding,
             result = measure_file(local)
         over = result["true_peak"] - loudness.true_peak
         short_by = loudness.target - result["integrated"]
-        if attempt == 2 or (over < 0 and abs(short_by) <= params.retry_lu):
+        limited = any(name == "alimiter" for name, _ in filters)  # a linear gain lands where it is set: no retry
+        if attempt == 2 or (over < 0 and (abs(short_by) <= params.retry_lu or not limited)):
             break
         if over >= 0:
             extra_gain -= over + 0.2
             ctx.log(f"Loudness: {encoding.key} peaked at {result['true_peak']:.2f} dBTP after encoding, over the "
                     f"{loudness.true_peak:g} dBTP ceiling: encoding it again {-extra_gain:.2f} dB lower")
         else:
-            # The limiter under a lossy codec's lower ceiling took more loudness off than pass 1 learned at the
-            # ceiling itself: the same chain with the miss added lands it (the limiter keeps the peaks).
+            # The limiter took more loudness off than pass 1 learned (a lossy codec's peaks, another
+            # margin): the same chain driven by the miss more lands nearer (the limiter keeps the peaks).
             boost = short_by
             ctx.log(f"Loudness: {encoding.key} measured {result['integrated']:.2f} LUFS, {short_by:+.2f} LU off the "
                     f"target: encoding it again {short_by:+.2f} dB into the limiter")

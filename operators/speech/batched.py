@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 __all__ = ["BatchSettings", "DecodedSegment", "DecodedWord", "decode_each_language", "decode_windows",
-           "looks_like_loop"]
+           "language_probabilities", "looks_like_loop"]
 
 SAMPLE_RATE = 16000
 #: A window whose last segment ends this long before its audio does still has speech to decode:
@@ -139,9 +139,15 @@ def decode_each_language(model: Any, windows: list[np.ndarray],
     return languages, results
 
 
-def _language_of(model: Any, samples: np.ndarray) -> str:
+def language_probabilities(model: Any, samples: np.ndarray) -> dict[str, float]:
+    """Whisper's language head on the first 30 s of ``samples``: each language code's probability."""
     _, _, probabilities = model.detect_language(samples[: 30 * SAMPLE_RATE])
-    return str(max(probabilities, key=lambda pair: pair[1])[0])
+    return {str(code): float(p) for code, p in probabilities}
+
+
+def _language_of(model: Any, samples: np.ndarray) -> str:
+    probabilities = language_probabilities(model, samples)
+    return max(probabilities, key=probabilities.__getitem__)
 
 
 def _tail(piece: _Piece) -> _Piece | None:

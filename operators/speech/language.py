@@ -14,12 +14,11 @@ With a ``language`` given (not ``auto``), nothing is run: the report says it was
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Any
 
-import numpy as np
 
 from operators.context import OpContext
 from operators.registry import operator
+from operators.speech.batched import language_probabilities
 from operators.speech.models import LanguageReport, LanguageWindow, SpeechMap
 from operators.speech.pcm import decode_range, media_path
 from operators.speech.whisper import WhisperParams, load_model, resolve_model, threads_for
@@ -45,18 +44,12 @@ def probe_spans(speech: SpeechMap, probes: int = PROBES, seconds: float = PROBE_
     spans: list[tuple[float, float]] = []
     for k in range(probes):
         point = (k + 0.5) / probes * speech.duration
-        start = min(speech.segments, key=lambda s: 0.0 if s[0] <= point <= s[1] else min(abs(s[0] - point),
-                                                                                         abs(s[1] - point)))
-        begin = max(start[0], min(point, start[1]) - seconds / 2) if start[0] <= point <= start[1] else start[0]
+        seg = min(speech.segments, key=lambda s: max(s[0] - point, point - s[1], 0.0))  # the speech nearest
+        begin = max(seg[0], point - seconds / 2) if seg[0] <= point <= seg[1] else seg[0]
         span = (round(begin, 3), round(min(speech.duration, begin + seconds), 3))
         if all(abs(span[0] - s[0]) >= seconds / 2 for s in spans):
             spans.append(span)
     return sorted(spans)
-
-
-def _classify(model: Any, samples: np.ndarray) -> dict[str, float]:
-    _, _, probabilities = model.detect_language(samples)
-    return {code: float(p) for code, p in probabilities}
 
 
 def _report(windows: list[LanguageWindow], weights: list[float], scores: list[dict[str, float]]) -> LanguageReport:
@@ -85,7 +78,7 @@ def detect_language(audio: SourceRef | StoredFile, speech: SpeechMap, *, params:
     with ctx.storage.reading(media_path(audio)) as local:
         for i, (start, end) in enumerate(spans := probe_spans(speech)):
             samples = decode_range(local, start, end)
-            score = _classify(model, samples)
+            score = language_probabilities(model, samples)
             code = max(score, key=score.__getitem__)
             windows.append(LanguageWindow(start=start, end=end, language=code, probability=round(score[code], 4)))
             weights.append(max(1e-3, sum(min(b, end) - max(a, start) for a, b in speech.segments

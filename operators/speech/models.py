@@ -12,6 +12,7 @@ __all__ = [
     "LanguageWindow",
     "SpeechMap",
     "Transcript",
+    "WHISPER_LANGUAGES",
     "TranscriptSegment",
     "Window",
     "WindowGroup",
@@ -20,6 +21,18 @@ __all__ = [
 ]
 
 Span = tuple[float, float]
+
+#: The language codes Whisper knows (faster-whisper's ``tokenizer._LANGUAGE_CODES``, copied so that checking
+#: a payload's ``language`` at POST does not import faster-whisper and CTranslate2 into the API server;
+#: tests/operators/test_speech_languages.py keeps the copy equal to the library's).
+WHISPER_LANGUAGES = (
+    'af', 'am', 'ar', 'as', 'az', 'ba', 'be', 'bg', 'bn', 'bo', 'br', 'bs', 'ca', 'cs', 'cy', 'da', 'de', 'el',
+    'en', 'es', 'et', 'eu', 'fa', 'fi', 'fo', 'fr', 'gl', 'gu', 'ha', 'haw', 'he', 'hi', 'hr', 'ht', 'hu', 'hy',
+    'id', 'is', 'it', 'ja', 'jw', 'ka', 'kk', 'km', 'kn', 'ko', 'la', 'lb', 'ln', 'lo', 'lt', 'lv', 'mg', 'mi',
+    'mk', 'ml', 'mn', 'mr', 'ms', 'mt', 'my', 'ne', 'nl', 'nn', 'no', 'oc', 'pa', 'pl', 'ps', 'pt', 'ro', 'ru',
+    'sa', 'sd', 'si', 'sk', 'sl', 'sn', 'so', 'sq', 'sr', 'su', 'sv', 'sw', 'ta', 'te', 'tg', 'th', 'tk', 'tl',
+    'tr', 'tt', 'uk', 'ur', 'uz', 'vi', 'yi', 'yo', 'zh', 'yue',
+)
 
 
 class SpeechMap(Frozen):

@@ -30,10 +30,11 @@ def _open(path: Path) -> av.container.InputContainer:
         raise media_error(f"'{path.name}' could not be read as media", exc, path) from None
 
 
-def _audio_stream(container: av.container.InputContainer, name: str) -> av.audio.stream.AudioStream:
+def _audio_stream(container: av.container.InputContainer, name: str,
+                  index: int | None = None) -> av.audio.stream.AudioStream:
     if not container.streams.audio:
         raise MediaError(f"The source '{name}' has no audio stream to transcribe")
-    return container.streams.audio[0]
+    return container.streams[index] if index is not None else container.streams.audio[0]
 
 
 def _frames(container: av.container.InputContainer, stream: av.audio.stream.AudioStream, name: str) -> Iterator[av.AudioFrame]:
@@ -49,9 +50,10 @@ def _frames(container: av.container.InputContainer, stream: av.audio.stream.Audi
         raise MediaError(f"The audio of '{name}' could not be decoded: {exc}") from None
 
 
-def _resampled(frames: Iterator[av.AudioFrame]) -> Iterator[tuple[float | None, np.ndarray]]:
-    """(time of the frame's first input sample or None, 16 kHz mono float32 samples)."""
-    resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
+def _resampled(frames: Iterator[av.AudioFrame],
+               rate: int = SAMPLE_RATE) -> Iterator[tuple[float | None, np.ndarray]]:
+    """(time of the frame's first input sample or None, mono float32 samples at ``rate``)."""
+    resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
     for frame in frames:
         t = frame.time
         # A gap or jump in the source's timestamps would make the resampler's filter
@@ -88,20 +90,23 @@ def iter_pcm(path: str | Path, *, block_seconds: float = 30.0) -> Iterator[np.nd
             yield np.concatenate(pending)
 
 
-def decode_range(path: str | Path, start: float, end: float) -> np.ndarray:
-    """The samples of [start, end) seconds, found by seeking rather than decoding from 0.
+def decode_range(path: str | Path, start: float, end: float, *, rate: int = SAMPLE_RATE,
+                 index: int | None = None) -> np.ndarray:
+    """The samples of [start, end) seconds of audio stream ``index`` (default: the first), mono at ``rate``,
+    found by seeking rather than decoding from 0.
 
-    The result always has ``round(end*16000) - round(start*16000)`` samples: past the end
-    of the stream (or across a gap the demuxer skips) it is padded with silence.
+    The result always has ``round(end*rate) - round(start*rate)`` samples: past the end of the
+    stream (or across a gap the demuxer skips) it is padded with silence, so two ranges of one
+    file line up to the sample.
     """
     path = Path(path)
-    first = int(round(max(0.0, start) * SAMPLE_RATE))
-    last = int(round(max(start, end) * SAMPLE_RATE))
+    first = int(round(max(0.0, start) * rate))
+    last = int(round(max(start, end) * rate))
     out = np.zeros(last - first, dtype=np.float32)
     if last <= first:
         return out
     with _open(path) as container:
-        stream = _audio_stream(container, path.name)
+        stream = _audio_stream(container, path.name, index)
         sought = False
         if first > 0 and stream.time_base is not None:
             # Seek to the stream's own timeline (its start_time may not be 0).
@@ -116,10 +121,10 @@ def decode_range(path: str | Path, start: float, end: float) -> np.ndarray:
                 sought = False  # not seekable (a pipe, some raw formats): decode from 0
         origin_s = float((stream.start_time or 0) * stream.time_base) if stream.time_base else 0.0
         pos: int | None = None if sought else 0
-        for t, samples in _resampled(_frames(container, stream, path.name)):
+        for t, samples in _resampled(_frames(container, stream, path.name), rate):
             if pos is None:
                 # After a seek the first decoded frame says where we landed.
-                pos = int(round(((t or 0.0) - origin_s) * SAMPLE_RATE)) if t is not None else 0
+                pos = int(round(((t or 0.0) - origin_s) * rate)) if t is not None else 0
                 pos = max(0, pos)
             lo, hi = max(pos, first), min(pos + samples.size, last)
             if hi > lo:

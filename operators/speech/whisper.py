@@ -24,7 +24,8 @@ from operators.context import OpContext, cores_per_task
 from operators.errors import OperatorError, did_you_mean
 from operators.registry import operator
 from operators.speech.batched import BatchSettings, DecodedSegment, decode_each_language, decode_windows
-from operators.speech.models import LanguageReport, TranscriptSegment, Window, WindowGroup, WindowTranscript, Word
+from operators.speech.models import (WHISPER_LANGUAGES, LanguageReport, TranscriptSegment, Window, WindowGroup,
+                                     WindowTranscript, Word)
 from operators.speech.pcm import SAMPLE_RATE, decode_range, media_path
 from operators.speech.windows import KEPT_GAP_SECONDS, kept_ranges
 from operators.types import SourceRef, StoredFile
@@ -81,12 +82,10 @@ class WhisperParams(BaseModel):
     @field_validator("language")
     @classmethod
     def _known_language(cls, value: str | None) -> str | None:
-        from faster_whisper.tokenizer import _LANGUAGE_CODES  # Whisper's 99 (+yue) languages
-
-        if value is None or value == "auto" or value in _LANGUAGE_CODES:
+        if value is None or value == "auto" or value in WHISPER_LANGUAGES:
             return value
         raise ValueError(f"Unknown language '{value}': use 'auto' or a Whisper language code (en, es, de, fr, zh, "
-                         f"ar, ...){did_you_mean(value, _LANGUAGE_CODES)}")
+                         f"ar, ...){did_you_mean(value, WHISPER_LANGUAGES)}")
 
     @model_validator(mode="after")
     def _model_speaks_it(self) -> WhisperParams:

@@ -27,7 +27,8 @@ from operators.render.plan import RenderPlan
 from operators.types import Frozen, SourceRef, StoredFile
 from operators.voice.chunks import Cleaned, VoiceChunk, plan_chunks, read_cleaned
 from operators.voice.dfn import RATE, denoise
-from operators.voice.pcm import decode_range, downsample
+from operators.speech.pcm import decode_range
+from operators.voice.pcm import downsample
 
 __all__ = ["ChunkParams", "DenoiseParams", "Sound", "denoise_chunk", "join_sound", "join_wav", "plan",
            "plan_render"]
@@ -113,7 +114,8 @@ def denoise_chunk(chunk: VoiceChunk, *, params: DenoiseParams, ctx: OpContext) -
     warm = min(round(chunk.warmup * RATE), offset + lo) // factor * factor
     began = time.perf_counter()
     with ctx.storage.reading(chunk.path) as local:
-        sound = decode_range(local, (offset + lo - warm) / RATE, (offset + hi + _TAIL) / RATE, index=chunk.stream)
+        sound = decode_range(local, (offset + lo - warm) / RATE, (offset + hi + _TAIL) / RATE, rate=RATE,
+                             index=chunk.stream)
     cleaned = downsample(denoise(sound, atten_lim_db=params.atten_lim_db), factor)
     kept = cleaned[warm // factor : warm // factor + chunk.hi - chunk.lo]
     path = ctx.output_path(f"voice/{chunk.group}_{chunk.index:05d}.npy")

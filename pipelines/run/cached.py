@@ -43,6 +43,8 @@ class CachedNodes:
     _to_store: dict[str, tuple[Node, str, float]]
     _storing: set[asyncio.Task[None]]
     _scattered: list[Future]
+    #: Upstream results fetched for keys, once per node however many tasks of a fan-out ask.
+    _fetched: dict[str, asyncio.Future[Any]]
     deadlines: Deadlines
 
     def _submit(self, node: Node, handles: dict[str, Any], *, key: str, weight: float, item: Any = None,
@@ -157,9 +159,12 @@ class CachedNodes:
         if name in self._kept:
             result = await self._results[name]
             return result.items if isinstance(result, Mapped) else result
-        if isinstance(handle, list):
-            return [await self._fetch(f) for f in handle]
-        return await self._fetch(handle)
+        if name not in self._fetched:
+            handles = handle if isinstance(handle, list) else [handle]
+            fetched = asyncio.gather(*(self._fetch(f) for f in handles))
+            self._fetched[name] = fetched
+        values = await asyncio.shield(self._fetched[name])  # one waiter cancelled leaves the others theirs
+        return values if isinstance(handle, list) else values[0]
 
 
 def _at(value: Any, path: tuple[str, ...]) -> Any:

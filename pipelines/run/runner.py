@@ -111,6 +111,7 @@ class GraphRun(CachedNodes):
         self._kept = kept_nodes(graph)
         self._gathered: list[str] = []
         self._fetches: set[asyncio.Future[Any]] = set()
+        self._fetched: dict[str, asyncio.Future[Any]] = {}
 
     # -- public -----------------------------------------------------------------------
     @property
@@ -180,6 +181,7 @@ class GraphRun(CachedNodes):
         garbage collector, 300 jobs later the scheduler still held their tasks, which a worker kill recomputed)."""
         self._futures.clear()
         self._scattered.clear()
+        self._fetched.clear()
         self._handles.clear()
         self._results = {}
         self.deadlines.clear()
